@@ -34,6 +34,8 @@ def parse_path(
         segments = tuple(text.split("."))
         if "" in segments:
             raise InvalidPath(f"path {text!r} has an empty segment; segments are separated by single dots")
+        if len(segments) <= depth_max and len(text) <= segment_chars_max:
+            return segments
     else:
         segments = _parse_escaped(text)
     _check_limits(segments, text, depth_max, segment_chars_max)
@@ -88,6 +90,14 @@ def as_path(
     segment_chars_max: int = SEGMENT_CHARS_MAX,
 ) -> Path:
     """Accept the text or the tuple form and return a validated tuple path."""
+    if type(path) is str:
+        return parse_path(path, depth_max=depth_max, segment_chars_max=segment_chars_max)
+    if type(path) is tuple and len(path) <= depth_max:
+        for segment in path:
+            if type(segment) is not str or not segment or len(segment) > segment_chars_max:
+                break
+        else:
+            return path
     if isinstance(path, str):
         return parse_path(path, depth_max=depth_max, segment_chars_max=segment_chars_max)
     if isinstance(path, tuple) and all(type(s) is str and s for s in path):

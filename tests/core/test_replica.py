@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from statesync.core import InvalidPath, InvalidValue, Op
+from statesync.core._replica import Replica, ReplicaLimits
+
+T = 1_700_000_000_000
+SEG = st.sampled_from(["x", "y", "z"])
+paths = st.lists(SEG, min_size=1, max_size=3).map(tuple)
+
+
+def history(data: st.DataObject, n_writers: int = 3, steps: int = 20) -> list[Op]:
+    writers = [Replica(f"w{i}") for i in range(n_writers)]
+    ops: list[Op] = []
+    for _ in range(data.draw(st.integers(1, steps))):
+        i = data.draw(st.integers(0, n_writers - 1))
+        action = data.draw(st.sampled_from(["put", "dict", "remove", "deliver"]))
+        if action == "put":
+            ops.append(writers[i].put(data.draw(paths), data.draw(st.integers(0, 9)), T))
+        elif action == "dict":
+            ops.append(writers[i].put(data.draw(paths), {"x": 1, "y": {"z": 2}}, T))
+        elif action == "remove":
+            ops.append(writers[i].remove(data.draw(paths), T))
+        elif ops:
+            writers[i].receive(data.draw(st.sampled_from(ops)))
+    return ops
+
+
+def causal_subset(ops: list[Op], keep: set[int]) -> list[Op]:
+    """A causally closed subset: what a replica receiving those ops ends up applying."""
+    r = Replica("probe")
+    applied = []
+    for i in sorted(keep):
+        applied.extend(r.receive(ops[i]))
+    return applied
+
+
+@settings(max_examples=150)
+@given(st.data())
+def test_snapshot_join_equals_op_delivery(data: st.DataObject) -> None:
+    ops = history(data)
+    idx = list(range(len(ops)))
+    mine = causal_subset(ops, set(data.draw(st.lists(st.sampled_from(idx), unique=True)))) if ops else []
+    theirs = causal_subset(ops, set(data.draw(st.lists(st.sampled_from(idx), unique=True)))) if ops else []
+    a, b, expected = Replica("a"), Replica("b"), Replica("e")
+    for op in mine:
+        a.receive(op)
+    for op in theirs:
+        b.receive(op)
+    for op in sorted({o.dot: o for o in [*mine, *theirs]}.values(), key=lambda o: o.hlc):
+        expected.receive(op)
+    changes: list = []
+    a.install_snapshot(b.snapshot(), changes)
+    assert a.digest() == expected.digest()
+    assert a.get(()) == expected.get(())
+    # the rest arrives later through the log and changes nothing more
+    for op in ops:
+        a.receive(op)
+        expected.receive(op)
+    assert a.digest() == expected.digest()
+
+
+@settings(max_examples=100)
+@given(st.data())
+def test_restore_from_snapshot_and_log(data: st.DataObject) -> None:
+    ops = history(data)
+    r = Replica("w0")
+    for op in ops:
+        r.receive(op)
+    cut = data.draw(st.integers(0, len(ops)))
+    early = Replica("w0")
+    for op in ops[:cut]:
+        early.receive(op)
+    restored = Replica.restore("w0", early.snapshot(), ops[cut:])
+    assert restored.digest() == r.digest()
+    assert restored.get(()) == r.get(())
+    # a restored node never reuses a dot
+    nxt = restored.put("fresh", 1, T)
+    assert nxt.seq == r.vv.get("w0", 0) + 1
+    assert nxt.hlc > max((o.hlc for o in ops), default=0)
+
+
+def test_pending_buffer_is_bounded_and_refillable() -> None:
+    src = Replica("s")
+    ops = [src.put(("k", str(i)), i, T) for i in range(50)]
+    r = Replica("r", limits=ReplicaLimits(pending_ops_max=10))
+    for op in ops[1:]:
+        assert r.receive(op) == []
+    assert r.pending_count == 10 and r.pending_dropped == 39
+    ctx = r.received_context()
+    assert len(ctx.cloud) == 10 and ctx.vv == {}
+    applied = r.receive(ops[0])
+    assert len(applied) == 11
+    for op in ops:  # anti-entropy brings the rest again
+        r.receive(op)
+    assert r.digest() == src.digest()
+
+
+def test_duplicates_are_ignored() -> None:
+    src = Replica("s")
+    op = src.put("k", 1, T)
+    r = Replica("r")
+    assert r.receive(op) == [op]
+    assert r.receive(op) == []
+    assert r.vv == {"s": 1}
+
+
+def test_local_write_validation() -> None:
+    r = Replica("a", limits=ReplicaLimits(path_depth_max=3))
+    with pytest.raises(InvalidPath):
+        r.put("a.b.c.d", 1, T)
+    with pytest.raises(InvalidPath):
+        r.put("a..b", 1, T)
+    with pytest.raises(InvalidValue):
+        r.put("a", {1, 2}, T)  # type: ignore[arg-type]
+    with pytest.raises(InvalidValue, match="path segment"):
+        r.put("a", {"": 1}, T)
+    with pytest.raises(InvalidValue, match="deeper"):
+        r.put("a.b", {"c": {"d": 1}}, T)
+    assert r.seq == 0 and r.get("") == {}
+
+
+def test_write_returns_op_with_scope_context() -> None:
+    r = Replica("a")
+    first = r.put("k", 1, T)
+    second = r.put("k", 2, T)
+    assert first.context == () and second.context == (("a", 1),)
+    assert second.dot == ("a", 2) and second.hlc > first.hlc
