@@ -119,7 +119,11 @@ class SnapshotChunk:
 
 @attrs.frozen
 class SnapshotRequest:
-    """Ask for snapshot entries from ``offset`` on (``transfer_id`` empty: a new transfer)."""
+    """Ask for snapshot entries from ``offset`` on.
+
+    An empty ``transfer_id`` asks for a new transfer; ``offset`` -1 says the
+    transfer is complete and the sender may release it.
+    """
 
     TAG: ClassVar[int] = 9
     transfer_id: str
@@ -134,6 +138,14 @@ class Bye:
     reason: str = ""
 
 
+@attrs.frozen
+class Members:
+    """Membership gossip: the members the sender knows, with their endpoints."""
+
+    TAG: ClassVar[int] = 11
+    members: tuple[tuple[str, tuple[str, ...]], ...]
+
+
 Message: TypeAlias = (
     Hello
     | Welcome
@@ -145,6 +157,7 @@ Message: TypeAlias = (
     | SnapshotChunk
     | SnapshotRequest
     | Bye
+    | Members
 )
 
 MESSAGE_TYPES: tuple[type[Message], ...] = (
@@ -158,4 +171,5 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     SnapshotChunk,
     SnapshotRequest,
     Bye,
+    Members,
 )

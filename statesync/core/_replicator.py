@@ -1,0 +1,920 @@
+"""The replication protocol as a pure state machine.
+
+One ``Replicator`` per node wraps its ``Replica``. Events go in (a local
+write, a link up or down, a decoded message from a link, a tick), and the
+effects come out of :meth:`Replicator.take_output`: ops to make durable,
+messages to send, links to close, write-concern completions and failures,
+change records for watchers. Time comes in with every event as a ``Now``
+(monotonic seconds for timers, wall milliseconds for the hybrid clock);
+randomness (sync jitter) comes from the ``rand`` function given at
+construction. Nothing here does I/O.
+
+The contract with the caller (the node, or the simulator) is:
+
+    take the output; make ``persist`` (and a new ``snapshot`` if set) durable;
+    only then send ``sends``, close ``closes`` and resolve ``completed``.
+
+That ordering is what makes "an op is durable before the write returns or
+any peer sees it" and "an ack covers only durable ops" true.
+
+Protocol, per link (a connection to one peer):
+
+- Handshake: the active side sends HELLO; the passive side answers WELCOME or
+  REFUSE (protocol version, same or duplicate node id, clock skew beyond
+  ``max_drift_s``) and closes. Both sides then send the other what its
+  vector lacks (a catch-up, from the op log, or a snapshot).
+- Push: every local write goes to every up link, coalesced per link into
+  bounded OPS messages at ``take_output`` time.
+- Ack: a receiver acknowledges with its cumulative vector, one ACK per link
+  per output; it only covers ops that are applied (and, by the contract
+  above, durable).
+- Retransmit: own ops a peer has not acknowledged ``retransmit_timeout_s``
+  after they were sent go again, with exponential backoff, at most
+  ``retransmit_attempts_max`` times (then anti-entropy carries them).
+- Write concern: ``local`` completes once durable; ``all`` once every peer
+  that was up at write time acknowledged; ``N`` once N peers did. At the
+  deadline, a failure names the peers that did not acknowledge; the write
+  stays and spreads later.
+- Anti-entropy: every ``sync_interval_s`` (with jitter) a SYNC_REQUEST with
+  the vector plus buffered dots goes to every up link; the answer holds only
+  the ops the requester lacks, from any origin, in chunks bounded in bytes,
+  with a ``more`` mark that makes the requester ask again at once.
+- Snapshot: when the log no longer holds what a peer lacks, the answer is a
+  frozen snapshot sent in chunks the receiver pulls with SNAPSHOT_REQUEST
+  (transfer id and offset), so a transfer resumes after a reconnect.
+- Log compaction: ops every known peer acknowledged leave the log (causal
+  stability); the log is also bounded in length.
+- Membership: on handshake each side sends the members it knows with their
+  endpoints; new ones are reported so the node can connect to them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from typing import Literal, NamedTuple, TypeAlias
+
+import attrs
+
+from statesync.core._context import CausalContext, Dot
+from statesync.core._errors import WriteConcernError
+from statesync.core._hlc import hlc_wall_ms
+from statesync.core._messages import (
+    PROTOCOL_VERSION,
+    Ack,
+    Bye,
+    Hello,
+    Members,
+    Message,
+    Ops,
+    Refuse,
+    RefuseReason,
+    SnapshotChunk,
+    SnapshotEntry,
+    SnapshotRequest,
+    SyncRequest,
+    SyncResponse,
+    Welcome,
+)
+from statesync.core._op import Change, Op
+from statesync.core._path import PathLike
+from statesync.core._replica import Replica, Snapshot
+from statesync.core._value import Value, validate_value
+
+LinkId: TypeAlias = int
+AckSpec: TypeAlias = Literal["local", "all"] | int
+
+
+class Now(NamedTuple):
+    """The time of an event: ``mono_s`` for timers, ``wall_ms`` for the clock."""
+
+    mono_s: float
+    wall_ms: int
+
+
+@attrs.frozen
+class ReplicatorConfig:
+    """Protocol knobs. Every one has a default fit for a LAN cluster."""
+
+    sync_interval_s: float = 2.0
+    sync_jitter: float = 0.25
+    """Each sync interval is scaled by a random factor in [1 - jitter, 1 + jitter]."""
+    retransmit_timeout_s: float = 1.0
+    retransmit_backoff: float = 2.0
+    retransmit_timeout_max_s: float = 30.0
+    retransmit_attempts_max: int = 6
+    handshake_timeout_s: float = 5.0
+    max_drift_s: float = 60.0
+    ops_message_count_max: int = 4096
+    ops_message_bytes_max: int = 1 << 20
+    sync_chunk_bytes_max: int = 1 << 20
+    snapshot_chunk_bytes_max: int = 1 << 20
+    snapshot_ttl_s: float = 120.0
+    snapshot_transfers_max: int = 4
+    compact_interval_s: float = 1.0
+    members_max: int = 64
+    """Full mesh bound: members beyond this many are not reported for connection."""
+    bad_messages_max: int = 20
+    """Protocol violations tolerated from one link before it is closed."""
+    capabilities: tuple[str, ...] = ("batch", "zstd", "snapshot")
+
+
+class WriteStatus(enum.Enum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@attrs.define
+class WriteTicket:
+    """A local write and the state of its write concern."""
+
+    id: int
+    op: Op
+    ack: AckSpec
+    deadline_s: float | None
+    required: frozenset[str]
+    """For ``all``: the peers up at write time."""
+    acked: set[str] = attrs.field(factory=set)
+    status: WriteStatus = WriteStatus.PENDING
+    error: WriteConcernError | None = None
+
+
+@attrs.define
+class Output:
+    """The effects of the events since the last ``take_output``."""
+
+    persist: list[Op] = attrs.field(factory=list)
+    snapshot: Snapshot | None = None
+    """Set when a snapshot was installed: persist the whole state."""
+    sends: list[tuple[LinkId, Message]] = attrs.field(factory=list)
+    closes: list[tuple[LinkId, str]] = attrs.field(factory=list)
+    completed: list[WriteTicket] = attrs.field(factory=list)
+    failed: list[WriteTicket] = attrs.field(factory=list)
+    changes: list[Change] = attrs.field(factory=list)
+    discovered: list[tuple[str, tuple[str, ...]]] = attrs.field(factory=list)
+    """Members learned through gossip: (node id, endpoints) to connect to."""
+    peers_up: list[str] = attrs.field(factory=list)
+    peers_down: list[str] = attrs.field(factory=list)
+    notices: list[str] = attrs.field(factory=list)
+    """Human-readable events worth a log line (refusals, snapshots, skew)."""
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.persist
+            or self.snapshot is not None
+            or self.sends
+            or self.closes
+            or self.completed
+            or self.failed
+            or self.changes
+            or self.discovered
+            or self.peers_up
+            or self.peers_down
+            or self.notices
+        )
+
+
+@attrs.define
+class _Link:
+    id: LinkId
+    active: bool
+    opened_s: float
+    peer: str | None = None
+    up: bool = False
+    bad_messages: int = 0
+    gap_sync_after_s: float = 0.0
+
+
+@attrs.define
+class PeerState:
+    """What this node knows about one peer, across its links."""
+
+    node_id: str
+    link: LinkId | None = None
+    acked: dict[str, int] = attrs.field(factory=dict)
+    """The peer's applied (durable) vector, as far as we know."""
+    pushed: int = 0
+    """The highest own seq sent to the peer."""
+    retransmit_at_s: float | None = None
+    attempts: int = 0
+    endpoints: tuple[str, ...] = ()
+    last_seen_s: float = 0.0
+    last_sync_s: float | None = None
+    snapshot_in: _IncomingSnapshot | None = None
+
+
+@attrs.define
+class _IncomingSnapshot:
+    transfer_id: str
+    total: int
+    vv: dict[str, int]
+    entries: list[SnapshotEntry]
+
+
+@attrs.define
+class _OutgoingSnapshot:
+    transfer_id: str
+    peer: str
+    snapshot: Snapshot
+    touched_s: float
+    sent_entries: int = 0
+
+
+def op_size(op: Op) -> int:
+    """An estimate of an op's encoded size in bytes."""
+    value = op.value
+    t = type(value)
+    if t is str or t is bytes:
+        v = len(value) + 2  # type: ignore[arg-type]
+    elif t is dict or t is list:
+        v = validate_value(value)
+    else:
+        v = 9
+    return 24 + len(op.origin) + sum(len(s) + 1 for s in op.path) + v + 10 * len(op.context)
+
+
+def _entry_size(entry: SnapshotEntry) -> int:
+    path, versions = entry
+    size = 8 + sum(len(s) + 1 for s in path)
+    for v in versions:
+        value = v.value
+        size += 24 + len(v.origin) + (
+            len(value) if type(value) is str or type(value) is bytes else validate_value(value)
+        )
+    return size
+
+
+class Replicator:
+    """One node's side of the replication protocol (see the module doc)."""
+
+    def __init__(
+        self,
+        replica: Replica,
+        *,
+        config: ReplicatorConfig = ReplicatorConfig(),
+        rand: Callable[[], float],
+        known_peers: Iterable[str] = (),
+        endpoints: tuple[str, ...] = (),
+        now: Now | None = None,
+    ) -> None:
+        self.replica = replica
+        self.node_id = replica.node_id
+        self.config = config
+        self._rand = rand
+        self.endpoints = endpoints
+        self._links: dict[LinkId, _Link] = {}
+        self.peers: dict[str, PeerState] = {p: PeerState(p) for p in known_peers if p != self.node_id}
+        self._out = Output()
+        self._outbox: dict[LinkId, list[Op]] = {}
+        self._ack_due: set[LinkId] = set()
+        self._tickets: dict[int, WriteTicket] = {}
+        self._next_ticket = 1
+        self._next_transfer = 1
+        self._snapshots_out: dict[str, _OutgoingSnapshot] = {}
+        start = now.mono_s if now is not None else 0.0
+        self._next_sync_s = start + self._interval()
+        self._next_compact_s = start + config.compact_interval_s
+        self.counters: dict[str, int] = {
+            "ops_sent": 0,
+            "ops_received": 0,
+            "ops_retransmitted": 0,
+            "sync_requests": 0,
+            "snapshots_sent": 0,
+            "snapshots_installed": 0,
+            "bad_messages": 0,
+            "refused": 0,
+        }
+
+    # ------------------------------------------------------------ helpers
+
+    def _interval(self) -> float:
+        c = self.config
+        return c.sync_interval_s * (1.0 + c.sync_jitter * (2.0 * self._rand() - 1.0))
+
+    def _send(self, link: LinkId, msg: Message) -> None:
+        self._out.sends.append((link, msg))
+
+    def _up_links(self) -> list[_Link]:
+        return [link for link in self._links.values() if link.up]
+
+    def up_peers(self) -> list[str]:
+        return sorted(link.peer for link in self._links.values() if link.up and link.peer)
+
+    def _close(self, link: _Link, reason: str, now: Now) -> None:
+        self._out.closes.append((link.id, reason))
+        self._drop_link(link, now)
+
+    def _drop_link(self, link: _Link, now: Now) -> None:
+        self._links.pop(link.id, None)
+        self._outbox.pop(link.id, None)
+        self._ack_due.discard(link.id)
+        if link.up and link.peer is not None:
+            peer = self.peers.get(link.peer)
+            if peer is not None and peer.link == link.id:
+                peer.link = None
+                peer.retransmit_at_s = None
+                peer.last_seen_s = now.mono_s
+            self._out.peers_down.append(link.peer)
+
+    # ------------------------------------------------------------- events
+
+    def write(
+        self,
+        path: PathLike,
+        value: Value = None,
+        *,
+        remove: bool = False,
+        ack: AckSpec = "local",
+        timeout_s: float | None = None,
+        now: Now,
+    ) -> WriteTicket:
+        """A local write (put, subtree write, or remove) with its write concern.
+
+        Raises InvalidPath / InvalidValue for a bad write (nothing happens).
+        """
+        if not (ack in ("local", "all") or (type(ack) is int and ack >= 0)):
+            raise ValueError(f"ack must be 'local', 'all' or a number of peers >= 0, not {ack!r}")
+        changes = self._out.changes
+        if remove:
+            op = self.replica.remove(path, now.wall_ms, changes)
+        else:
+            op = self.replica.put(path, value, now.wall_ms, changes)
+        self._out.persist.append(op)
+        up = self._up_links()
+        for link in up:
+            self._outbox.setdefault(link.id, []).append(op)
+            peer = self.peers[link.peer]  # type: ignore[index]
+            peer.pushed = op.seq
+            if peer.retransmit_at_s is None:
+                # (Re)arm retransmission, also after an earlier cycle gave up.
+                peer.attempts = 0
+                peer.retransmit_at_s = now.mono_s + self.config.retransmit_timeout_s
+        required = frozenset(link.peer for link in up if link.peer) if ack == "all" else frozenset()
+        ticket = WriteTicket(
+            id=self._next_ticket,
+            op=op,
+            ack=ack,
+            deadline_s=(now.mono_s + timeout_s) if timeout_s is not None else None,
+            required=required,
+        )
+        self._next_ticket += 1
+        if ack in ("local", 0) or (ack == "all" and not required):
+            ticket.status = WriteStatus.DONE
+            self._out.completed.append(ticket)
+        else:
+            self._tickets[ticket.id] = ticket
+        return ticket
+
+    def connected(self, link: LinkId, *, active: bool, now: Now) -> None:
+        """A transport link opened; the active side starts the handshake."""
+        self._links[link] = _Link(link, active, now.mono_s)
+        if active:
+            self._send(link, self._hello(Hello, now))
+
+    def _hello(self, cls: type[Hello] | type[Welcome], now: Now) -> Hello | Welcome:
+        return cls(
+            node_id=self.node_id,
+            protocol_version=PROTOCOL_VERSION,
+            vv=dict(self.replica.vv),
+            wall_ms=now.wall_ms,
+            capabilities=self.config.capabilities,
+            listen=self.endpoints,
+        )
+
+    def disconnected(self, link: LinkId, now: Now) -> None:
+        """A transport link closed (by either side, or found dead)."""
+        state = self._links.get(link)
+        if state is not None:
+            self._drop_link(state, now)
+
+    def received(self, link: LinkId, msg: object, now: Now) -> None:
+        """A decoded message arrived on ``link``."""
+        state = self._links.get(link)
+        if state is None:
+            return
+        if not state.up:
+            self._handshake(state, msg, now)
+            return
+        assert state.peer is not None
+        peer = self.peers[state.peer]
+        peer.last_seen_s = now.mono_s
+        if isinstance(msg, Ops):
+            self._receive_ops(state, peer, msg.ops, now)
+        elif isinstance(msg, Ack):
+            self._on_ack(peer, msg.vv, now)
+        elif isinstance(msg, SyncRequest):
+            self._on_sync_request(state, peer, msg, now)
+        elif isinstance(msg, SyncResponse):
+            self._receive_ops(state, peer, msg.ops, now)
+            peer.last_sync_s = now.mono_s
+            if msg.more:
+                self._request_sync(state)
+        elif isinstance(msg, SnapshotChunk):
+            self._on_snapshot_chunk(state, peer, msg, now)
+        elif isinstance(msg, SnapshotRequest):
+            self._on_snapshot_request(state, peer, msg, now)
+        elif isinstance(msg, Members):
+            self._on_members(msg)
+        elif isinstance(msg, Hello | Welcome):
+            pass  # a duplicate of the handshake: harmless
+        elif isinstance(msg, Bye):
+            self._out.notices.append(f"{peer.node_id} said goodbye ({msg.reason or 'no reason'})")
+            self._close(state, msg.reason or "bye", now)
+        elif isinstance(msg, Refuse):
+            self._out.notices.append(f"{peer.node_id} dropped us: {msg.reason} {msg.detail}".rstrip())
+            self._close(state, msg.reason, now)
+        else:
+            self._bad(state, f"unexpected {type(msg).__name__} after the handshake", now)
+
+    def _bad(self, link: _Link, what: str, now: Now) -> None:
+        self.counters["bad_messages"] += 1
+        link.bad_messages += 1
+        if link.bad_messages >= self.config.bad_messages_max:
+            who = link.peer or f"link {link.id}"
+            self._out.notices.append(f"closing {who}: {link.bad_messages} protocol violations ({what})")
+            self._send(link.id, Refuse(RefuseReason.BAD_INPUT, what))
+            self._close(link, RefuseReason.BAD_INPUT, now)
+
+    def bad_frame(self, link: LinkId, what: str, now: Now) -> None:
+        """The transport could not decode a frame from ``link`` (counted; repeated: closed)."""
+        state = self._links.get(link)
+        if state is not None:
+            self._bad(state, what, now)
+
+    # ---------------------------------------------------------- handshake
+
+    def _handshake(self, link: _Link, msg: object, now: Now) -> None:
+        expected = Welcome if link.active else Hello
+        if isinstance(msg, Refuse) and link.active:
+            self.counters["refused"] += 1
+            self._out.notices.append(f"refused by the peer: {msg.reason} {msg.detail}".rstrip())
+            self._close(link, msg.reason, now)
+            return
+        if isinstance(msg, Bye):
+            self._close(link, msg.reason or "bye", now)
+            return
+        if not isinstance(msg, expected):
+            # Overtaken by a later message, or noise: drop it. Anything that
+            # mattered comes again; a link that never completes the handshake
+            # is closed after handshake_timeout_s.
+            self.counters["dropped_before_handshake"] = self.counters.get("dropped_before_handshake", 0) + 1
+            return
+        reason = self._refusal(msg, now)
+        if reason is not None:
+            code, detail = reason
+            self.counters["refused"] += 1
+            self._out.notices.append(f"refusing {msg.node_id!r}: {detail}")
+            self._send(link.id, Refuse(code, detail))
+            self._close(link, code, now)
+            return
+        if not link.active:
+            self._send(link.id, self._hello(Welcome, now))
+        self._peer_up(link, msg, now)
+
+    def _refusal(self, msg: Hello | Welcome, now: Now) -> tuple[str, str] | None:
+        if msg.protocol_version != PROTOCOL_VERSION:
+            return (
+                RefuseReason.VERSION,
+                f"protocol version {msg.protocol_version} is not {PROTOCOL_VERSION}; run the same statesync release on every node",
+            )
+        if msg.node_id == self.node_id:
+            return (
+                RefuseReason.SAME_ID,
+                f"both ends are node {msg.node_id!r}; give every node its own id (or remove the peer entry pointing at itself)",
+            )
+        if any(link.up and link.peer == msg.node_id for link in self._links.values()):
+            return (
+                RefuseReason.DUPLICATE_ID,
+                f"node {msg.node_id!r} is already connected; two live nodes share that id",
+            )
+        skew_ms = msg.wall_ms - now.wall_ms
+        if abs(skew_ms) > self.config.max_drift_s * 1000:
+            return (
+                RefuseReason.CLOCK_SKEW,
+                f"clocks differ by {abs(skew_ms) / 1000:.1f} s, beyond max_drift_s = {self.config.max_drift_s:g}; synchronize clocks (NTP)",
+            )
+        return None
+
+    def _peer_up(self, link: _Link, msg: Hello | Welcome, now: Now) -> None:
+        link.up = True
+        link.peer = msg.node_id
+        peer = self.peers.get(msg.node_id)
+        if peer is None:
+            peer = self.peers[msg.node_id] = PeerState(msg.node_id)
+        peer.link = link.id
+        peer.last_seen_s = now.mono_s
+        peer.endpoints = tuple(msg.listen)
+        self._merge_acked(peer, msg.vv, now)
+        peer.pushed = self.replica.seq
+        peer.attempts = 0
+        peer.retransmit_at_s = None
+        self._out.peers_up.append(msg.node_id)
+        members = tuple(
+            (p.node_id, p.endpoints)
+            for p in self.peers.values()
+            if p.endpoints and p.node_id != msg.node_id
+        )
+        if self.endpoints:
+            members = ((self.node_id, self.endpoints), *members)
+        self._send(link.id, Members(members[: self.config.members_max]))
+        self._catch_up(link, peer, CausalContext(msg.vv), now)
+        if peer.snapshot_in is not None:
+            inc = peer.snapshot_in
+            self._send(link.id, SnapshotRequest(inc.transfer_id, len(inc.entries)))
+
+    def _catch_up(self, link: _Link, peer: PeerState, ctx: CausalContext, now: Now) -> None:
+        """Send the peer what ``ctx`` (its state) lacks: log ops or a snapshot."""
+        log = self.replica.log
+        if log.lacking(ctx):
+            self._start_snapshot(link, peer, now)
+            return
+        ops, more = log.missing(ctx, bytes_max=self.config.sync_chunk_bytes_max, size=op_size)
+        if ops or more:
+            self.counters["ops_sent"] += len(ops)
+            self._send(link.id, SyncResponse(tuple(ops), more))
+
+    # ------------------------------------------------------- ops and acks
+
+    def _receive_ops(self, link: _Link, peer: PeerState, ops: tuple[Op, ...], now: Now) -> None:
+        replica = self.replica
+        waiting = replica.pending_count
+        applied = replica.receive_many(ops, self._out.changes)
+        self.counters["ops_received"] += len(ops)
+        if applied:
+            self._out.persist.extend(applied)
+        if replica.pending_count > waiting and now.mono_s >= link.gap_sync_after_s:
+            # Ops arrived ahead of ones they depend on: something was lost on
+            # the way. Ask for what is missing now rather than at the next
+            # sync round (at most once per retransmit timeout per link).
+            link.gap_sync_after_s = now.mono_s + self.config.retransmit_timeout_s
+            self.counters["gap_syncs"] = self.counters.get("gap_syncs", 0) + 1
+            self._request_sync(link)
+        # Acknowledge even duplicates: the sender may be retransmitting because an ack was lost.
+        self._ack_due.add(link.id)
+        drift_ms = self.config.max_drift_s * 1000
+        for op in ops:
+            if op.origin == peer.node_id and hlc_wall_ms(op.hlc) - now.wall_ms > drift_ms:
+                skew = (hlc_wall_ms(op.hlc) - now.wall_ms) / 1000
+                detail = f"writes stamped {skew:.1f} s ahead of our clock, beyond max_drift_s = {self.config.max_drift_s:g}"
+                self._out.notices.append(f"dropping {peer.node_id}: {detail} (its ops are kept)")
+                self._send(link.id, Refuse(RefuseReason.CLOCK_SKEW, detail))
+                self._close(link, RefuseReason.CLOCK_SKEW, now)
+                return
+
+    def _merge_acked(self, peer: PeerState, vv: dict[str, int], now: Now) -> bool:
+        acked = peer.acked
+        progressed = False
+        for node, n in vv.items():
+            if acked.get(node, 0) < n:
+                acked[node] = n
+                progressed = True
+        if progressed and self._tickets:
+            self._check_tickets(peer)
+        return progressed
+
+    def _on_ack(self, peer: PeerState, vv: dict[str, int], now: Now) -> None:
+        if self._merge_acked(peer, vv, now):
+            if peer.acked.get(self.node_id, 0) >= peer.pushed:
+                peer.retransmit_at_s = None
+                peer.attempts = 0
+            else:
+                peer.attempts = 0
+                peer.retransmit_at_s = now.mono_s + self.config.retransmit_timeout_s
+
+    def _check_tickets(self, peer: PeerState) -> None:
+        mine = peer.acked.get(self.node_id, 0)
+        done: list[WriteTicket] = []
+        for ticket in self._tickets.values():
+            if ticket.op.seq > mine or peer.node_id in ticket.acked:
+                continue
+            if ticket.ack == "all" and peer.node_id not in ticket.required:
+                continue
+            ticket.acked.add(peer.node_id)
+            if (ticket.ack == "all" and ticket.acked >= ticket.required) or (
+                type(ticket.ack) is int and len(ticket.acked) >= ticket.ack
+            ):
+                done.append(ticket)
+        for ticket in done:
+            del self._tickets[ticket.id]
+            ticket.status = WriteStatus.DONE
+            self._out.completed.append(ticket)
+
+    # -------------------------------------------------------- anti-entropy
+
+    def _request_sync(self, link: _Link) -> None:
+        ctx = self.replica.received_context()
+        self.counters["sync_requests"] += 1
+        self._send(link.id, SyncRequest(ctx.vv, tuple(sorted(ctx.cloud))))
+
+    def sync_now(self, now: Now) -> None:
+        """Start an anti-entropy round with every up link now."""
+        for link in self._up_links():
+            inc = self.peers[link.peer].snapshot_in  # type: ignore[index]
+            if inc is not None:
+                # A snapshot from this peer is under way: pull its next chunk again
+                # (idempotent) instead of asking for ops it would answer with a snapshot.
+                self._send(link.id, SnapshotRequest(inc.transfer_id, len(inc.entries)))
+            else:
+                self._request_sync(link)
+        self._next_sync_s = now.mono_s + self._interval()
+
+    def _on_sync_request(self, link: _Link, peer: PeerState, msg: SyncRequest, now: Now) -> None:
+        self._merge_acked(peer, msg.vv, now)
+        ctx = CausalContext(msg.vv, msg.cloud)
+        log = self.replica.log
+        if log.lacking(ctx):
+            self._start_snapshot(link, peer, now)
+            return
+        ops, more = log.missing(ctx, bytes_max=self.config.sync_chunk_bytes_max, size=op_size)
+        self.counters["ops_sent"] += len(ops)
+        self._send(link.id, SyncResponse(tuple(ops), more))
+
+    def _on_members(self, msg: Members) -> None:
+        known = len(self.peers)
+        for node_id, endpoints in msg.members[: self.config.members_max]:
+            if node_id == self.node_id or not endpoints:
+                continue
+            peer = self.peers.get(node_id)
+            if peer is None:
+                if known >= self.config.members_max:
+                    continue
+                peer = self.peers[node_id] = PeerState(node_id, endpoints=tuple(endpoints))
+                known += 1
+                self._out.discovered.append((node_id, tuple(endpoints)))
+            elif not peer.endpoints:
+                peer.endpoints = tuple(endpoints)
+                if peer.link is None:
+                    self._out.discovered.append((node_id, tuple(endpoints)))
+
+    # ----------------------------------------------------------- snapshots
+
+    def _start_snapshot(self, link: _Link, peer: PeerState, now: Now, *, fresh: bool = False) -> None:
+        for transfer in list(self._snapshots_out.values()):
+            if transfer.peer == peer.node_id:
+                if fresh:
+                    del self._snapshots_out[transfer.transfer_id]
+                    break
+                # The receiver pulls chunks; only if it went quiet (a lost
+                # chunk, or it restarted) offer the first chunk again: it
+                # either resumes from where it is or starts over.
+                if now.mono_s - transfer.touched_s > self.config.retransmit_timeout_s:
+                    self._send_chunk(link, transfer, 0, now)
+                return
+        if len(self._snapshots_out) >= self.config.snapshot_transfers_max:
+            oldest = min(self._snapshots_out.values(), key=lambda t: t.touched_s)
+            del self._snapshots_out[oldest.transfer_id]
+        transfer_id = f"{self.node_id}/{self._next_transfer}"
+        self._next_transfer += 1
+        transfer = _OutgoingSnapshot(transfer_id, peer.node_id, self.replica.snapshot(), now.mono_s)
+        self._snapshots_out[transfer_id] = transfer
+        self.counters["snapshots_sent"] += 1
+        self._out.notices.append(
+            f"sending a snapshot of {len(transfer.snapshot.entries)} paths to {peer.node_id} (its log position was compacted away)"
+        )
+        self._send_chunk(link, transfer, 0, now)
+
+    def _send_chunk(self, link: _Link, transfer: _OutgoingSnapshot, offset: int, now: Now) -> None:
+        entries = transfer.snapshot.entries
+        budget = self.config.snapshot_chunk_bytes_max
+        end = offset
+        while end < len(entries) and (end == offset or budget > 0):
+            budget -= _entry_size(entries[end])
+            if budget < 0 and end > offset:
+                break
+            end += 1
+        transfer.sent_entries = max(transfer.sent_entries, end)
+        transfer.touched_s = now.mono_s
+        self.counters["snapshot_chunks_sent"] = self.counters.get("snapshot_chunks_sent", 0) + 1
+        self._send(
+            link.id,
+            SnapshotChunk(
+                transfer.transfer_id,
+                offset,
+                len(entries),
+                transfer.snapshot.vv,
+                entries[offset:end],
+            ),
+        )
+
+    def _on_snapshot_request(self, link: _Link, peer: PeerState, msg: SnapshotRequest, now: Now) -> None:
+        transfer = self._snapshots_out.get(msg.transfer_id)
+        if msg.offset < 0:  # the receiver has it all: release the frozen snapshot
+            if transfer is not None and transfer.peer == peer.node_id:
+                del self._snapshots_out[msg.transfer_id]
+            return
+        if transfer is None or transfer.peer != peer.node_id:
+            self._start_snapshot(link, peer, now, fresh=True)
+            return
+        if msg.offset < len(transfer.snapshot.entries):
+            self._send_chunk(link, transfer, msg.offset, now)
+
+    def _on_snapshot_chunk(self, link: _Link, peer: PeerState, msg: SnapshotChunk, now: Now) -> None:
+        inc = peer.snapshot_in
+        if msg.offset == 0 and (inc is None or inc.transfer_id != msg.transfer_id):
+            inc = peer.snapshot_in = _IncomingSnapshot(msg.transfer_id, msg.total, dict(msg.vv), [])
+        if inc is None or inc.transfer_id != msg.transfer_id or msg.total != inc.total:
+            # A chunk of a transfer we no longer hold: ask for a fresh one.
+            self._send(link.id, SnapshotRequest("", 0))
+            return
+        if msg.offset != len(inc.entries):
+            self._send(link.id, SnapshotRequest(inc.transfer_id, len(inc.entries)))
+            return
+        inc.entries.extend(msg.entries)
+        if len(inc.entries) < inc.total:
+            self._send(link.id, SnapshotRequest(inc.transfer_id, len(inc.entries)))
+            return
+        peer.snapshot_in = None
+        entries = tuple(inc.entries)
+        hlc = max((v.hlc for _, vs in entries for v in vs), default=0)
+        self.replica.install_snapshot(Snapshot(inc.vv, hlc, entries), self._out.changes)
+        self._out.snapshot = self.replica.snapshot()
+        self.counters["snapshots_installed"] += 1
+        self._out.notices.append(f"installed a snapshot of {inc.total} paths from {peer.node_id}")
+        self._send(link.id, SnapshotRequest(inc.transfer_id, -1))
+        self._ack_due.add(link.id)
+
+    def snapshot_progress(self) -> dict[str, tuple[int, int]]:
+        """Incoming snapshot transfers: peer -> (entries received, total)."""
+        return {
+            p.node_id: (len(p.snapshot_in.entries), p.snapshot_in.total)
+            for p in self.peers.values()
+            if p.snapshot_in is not None
+        }
+
+    # --------------------------------------------------------------- time
+
+    def tick(self, now: Now) -> None:
+        """Run whatever timers are due at ``now``."""
+        t = now.mono_s
+        cfg = self.config
+        if t >= self._next_sync_s:
+            self.sync_now(now)
+        for link in list(self._links.values()):
+            if not link.up and t - link.opened_s >= cfg.handshake_timeout_s:
+                self._out.notices.append(f"link {link.id}: no handshake within {cfg.handshake_timeout_s:g} s")
+                self._close(link, "handshake-timeout", now)
+        for peer in self.peers.values():
+            if peer.retransmit_at_s is not None and t >= peer.retransmit_at_s and peer.link is not None:
+                self._retransmit(peer, now)
+        if self._tickets:
+            for ticket in [k for k in self._tickets.values() if k.deadline_s is not None and t >= k.deadline_s]:
+                self._fail(ticket)
+        for transfer in [x for x in self._snapshots_out.values() if t - x.touched_s > cfg.snapshot_ttl_s]:
+            del self._snapshots_out[transfer.transfer_id]
+        if t >= self._next_compact_s:
+            self.compact()
+            self._next_compact_s = t + cfg.compact_interval_s
+
+    def _retransmit(self, peer: PeerState, now: Now) -> None:
+        cfg = self.config
+        have = peer.acked.get(self.node_id, 0)
+        if have >= peer.pushed or peer.attempts >= cfg.retransmit_attempts_max:
+            peer.retransmit_at_s = None
+            return
+        log = self.replica.log
+        start = max(have, log.low(self.node_id))
+        ops: list[Op] = []
+        budget = cfg.ops_message_bytes_max
+        for seq in range(start + 1, peer.pushed + 1):
+            op = log.get(self.node_id, seq)
+            if op is None:
+                break
+            budget -= op_size(op)
+            if ops and (budget < 0 or len(ops) >= cfg.ops_message_count_max):
+                break
+            ops.append(op)
+        if ops and peer.link is not None:
+            self.counters["ops_retransmitted"] += len(ops)
+            self._send(peer.link, Ops(tuple(ops)))
+        peer.attempts += 1
+        delay = min(cfg.retransmit_timeout_s * cfg.retransmit_backoff**peer.attempts, cfg.retransmit_timeout_max_s)
+        peer.retransmit_at_s = now.mono_s + delay
+
+    def _fail(self, ticket: WriteTicket) -> None:
+        del self._tickets[ticket.id]
+        if ticket.ack == "all":
+            missing = tuple(sorted(ticket.required - ticket.acked))
+            wanted = "every peer connected at write time"
+        else:
+            missing = tuple(sorted(p for p in self.peers if p not in ticket.acked))
+            wanted = f"{ticket.ack} peer(s)"
+        ticket.status = WriteStatus.FAILED
+        who = ", ".join(missing) if missing else "none known"
+        ticket.error = WriteConcernError(
+            f"write {ticket.op.origin}:{ticket.op.seq} is durable here but was not acknowledged by {wanted} "
+            f"in time; missing: {who}. It stays and spreads when they are back.",
+            missing=missing,
+            dot=(ticket.op.origin, ticket.op.seq),
+        )
+        self._out.failed.append(ticket)
+
+    def next_tick_s(self) -> float:
+        """When the replicator next wants :meth:`tick` (monotonic seconds)."""
+        t = min(self._next_sync_s, self._next_compact_s)
+        cfg = self.config
+        for link in self._links.values():
+            if not link.up:
+                t = min(t, link.opened_s + cfg.handshake_timeout_s)
+        for peer in self.peers.values():
+            if peer.retransmit_at_s is not None:
+                t = min(t, peer.retransmit_at_s)
+        for ticket in self._tickets.values():
+            if ticket.deadline_s is not None:
+                t = min(t, ticket.deadline_s)
+        return t
+
+    # ----------------------------------------------------------- housekeeping
+
+    def stable(self) -> dict[str, int]:
+        """Per origin, the highest seq every known peer has acknowledged."""
+        vv = self.replica.vv
+        if not self.peers:
+            return dict(vv)
+        return {
+            origin: min(n, *(p.acked.get(origin, 0) for p in self.peers.values()))
+            for origin, n in vv.items()
+        }
+
+    def compact(self) -> int:
+        """Drop causally stable ops from the log."""
+        return self.replica.log.compact(self.stable())
+
+    def forget_peer(self, node_id: str) -> None:
+        """Stop counting ``node_id`` for stability (a member removed for good)."""
+        peer = self.peers.get(node_id)
+        if peer is not None and peer.link is None:
+            del self.peers[node_id]
+
+    def shutdown(self, now: Now, reason: str = RefuseReason.SHUTDOWN) -> None:
+        """Say goodbye on every link and close them."""
+        for link in list(self._links.values()):
+            self._send(link.id, Bye(reason))
+            self._close(link, reason, now)
+
+    def take_output(self) -> Output:
+        """The effects accumulated since the last call (see the module doc)."""
+        out = self._out
+        cfg = self.config
+        if self._outbox:
+            for link_id, ops in self._outbox.items():
+                if not ops:
+                    continue
+                chunk: list[Op] = []
+                budget = cfg.ops_message_bytes_max
+                for op in ops:
+                    size = op_size(op)
+                    if chunk and (budget - size < 0 or len(chunk) >= cfg.ops_message_count_max):
+                        out.sends.append((link_id, Ops(tuple(chunk))))
+                        chunk = []
+                        budget = cfg.ops_message_bytes_max
+                    chunk.append(op)
+                    budget -= size
+                if chunk:
+                    out.sends.append((link_id, Ops(tuple(chunk))))
+                self.counters["ops_sent"] += len(ops)
+            self._outbox = {}
+        if self._ack_due:
+            vv = self.replica.vv
+            for link_id in self._ack_due:
+                if link_id in self._links:
+                    out.sends.append((link_id, Ack(dict(vv))))
+            self._ack_due = set()
+        self._out = Output()
+        return out
+
+    # ------------------------------------------------------------- status
+
+    def status(self, now: Now) -> dict[str, object]:
+        """Peers, lag each way, unacknowledged writes, log length, last sync."""
+        vv = self.replica.vv
+        peers = {}
+        for p in sorted(self.peers.values(), key=lambda p: p.node_id):
+            they_lack = sum(max(0, n - p.acked.get(o, 0)) for o, n in vv.items())
+            we_lack = sum(max(0, n - vv.get(o, 0)) for o, n in p.acked.items())
+            peers[p.node_id] = {
+                "connected": p.link is not None,
+                "endpoints": list(p.endpoints),
+                "they_lack_ops": they_lack,
+                "we_lack_ops": we_lack,
+                "unacked_own_ops": max(0, self.replica.seq - p.acked.get(self.node_id, 0)),
+                "last_sync_age_s": None if p.last_sync_s is None else round(now.mono_s - p.last_sync_s, 3),
+                "snapshot_in": None
+                if p.snapshot_in is None
+                else [len(p.snapshot_in.entries), p.snapshot_in.total],
+            }
+        return {
+            "node_id": self.node_id,
+            "vv": dict(vv),
+            "peers": peers,
+            "pending_writes": len(self._tickets),
+            "log_ops": len(self.replica.log),
+            "causal_buffer_ops": self.replica.pending_count,
+            "snapshots_out": len(self._snapshots_out),
+            "counters": dict(self.counters),
+            **self.replica.stats(),
+        }
+
+
+def dots_of(ops: Iterable[Op]) -> set[Dot]:
+    return {(op.origin, op.seq) for op in ops}
