@@ -24,6 +24,7 @@ class RefuseReason:
 
     VERSION = "protocol-version"
     DUPLICATE_ID = "duplicate-node-id"
+    DUPLICATE_LINK = "duplicate-link"
     SAME_ID = "same-node-id"
     CLOCK_SKEW = "clock-skew"
     UNAUTHORIZED = "unauthorized"
@@ -43,6 +44,9 @@ class Hello:
     wall_ms: int
     capabilities: tuple[str, ...] = ()
     listen: tuple[str, ...] = ()
+    instance: str = ""
+    """Random per process start: tells a second link from the same process
+    apart from a second process using the same node id."""
 
 
 @attrs.frozen
@@ -56,6 +60,7 @@ class Welcome:
     wall_ms: int
     capabilities: tuple[str, ...] = ()
     listen: tuple[str, ...] = ()
+    instance: str = ""
 
 
 @attrs.frozen

@@ -184,6 +184,7 @@ class _Link:
     up: bool = False
     bad_messages: int = 0
     gap_sync_after_s: float = 0.0
+    instance: str = ""
 
 
 @attrs.define
@@ -256,9 +257,11 @@ class Replicator:
         rand: Callable[[], float],
         known_peers: Iterable[str] = (),
         endpoints: tuple[str, ...] = (),
+        instance: str = "",
         now: Now | None = None,
     ) -> None:
         self.replica = replica
+        self.instance = instance
         self.node_id = replica.node_id
         self.config = config
         self._rand = rand
@@ -380,6 +383,7 @@ class Replicator:
             wall_ms=now.wall_ms,
             capabilities=self.config.capabilities,
             listen=self.endpoints,
+            instance=self.instance,
         )
 
     def disconnected(self, link: LinkId, now: Now) -> None:
@@ -460,7 +464,7 @@ class Replicator:
             # is closed after handshake_timeout_s.
             self.counters["dropped_before_handshake"] = self.counters.get("dropped_before_handshake", 0) + 1
             return
-        reason = self._refusal(msg, now)
+        reason = self._refusal(link, msg, now)
         if reason is not None:
             code, detail = reason
             self.counters["refused"] += 1
@@ -472,7 +476,10 @@ class Replicator:
             self._send(link.id, self._hello(Welcome, now))
         self._peer_up(link, msg, now)
 
-    def _refusal(self, msg: Hello | Welcome, now: Now) -> tuple[str, str] | None:
+    def _preferred(self, link: _Link, peer: str) -> bool:
+        return (self.node_id < peer) == link.active
+
+    def _refusal(self, link: _Link, msg: Hello | Welcome, now: Now) -> tuple[str, str] | None:
         if msg.protocol_version != PROTOCOL_VERSION:
             return (
                 RefuseReason.VERSION,
@@ -483,11 +490,21 @@ class Replicator:
                 RefuseReason.SAME_ID,
                 f"both ends are node {msg.node_id!r}; give every node its own id (or remove the peer entry pointing at itself)",
             )
-        if any(link.up and link.peer == msg.node_id for link in self._links.values()):
-            return (
-                RefuseReason.DUPLICATE_ID,
-                f"node {msg.node_id!r} is already connected; two live nodes share that id",
-            )
+        existing = next((x for x in self._links.values() if x.up and x.peer == msg.node_id), None)
+        if existing is not None:
+            if not (existing.instance and existing.instance == msg.instance):
+                return (
+                    RefuseReason.DUPLICATE_ID,
+                    f"node {msg.node_id!r} is already connected; two live nodes share that id",
+                )
+            # The same peer process connected both ways at once: keep the link
+            # whose active side has the smaller node id. Both ends apply the
+            # same rule, so exactly one link survives.
+            if self._preferred(link, msg.node_id) and not self._preferred(existing, msg.node_id):
+                self._send(existing.id, Bye(RefuseReason.DUPLICATE_LINK))
+                self._close(existing, RefuseReason.DUPLICATE_LINK, now)
+            else:
+                return (RefuseReason.DUPLICATE_LINK, f"already linked to {msg.node_id!r} the other way")
         skew_ms = msg.wall_ms - now.wall_ms
         if abs(skew_ms) > self.config.max_drift_s * 1000:
             return (
@@ -499,6 +516,7 @@ class Replicator:
     def _peer_up(self, link: _Link, msg: Hello | Welcome, now: Now) -> None:
         link.up = True
         link.peer = msg.node_id
+        link.instance = msg.instance
         peer = self.peers.get(msg.node_id)
         if peer is None:
             peer = self.peers[msg.node_id] = PeerState(msg.node_id)

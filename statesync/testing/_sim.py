@@ -231,6 +231,7 @@ class Simulation:
             rand=node.rng.random,
             known_peers=[i for i in self.ids if i != node.node_id],
             endpoints=(f"sim://{node.node_id}",),
+            instance=f"{node.node_id}-{node.rng.getrandbits(32):08x}",
             now=self._now(node),
         )
         self._after(node)

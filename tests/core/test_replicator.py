@@ -157,6 +157,24 @@ def test_refuses_a_second_live_node_with_the_same_id() -> None:
     assert rep.up_peers() == ["a"]  # the live one stays
 
 
+def test_simultaneous_connects_between_two_processes_keep_one_link() -> None:
+    net = Net("a", "b")
+    net.reps["a"].instance = "ia"
+    net.reps["b"].instance = "ib"
+    net.connect("a", "b")
+    net.connect("b", "a")
+    net.pump()
+    net.tick(0.1)
+    net.pump()
+    up_links_a = [x for x in net.reps["a"]._links.values() if x.up]
+    up_links_b = [x for x in net.reps["b"]._links.values() if x.up]
+    assert len(up_links_a) == 1 and len(up_links_b) == 1
+    assert up_links_a[0].active  # "a" < "b": the link a opened is kept
+    net.reps["a"].write("k", 1, now=net.now("a"))
+    net.pump()
+    assert net.reps["b"].replica.get("k") == 1
+
+
 def test_refuses_a_skewed_clock_both_ways() -> None:
     net = Net("b", config=ReplicatorConfig(max_drift_s=1.0))
     rep = net.reps["b"]

@@ -1,0 +1,229 @@
+"""Node configuration: one attrs class, loadable from TOML.
+
+Every option has a default fit for a local cluster. A TOML file holds the same
+names (``node_id``, ``listen``, ``peers``...), plus optional tables
+``[strategy]`` (prefix -> strategy name, ``"" = default``) and ``[faults]``
+(test-only fault injection). Unknown names are errors that say which names
+exist, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from statesync.core import ReplicatorConfig, StatesyncError, StrategySpec
+from statesync.core._strategy import Strategies
+
+_NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class ConfigError(StatesyncError, ValueError):
+    """A configuration value is missing or wrong; the message says how to fix it."""
+
+
+def _endpoints(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"an endpoint list must be a string or a list of strings, not {type(value).__name__}")
+    out = []
+    for item in value:
+        if not isinstance(item, str) or "://" not in item:
+            raise ConfigError(f"endpoint {item!r} is not of the form tcp://host:port, ipc:///path or inproc://name")
+        scheme = item.split("://", 1)[0]
+        if scheme not in ("tcp", "ipc", "inproc"):
+            raise ConfigError(f"endpoint {item!r} uses {scheme}://; use tcp://, ipc:// or inproc://")
+        out.append(item)
+    return tuple(out)
+
+
+@attrs.frozen
+class FaultConfig:
+    """Fault injection in the transport, for tests: driven by ``seed``."""
+
+    seed: int = 0
+    drop: float = 0.0
+    """Probability that an outgoing frame is dropped."""
+    dup: float = 0.0
+    """Probability that an outgoing frame is sent twice."""
+    delay_ms: tuple[int, int] = (0, 0)
+    """Each outgoing frame is held for a uniform delay in this range (reorders them)."""
+    cut: tuple[str, ...] = ()
+    """Node ids whose links are cut: frames to and from them are dropped."""
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("drop", "dup"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ConfigError(f"faults.{name} = {v} must be a probability between 0 and 1")
+        lo, hi = self.delay_ms
+        if not 0 <= lo <= hi:
+            raise ConfigError(f"faults.delay_ms = {list(self.delay_ms)} must be [low, high] with 0 <= low <= high")
+
+
+@attrs.frozen
+class NodeConfig:
+    """Everything a node needs. Only ``node_id`` is required."""
+
+    node_id: str
+    listen: tuple[str, ...] = attrs.field(default=("tcp://127.0.0.1:*",), converter=_endpoints)
+    """Endpoints to accept peers on. ``*`` or ``0`` as a port picks a free one."""
+    peers: tuple[str, ...] = attrs.field(default=(), converter=_endpoints)
+    """Endpoints of nodes to connect to; more are learned from them."""
+    advertise: tuple[str, ...] = attrs.field(default=(), converter=_endpoints)
+    """Endpoints other nodes should use to reach this one (default: the bound ``listen`` ones)."""
+    data_dir: str | None = None
+    """Where the op log and snapshots live; ``None`` keeps everything in memory."""
+    durability: str = "process"
+    """``process``: survives a crash of the process; ``fsync``: also survives power loss."""
+    strategy: Any = "vector-clock"
+    """A strategy name, a resolver function, or ``{prefix: strategy}``."""
+    client: str | None = None
+    """Endpoint serving local clients (the CLI and ``statesync.Client``); None: none."""
+    write_timeout_s: float = 10.0
+    """Default deadline of a write's concern when ``ack`` is not ``local``."""
+    sync_interval_s: float = 2.0
+    retransmit_timeout_s: float = 1.0
+    handshake_timeout_s: float = 5.0
+    max_drift_s: float = 60.0
+    heartbeat_interval_s: float = 0.5
+    heartbeat_timeout_s: float = 3.0
+    reconnect_min_s: float = 0.1
+    reconnect_max_s: float = 5.0
+    log_ops_max: int = 1_000_000
+    """Ops kept in memory for peers that lag; past it, they get a snapshot."""
+    checkpoint_ops: int = 200_000
+    """A full snapshot is written, and the on-disk log truncated, every this many ops."""
+    pending_ops_max: int = 100_000
+    watch_buffer_max: int = 10_000
+    mesh_max: int = 64
+    frame_bytes_max: int = 8 << 20
+    send_queue_bytes_max: int = 256 << 20
+    faults: FaultConfig | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.node_id, str) or not _NODE_ID.match(self.node_id):
+            raise ConfigError(
+                f"node_id {self.node_id!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        if self.durability not in ("process", "fsync"):
+            raise ConfigError(f"durability = {self.durability!r}; use 'process' or 'fsync'")
+        for name in (
+            "write_timeout_s",
+            "sync_interval_s",
+            "retransmit_timeout_s",
+            "handshake_timeout_s",
+            "max_drift_s",
+            "heartbeat_interval_s",
+            "heartbeat_timeout_s",
+            "reconnect_min_s",
+            "reconnect_max_s",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"{name} = {value!r} must be a positive number of seconds")
+        if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
+            raise ConfigError("heartbeat_timeout_s must be larger than heartbeat_interval_s")
+        for name in ("log_ops_max", "checkpoint_ops", "pending_ops_max", "watch_buffer_max", "mesh_max", "frame_bytes_max", "send_queue_bytes_max"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{name} = {value!r} must be a positive integer")
+        if not self.listen:
+            raise ConfigError("listen must name at least one endpoint, for example tcp://127.0.0.1:7001")
+        try:
+            Strategies.from_spec(self.strategy)
+        except StatesyncError as exc:
+            raise ConfigError(f"strategy: {exc}") from None
+
+    # ------------------------------------------------------------------ derived
+
+    def strategies(self) -> Strategies:
+        return Strategies.from_spec(self.strategy)
+
+    def replicator_config(self) -> ReplicatorConfig:
+        return ReplicatorConfig(
+            sync_interval_s=self.sync_interval_s,
+            retransmit_timeout_s=self.retransmit_timeout_s,
+            handshake_timeout_s=self.handshake_timeout_s,
+            max_drift_s=self.max_drift_s,
+            members_max=self.mesh_max,
+        )
+
+    # ---------------------------------------------------------------- loading
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "configuration") -> NodeConfig:
+        known = {a.name for a in attrs.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown option {unknown[0]!r}; known options are {', '.join(sorted(known))}"
+            )
+        if "node_id" not in data:
+            raise ConfigError(f"{source}: node_id is missing; every node needs a unique node_id")
+        values = dict(data)
+        faults = values.get("faults")
+        if isinstance(faults, Mapping):
+            fault_known = {a.name for a in attrs.fields(FaultConfig)}
+            bad = sorted(set(faults) - fault_known)
+            if bad:
+                raise ConfigError(f"{source}: unknown option faults.{bad[0]}; known: {', '.join(sorted(fault_known))}")
+            f = dict(faults)
+            if "delay_ms" in f:
+                f["delay_ms"] = tuple(f["delay_ms"])
+            if "cut" in f:
+                f["cut"] = tuple(f["cut"])
+            values["faults"] = FaultConfig(**f)
+        strategy = values.get("strategy")
+        if isinstance(strategy, Mapping):
+            values["strategy"] = dict(strategy)
+        if "data_dir" in values and values["data_dir"] is not None:
+            values["data_dir"] = os.fspath(values["data_dir"])
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        except TypeError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str], **overrides: Any) -> NodeConfig:
+        """Load a TOML file; relative ``data_dir`` paths are taken from the file's folder.
+
+        ``overrides`` (for example from command-line flags) replace file values.
+        """
+        path = os.fspath(path)
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist; check the path") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(data.get("data_dir"), str) and not os.path.isabs(data["data_dir"]):
+            data["data_dir"] = os.path.join(os.path.dirname(os.path.abspath(path)), data["data_dir"])
+        return cls.from_mapping(data, source=path)
+
+    def to_mapping(self) -> dict[str, Any]:
+        """Plain data (TOML-friendly where the strategy is a name)."""
+        out: dict[str, Any] = {}
+        for a in attrs.fields(NodeConfig):
+            value = getattr(self, a.name)
+            if isinstance(value, tuple):
+                value = list(value)
+            if isinstance(value, FaultConfig):
+                value = attrs.asdict(value)
+            out[a.name] = value
+        return out
+
+
+StrategyConfig = StrategySpec | Mapping[str, StrategySpec]
