@@ -800,7 +800,7 @@ def unpack(data: bytes, limits: DecodeLimits) -> Any:
     except ValueError as e:
         raise _limit_error(str(e), limits) from None
     except Exception as e:
-        raise MalformedFrame(f"the bytes do not unpack: {type(e).__name__}: {e}", limit="format") from None
+        raise MalformedFrame(f"the bytes do not unpack: {type(e).__name__}: {e}", limit="unexpected") from None
 
 
 def _limit_error(text: str, limits: DecodeLimits) -> DecodeError:
@@ -873,7 +873,7 @@ def structure_message(obj: object, limits: DecodeLimits) -> object:
     except RecursionError:
         raise NestingTooDeep("the message nests too deep", limit="depth_max", bound=limits.depth_max) from None
     except Exception as e:
-        raise MalformedFrame(f"the message does not decode: {type(e).__name__}: {e}", limit="format") from None
+        raise MalformedFrame(f"the message does not decode: {type(e).__name__}: {e}", limit="unexpected") from None
 
 
 def decode_message(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> object:
@@ -891,7 +891,7 @@ def decode_message(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> object
     except DecodeError:
         raise
     except Exception as e:
-        raise MalformedFrame(f"the message does not decode: {type(e).__name__}: {e}", limit="format") from None
+        raise MalformedFrame(f"the message does not decode: {type(e).__name__}: {e}", limit="unexpected") from None
 
 
 def encode_payload(data: object) -> bytes:
@@ -935,7 +935,7 @@ def decode_payload(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Value:
     except RecursionError:
         raise NestingTooDeep("the payload nests too deep", limit="depth_max", bound=limits.depth_max) from None
     except Exception as e:
-        raise MalformedFrame(f"the payload does not decode: {type(e).__name__}: {e}", limit="format") from None
+        raise MalformedFrame(f"the payload does not decode: {type(e).__name__}: {e}", limit="unexpected") from None
 
 
 for _cls in MESSAGE_TYPES:

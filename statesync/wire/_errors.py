@@ -21,6 +21,10 @@ class DecodeError(StatesyncError, ValueError):
     limit's value (or what was expected); ``value`` is what was seen; ``where``
     is the position in the message (``"$"`` is the message itself,
     ``"$.ops[3].path"`` a nested field), ``"$"`` where unknown.
+
+    ``limit == "unexpected"`` marks input the decoder met no explicit check
+    for (its safety net caught a Python error): the input is refused all the
+    same, but the case deserves a precise check; please report it.
     """
 
     def __init__(

@@ -181,7 +181,7 @@ def decode_frame(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Frame:
     except RecursionError:
         raise NestingTooDeep("the frame nests too deep", limit="depth_max", bound=limits.depth_max) from None
     except Exception as e:
-        raise MalformedFrame(f"the frame does not decode: {type(e).__name__}: {e}", limit="format") from None
+        raise MalformedFrame(f"the frame does not decode: {type(e).__name__}: {e}", limit="unexpected") from None
 
 
 def _decode_frame(data: bytes, limits: DecodeLimits) -> Frame:
