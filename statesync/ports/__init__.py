@@ -1,7 +1,80 @@
-"""MessagePorts over ZeroMQ, driven by trio (work in progress: the trio adapter)."""
+"""MessagePorts over ZeroMQ, driven by trio: the web's Channel Messaging API across processes.
+
+- :class:`MessageChannel` gives two entangled :class:`MessagePort` objects.
+- ``port.post_message(data, transfer=())`` copies ``data`` through the payload
+  codec (DataCloneError at the call for what cannot be sent); ports in
+  ``transfer`` move to the receiver, in this process or another one.
+- Receiving: ``port.on_message = fn`` (starts the port),
+  ``add_event_listener("message" | "messageerror" | "close", fn)`` (does not),
+  ``start()``, or ``async for event in port``.
+- ``close()`` disentangles; the partner gets ``close``, also when this
+  process dies or stops answering (heartbeats).
+- Across processes: ``listen(endpoint)`` yields incoming ports,
+  ``await connect(endpoint)`` opens one; many ports share one connection per
+  pair of processes.
+- ``await port.request(data)`` with ``port.set_request_handler(fn)`` on the
+  other end; :class:`PortPool` spreads requests over several ports.
+
+See ``statesync/ports/_runtime.py`` for the socket layout, flow control and the
+relocation protocol.
+"""
 
 from __future__ import annotations
 
-from statesync.ports._errors import PortsError, SocketClosed
+from statesync.ports._errors import (
+    ConnectError,
+    MessageTooLarge,
+    PoolClosed,
+    PoolQueueFull,
+    PortClosedError,
+    PortQueueFull,
+    PortsError,
+    PortTransferredError,
+    RequestFailed,
+    RequestTimeout,
+    RuntimeMismatch,
+    SocketClosed,
+)
+from statesync.ports._options import DEFAULT_OPTIONS, InvalidOptions, PortOptions
+from statesync.ports._port import MessageChannel, MessageEvent, MessagePort
+from statesync.ports._runtime import (
+    Listener,
+    PortRuntime,
+    RemoteInfo,
+    connect,
+    current_runtime,
+    listen,
+    open_runtime,
+    shutdown,
+)
+from statesync.wire import DataCloneError
 
-__all__ = ["PortsError", "SocketClosed"]
+__all__ = [
+    "DEFAULT_OPTIONS",
+    "ConnectError",
+    "DataCloneError",
+    "InvalidOptions",
+    "Listener",
+    "MessageChannel",
+    "MessageEvent",
+    "MessagePort",
+    "MessageTooLarge",
+    "PoolClosed",
+    "PoolQueueFull",
+    "PortClosedError",
+    "PortOptions",
+    "PortQueueFull",
+    "PortRuntime",
+    "PortTransferredError",
+    "PortsError",
+    "RemoteInfo",
+    "RequestFailed",
+    "RequestTimeout",
+    "RuntimeMismatch",
+    "SocketClosed",
+    "connect",
+    "current_runtime",
+    "listen",
+    "open_runtime",
+    "shutdown",
+]

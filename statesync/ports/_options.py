@@ -1,0 +1,111 @@
+"""Knobs of the ports layer, in one frozen attrs class."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from statesync.ports._errors import PortsError
+
+
+class InvalidOptions(PortsError, ValueError):
+    """A :class:`PortOptions` field is out of range; the message names it."""
+
+
+def _positive(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not value > 0:
+        raise InvalidOptions(f"PortOptions.{attribute.name} must be > 0, not {value!r}")
+
+
+def _non_negative(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not value >= 0:
+        raise InvalidOptions(f"PortOptions.{attribute.name} must be >= 0, not {value!r}")
+
+
+@attrs.frozen
+class PortOptions:
+    """Everything tunable about ports, connections and their sockets.
+
+    Pass one to :func:`~statesync.ports.listen`, :func:`~statesync.ports.connect`
+    or :func:`~statesync.ports.open_runtime`. Connections made by a listener use
+    the listener's options; connections made by ``connect`` (or to follow a
+    transferred port) use the connector's.
+
+    Liveness works at two levels. ZeroMQ heartbeats (``zmq_heartbeat_*``)
+    drop a TCP connection whose peer process is stopped or gone. Application
+    heartbeats (``heartbeat_*``) catch what ZeroMQ cannot see (a peer whose
+    Python code is stuck while libzmq's thread still answers pings, a
+    connection that ZeroMQ silently re-establishes): each side sends a ping
+    frame every ``heartbeat_interval_s`` when it has sent nothing else, and a
+    connection from which nothing arrived for ``heartbeat_timeout_s`` is
+    declared dead; every port on it then gets a ``close`` event.
+
+    Future security options (CURVE keys, a ZAP allowlist) will join this class;
+    all sockets are created and configured in one place (``_runtime._make_socket``).
+    """
+
+    # -- application-level liveness
+    heartbeat_interval_s: float = attrs.field(default=1.0, validator=_positive)
+    """Send a ping when nothing else was sent on a connection for this long."""
+    heartbeat_timeout_s: float = attrs.field(default=5.0, validator=_positive)
+    """Declare a connection dead when nothing arrived on it for this long."""
+    connect_timeout_s: float = attrs.field(default=10.0, validator=_positive)
+    """``connect`` fails with ConnectError when the handshake takes longer."""
+
+    # -- ZeroMQ-level liveness (ZMQ_HEARTBEAT_IVL / _TIMEOUT / _TTL)
+    zmq_heartbeat_interval_s: float = attrs.field(default=1.0, validator=_positive)
+    zmq_heartbeat_timeout_s: float = attrs.field(default=5.0, validator=_positive)
+    zmq_heartbeat_ttl_s: float = attrs.field(default=5.0, validator=_positive)
+
+    # -- sockets
+    linger_s: float = attrs.field(default=0.5, validator=_non_negative)
+    """How long closing a socket may wait to flush what it holds (libzmq's default is forever)."""
+    sndhwm: int = attrs.field(default=1000, validator=_positive)
+    """ZeroMQ send high-water mark, in frames (each frame is a batch of messages)."""
+    rcvhwm: int = attrs.field(default=1000, validator=_positive)
+    """ZeroMQ receive high-water mark, in frames."""
+    reconnect_interval_s: float = attrs.field(default=0.1, validator=_positive)
+    reconnect_interval_max_s: float = attrs.field(default=2.0, validator=_positive)
+
+    # -- queues (all bounded)
+    port_window: int = attrs.field(default=8192, validator=_positive)
+    """Messages a port may have posted that its partner has not yet taken from its
+    queue (delivered to a listener or an ``async for``). Beyond it ``post_message``
+    raises PortQueueFull; ``await port.wait_writable()`` waits for room. This is
+    also the bound of the receiver's queue, started or not. The smaller of the
+    two sides' values applies to a connection's ports."""
+    link_queue_max: int = attrs.field(default=65536, validator=_positive)
+    """Messages queued for sending on one connection (all its ports together)."""
+    link_queue_bytes_max: int = attrs.field(default=64 << 20, validator=_positive)
+    """Bytes queued for sending on one connection (all its ports together)."""
+    payload_bytes_max: int = attrs.field(default=1 << 20, validator=_positive)
+    """Largest encoded payload ``post_message`` accepts (MessageTooLarge beyond)."""
+    accept_backlog: int = attrs.field(default=128, validator=_positive)
+    """Incoming ports a listener holds until ``async for`` takes them; beyond it they
+    are closed (the connecting side gets a ``close`` event)."""
+    links_max: int = attrs.field(default=1024, validator=_positive)
+    """Connections one listener accepts at a time; more are refused."""
+    request_concurrency_max: int = attrs.field(default=64, validator=_positive)
+    """Requests one port's async handler works on at once; the rest wait in its queue."""
+
+    # -- batching (adaptive: an idle connection sends at once, a busy one coalesces)
+    batch_messages_max: int = attrs.field(default=2048, validator=_positive)
+    """Messages in one frame (at most the wire's ``batch_len_max``)."""
+    batch_bytes_max: int = attrs.field(default=256 << 10, validator=_positive)
+    """Payload bytes in one frame (a larger single message still goes alone)."""
+
+    # -- addresses
+    advertise: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    """Endpoints other processes may use to reach this runtime (to follow a port
+    transferred to it). Empty: the listeners' bound endpoints."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
+            raise InvalidOptions(
+                "PortOptions.heartbeat_timeout_s must exceed heartbeat_interval_s "
+                f"({self.heartbeat_timeout_s} <= {self.heartbeat_interval_s})"
+            )
+
+
+DEFAULT_OPTIONS = PortOptions()

@@ -1,0 +1,462 @@
+"""The web-like API: MessageChannel, MessagePort, MessageEvent."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Final
+
+import attrs
+import trio
+
+from statesync.core import Value
+from statesync.ports import _codec
+from statesync.ports._envelope import KIND_ERROR, KIND_MESSAGE, KIND_REQUEST
+from statesync.ports._errors import (
+    MessageTooLarge,
+    PortClosedError,
+    PortsError,
+    RequestFailed,
+    RequestTimeout,
+    RuntimeMismatch,
+)
+from statesync.ports._runtime import (
+    CLOSE_ITEM,
+    PortRuntime,
+    RemoteInfo,
+    RequestHandler,
+    _Item,
+    _Pending,
+    _PortState,
+    current_runtime,
+)
+from statesync.wire import DataCloneError, DecodeError
+
+if TYPE_CHECKING:
+    from typing import Self
+
+logger = logging.getLogger("statesync.ports")
+
+EventType = str
+Listener = Callable[["MessageEvent"], object]
+
+#: An ``async for`` over a port yields to other tasks at least this often.
+_ITER_YIELD_EVERY: Final = 64
+
+
+@attrs.frozen
+class MessageEvent:
+    """What a port delivers.
+
+    ``type`` is ``"message"`` (``data`` is the decoded payload, ``ports`` the
+    ports transferred with it), ``"messageerror"`` (the payload could not be
+    decoded: ``data`` is None, ``error`` says why; ``ports`` still arrive) or
+    ``"close"`` (the partner closed or became unreachable; ``reason`` says which).
+    """
+
+    type: str
+    data: Value = None
+    ports: tuple[MessagePort, ...] = ()
+    target: MessagePort | None = attrs.field(default=None, repr=False, eq=False)
+    error: DecodeError | None = None
+    reason: str = ""
+
+
+class MessagePort:
+    """One end of an entangled pair (the web's MessagePort, trio-native).
+
+    Made by :class:`MessageChannel`, :func:`~statesync.ports.connect` and
+    :func:`~statesync.ports.listen`, or received in ``event.ports``. Methods
+    must be called from the trio run that owns the port.
+    """
+
+    __slots__ = ("__weakref__", "_error", "_listeners", "_on_close", "_on_message", "_on_messageerror", "_state")
+
+    _state: _PortState | None
+    _error: PortsError | None
+    _listeners: dict[str, list[Listener]]
+    _on_message: Listener | None
+    _on_messageerror: Listener | None
+    _on_close: Listener | None
+
+    def __init__(self) -> None:
+        raise TypeError("MessagePort objects come from MessageChannel(), connect() or a listener")
+
+    @classmethod
+    def _from_state(cls, st: _PortState) -> MessagePort:
+        h = cls.__new__(cls)
+        h._state = st
+        h._error = None
+        h._listeners = {}
+        h._on_message = None
+        h._on_messageerror = None
+        h._on_close = None
+        return h
+
+    def __repr__(self) -> str:
+        st = self._state
+        if st is None:
+            return f"<MessagePort ({self._error})>"
+        return f"<MessagePort {st.id:#x}{' closed' if self.closed else ''}>"
+
+    # -- state ----------------------------------------------------------------------
+
+    def _detach(self, err: PortsError) -> None:
+        self._state = None
+        self._error = err
+
+    def _live(self) -> _PortState:
+        st = self._state
+        if st is None:
+            err = self._error
+            assert err is not None
+            raise type(err)(str(err))
+        st.runtime.check_run()
+        return st
+
+    def _open(self) -> _PortState:
+        st = self._live()
+        if st.partner_gone:
+            raise PortClosedError(f"the port is closed: {st.close_reason}")
+        return st
+
+    @property
+    def closed(self) -> bool:
+        """True once closed here, transferred, or its partner is gone."""
+        st = self._state
+        return st is None or st.done or st.partner_gone
+
+    @property
+    def remote(self) -> RemoteInfo | None:
+        """The runtime on the other side when the partner lives in another process."""
+        st = self._state
+        return None if st is None else st.remote
+
+    @property
+    def runtime(self) -> PortRuntime:
+        return self._live().runtime
+
+    @property
+    def writable(self) -> bool:
+        """Whether ``post_message`` would accept a message now."""
+        st = self._state
+        if st is None or st.partner_gone:
+            return False
+        return st.runtime.room(st, 0) is None
+
+    # -- sending --------------------------------------------------------------------
+
+    def _transfer_states(self, st: _PortState, transfer: Iterable[MessagePort]) -> tuple[_PortState, ...]:
+        states: list[_PortState] = []
+        for p in transfer:
+            if not isinstance(p, MessagePort):
+                raise DataCloneError(
+                    f"transfer holds a {type(p).__qualname__}; only MessagePort objects can be transferred",
+                    type_name=type(p).__qualname__,
+                )
+            ps = p._state
+            if ps is None:
+                raise DataCloneError(
+                    "a port in transfer was already transferred or closed", type_name="MessagePort"
+                )
+            if ps is st:
+                raise DataCloneError("a port cannot transfer itself", type_name="MessagePort")
+            if ps.id == st.partner:
+                raise DataCloneError(
+                    "a port cannot transfer its own partner through itself", type_name="MessagePort"
+                )
+            if ps.runtime is not st.runtime:
+                raise RuntimeMismatch("a port in transfer belongs to another port runtime")
+            if ps in states:
+                raise DataCloneError("a port appears twice in transfer", type_name="MessagePort")
+            states.append(ps)
+        return tuple(states)
+
+    def _prepare(self, st: _PortState, data: object) -> bytes:
+        payload = _codec.encode(data)
+        limit = st.runtime.options.payload_bytes_max
+        if len(payload) > limit:
+            raise MessageTooLarge(
+                f"the payload encodes to {len(payload)} bytes; payload_bytes_max is {limit}; send it in parts"
+            )
+        return payload
+
+    def post_message(self, data: object, transfer: Iterable[MessagePort] = (), *, priority: bool = False) -> None:
+        """Send a copy of ``data`` to the partner; ports in ``transfer`` move with it.
+
+        Raises DataCloneError (at the call, nothing sent) for what cannot be
+        encoded or transferred, PortClosedError / PortTransferredError for a
+        port that cannot send, and PortQueueFull when the partner has
+        ``window`` messages it has not taken or the connection's queue is full
+        (nothing is sent; ``await wait_writable()`` then retry, or use
+        :meth:`send`). ``priority=True`` messages skip the batching queue and
+        may overtake normal ones; they stay in order among themselves.
+        """
+        st = self._open()
+        payload = self._prepare(st, data)
+        ports = self._transfer_states(st, transfer) if transfer else ()
+        st.runtime.post(st, KIND_MESSAGE, 0, payload, ports, priority)
+
+    async def send(self, data: object, transfer: Iterable[MessagePort] = (), *, priority: bool = False) -> None:
+        """Like :meth:`post_message`, but waits for room instead of raising PortQueueFull."""
+        st = self._open()
+        payload = self._prepare(st, data)
+        transfer = tuple(transfer)
+        ports = self._transfer_states(st, transfer) if transfer else ()
+        while True:
+            lot = st.runtime.room(st, len(payload))
+            if lot is None:
+                break
+            await lot.park()
+            st = self._open()
+            if transfer:
+                ports = self._transfer_states(st, transfer)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        st.runtime.post(st, KIND_MESSAGE, 0, payload, ports, priority)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def wait_writable(self) -> None:
+        """Wait until :meth:`post_message` has room (PortClosedError if the port closes)."""
+        while True:
+            st = self._open()
+            lot = st.runtime.room(st, 0)
+            if lot is None:
+                await trio.lowlevel.checkpoint()
+                return
+            await lot.park()
+
+    # -- requests -----------------------------------------------------------------
+
+    async def request(
+        self,
+        data: object,
+        *,
+        timeout_s: float | None = 30.0,
+        transfer: Iterable[MessagePort] = (),
+        priority: bool = False,
+    ) -> Value:
+        """Send ``data`` as a request and wait for the partner's handler to answer.
+
+        Raises RequestTimeout when no answer arrives within ``timeout_s`` (the
+        wait for room in the queues included; a late answer is dropped),
+        RequestFailed when the handler raised or the partner has no handler,
+        PortClosedError when the port closes meanwhile.
+        """
+        st = self._open()
+        payload = self._prepare(st, data)
+        transfer = tuple(transfer)
+        with trio.move_on_after(timeout_s if timeout_s is not None else float("inf")) as scope:
+            while True:
+                lot = st.runtime.room(st, len(payload))
+                if lot is None:
+                    break
+                await lot.park()
+                st = self._open()
+            ports = self._transfer_states(st, transfer) if transfer else ()
+            req_id = st.next_req
+            st.next_req += 1
+            pending = _Pending()
+            st.pending[req_id] = pending
+            try:
+                st.runtime.post(st, KIND_REQUEST, req_id, payload, ports, priority)
+                await pending.event.wait()
+            finally:
+                st.pending.pop(req_id, None)
+        if scope.cancelled_caught:
+            raise RequestTimeout(f"no response within {timeout_s} s; the partner is slow or gone (a late answer is dropped)")
+        if pending.error is not None:
+            raise type(pending.error)(str(pending.error))
+        if pending.kind == KIND_ERROR:
+            try:
+                text = str(_codec.decode(pending.payload))
+            except DecodeError:
+                text = "(undecodable error)"
+            raise RequestFailed(f"the request failed on the other side: {text}", remote_error=text)
+        try:
+            return _codec.decode(pending.payload)
+        except DecodeError as e:
+            raise RequestFailed(f"the response does not decode: {e}", remote_error="") from None
+
+    def set_request_handler(self, handler: RequestHandler | None) -> None:
+        """Answer requests with ``handler(data)`` (a value, or an awaitable of one); starts the port.
+
+        An exception in the handler is sent back as RequestFailed. Async
+        handlers run concurrently, at most ``request_concurrency_max`` per port.
+        """
+        st = self._live()
+        st.handler = handler
+        if handler is not None:
+            self.start()
+
+    # -- receiving ------------------------------------------------------------------
+
+    @property
+    def on_message(self) -> Listener | None:
+        return self._on_message
+
+    @on_message.setter
+    def on_message(self, fn: Listener | None) -> None:
+        """Setting a callable starts the port (like the web's ``onmessage``)."""
+        self._on_message = fn
+        if fn is not None and self._state is not None:
+            self.start()
+
+    @property
+    def on_messageerror(self) -> Listener | None:
+        return self._on_messageerror
+
+    @on_messageerror.setter
+    def on_messageerror(self, fn: Listener | None) -> None:
+        self._on_messageerror = fn
+
+    @property
+    def on_close(self) -> Listener | None:
+        return self._on_close
+
+    @on_close.setter
+    def on_close(self, fn: Listener | None) -> None:
+        self._on_close = fn
+
+    def add_event_listener(self, type: EventType, fn: Listener) -> None:
+        """Call ``fn(event)`` for ``"message"``, ``"messageerror"`` or ``"close"``; does not start the port."""
+        lst = self._listeners.setdefault(type, [])
+        if fn not in lst:
+            lst.append(fn)
+
+    def remove_event_listener(self, type: EventType, fn: Listener) -> None:
+        lst = self._listeners.get(type)
+        if lst and fn in lst:
+            lst.remove(fn)
+
+    def start(self) -> None:
+        """Start delivering queued and future messages to the listeners."""
+        st = self._state
+        if st is None or st.started:
+            return
+        st.started = True
+        if st.queue:
+            st.runtime._schedule(st)
+
+    def close(self) -> None:
+        """Disentangle: the partner gets a ``close`` event; this port delivers nothing more."""
+        st = self._state
+        if st is None:
+            return
+        st.runtime._close_port(st, "the partner closed the port")
+
+    def _call(self, fn: Listener, ev: MessageEvent) -> None:
+        try:
+            fn(ev)
+        except Exception:
+            logger.exception("a %s listener of %r raised", ev.type, self)
+
+    def _fire_message(self, payload: bytes, ports: tuple[MessagePort, ...]) -> MessageEvent:
+        try:
+            ev = MessageEvent("message", _codec.decode(payload), ports, self)
+            fn = self._on_message
+        except DecodeError as e:
+            ev = MessageEvent("messageerror", None, ports, self, e)
+            fn = self._on_messageerror
+        if fn is not None:
+            self._call(fn, ev)
+        lst = self._listeners.get(ev.type)
+        if lst:
+            for f in tuple(lst):
+                self._call(f, ev)
+        return ev
+
+    def _fire_close(self, reason: str) -> None:
+        ev = MessageEvent("close", None, (), self, reason=reason)
+        if self._on_close is not None:
+            self._call(self._on_close, ev)
+        lst = self._listeners.get("close")
+        if lst:
+            for f in tuple(lst):
+                self._call(f, ev)
+
+    def __aiter__(self) -> _PortIterator:
+        """``async for event in port``: starts the port; ends after ``close``."""
+        return _PortIterator(self)
+
+
+class _PortIterator:
+    __slots__ = ("_count", "_port", "_st")
+
+    def __init__(self, port: MessagePort) -> None:
+        self._port = port
+        self._st: _PortState | None = None
+        self._count = 0
+
+    def __aiter__(self) -> Self:
+        return self
+
+    def _unregister(self) -> None:
+        st = self._st
+        if st is not None:
+            self._st = None
+            st.iterating -= 1
+            if st.started and st.queue and not st.iterating and not st.done:
+                st.runtime._schedule(st)
+
+    def __del__(self) -> None:
+        self._unregister()
+
+    async def aclose(self) -> None:
+        self._unregister()
+
+    async def __anext__(self) -> MessageEvent:
+        port = self._port
+        self._count += 1
+        if self._count % _ITER_YIELD_EVERY == 0:
+            await trio.lowlevel.checkpoint()
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            st = port._state
+            if st is None or st.done:
+                self._unregister()
+                raise StopAsyncIteration
+            if self._st is None:
+                self._st = st
+                st.iterating += 1
+                st.started = True
+            rt = st.runtime
+            q = st.queue
+            if q:
+                entry = q[0]
+                if type(entry) is bytes:
+                    q.popleft()
+                    rt._consumed(st)
+                    return port._fire_message(entry, ())
+                if entry is CLOSE_ITEM:
+                    q.popleft()
+                    rt._fire_close(st)
+                    self._unregister()
+                    raise StopAsyncIteration
+                assert isinstance(entry, _Item)
+                if entry.kind == KIND_REQUEST:
+                    if rt._start_request(st, entry):
+                        q.popleft()
+                        continue
+                else:
+                    q.popleft()
+                    rt._consumed(st)
+                    return port._fire_message(entry.payload, tuple(rt._handle_for(p) for p in entry.ports))
+            await st.lot.park()
+
+
+class MessageChannel:
+    """Two entangled ports in this process: ``port1`` and ``port2``.
+
+    Must be created inside ``trio.run`` (the ports belong to that run's default
+    port runtime, or to ``runtime``).
+    """
+
+    __slots__ = ("port1", "port2")
+
+    def __init__(self, *, runtime: PortRuntime | None = None) -> None:
+        rt = runtime if runtime is not None else current_runtime()
+        self.port1, self.port2 = rt.new_channel()
+
+    def __repr__(self) -> str:
+        return f"<MessageChannel {self.port1!r} {self.port2!r}>"

@@ -1,0 +1,1832 @@
+"""The port runtime: ZeroMQ sockets, connections, routing of port messages, relocation.
+
+Socket layout
+=============
+
+A listener binds one **ROUTER** (``ROUTER_MANDATORY=1``: a send to a full or
+gone peer fails with EAGAIN / EHOSTUNREACH instead of being silently dropped).
+``connect`` opens one **DEALER** per remote endpoint, shared by every logical
+port to that endpoint. So one ZeroMQ connection carries all the ports between a
+pair of processes, each side's outbound traffic goes through its own queue:
+
+- the connecting side's DEALER blocks at its high-water mark and never drops:
+  it has its own backpressure per peer, as the notes recommend;
+- the listening side answers every peer through the one ROUTER. Since the
+  ROUTER's POLLOUT is socket-wide, a peer that is full (EAGAIN) is backed off
+  on a timer, per connection, instead of being spun on; other peers are not
+  held up. EHOSTUNREACH means the peer is gone: the connection is dead.
+
+The alternative (a DEALER per direction, each side binding) would need every
+connecting process to listen, and two TCP connections per pair; a DEALER per
+accepted peer on the passive side is impossible with ZeroMQ's accept model.
+
+Each connection (a :class:`Link`) has two bounded queues (priority and
+normal), a sender task and, on the DEALER side, its own receiver task plus a
+socket monitor (a TCP disconnect kills the link at once, and the DEALER is
+closed so that ZeroMQ cannot silently reconnect it and lose frames in between).
+A listener has one receiver task for all its peers. Every socket is created and
+configured in :meth:`PortRuntime._make_socket`, the one place where CURVE keys
+and a ZAP handler will be set later.
+
+Sending is adaptive: when a link is idle, ``post_message`` encodes the frame and
+sends it from the caller at once (no task switch on the latency path); while
+the sender task has not yet run, further messages queue and go out together,
+consecutive messages to one port merged into one ``Msgs`` envelope, at most
+``batch_messages_max`` / ``batch_bytes_max`` per frame. Receiving drains every
+queued frame per wake-up and runs ``message`` listeners inline from the receive
+task (in-process posts are dispatched by a dispatcher task instead, never from
+inside ``post_message``).
+
+Handshake and liveness
+======================
+
+The connecting (active) side speaks first: ``Hello`` (runtime id, protocol
+version, reachable endpoints, window); the listening side answers ``Welcome``
+or ``Bye`` with a reason. Then ``Open`` creates a logical port on the
+listener, which hands it to ``async for port in listener``. Each side pings an
+idle connection every ``heartbeat_interval_s`` and declares it dead after
+``heartbeat_timeout_s`` of silence (a SIGSTOPped peer), on EHOSTUNREACH or a
+TCP disconnect (a SIGKILLed peer) or on ``Bye`` (graceful close). A dead
+connection fires ``close`` on every port that used it, on both sides. ZeroMQ
+heartbeats run underneath.
+
+Ports, flow control, ordering
+=============================
+
+Every end of an entangled pair has a random 63-bit id, stable when it moves
+between processes; the runtime's *entry table* maps an id to the local end
+(an active :class:`_PortState`) or to a :class:`_Relay` (next hop toward an end
+that lives elsewhere). Sending to the partner is routing by its id. Each end
+numbers its outgoing messages (one counter for normal messages, one for
+priority ones); the receiver delivers each stream in order, holds early
+arrivals (bounded) and drops duplicates. Flow control is end to end, per port:
+at most ``window`` messages may be unconsumed by the receiver (queued while it
+is not started, or not yet taken); the receiver grants credit as its user takes
+messages. Beyond the window ``post_message`` raises PortQueueFull; so does a
+full connection queue. ``wait_writable()`` / ``send()`` wait for room.
+
+Relocation (transferring a port to another process)
+===================================================
+
+When end ``a`` (partner ``b``) is posted in ``transfer`` over a port whose
+partner lives elsewhere, its state travels inside the carrying message as a
+:class:`PortRef` (counters, window, generation ``moves``). The old runtime keeps
+a *relay* entry for ``a`` pointing at the next hop, and re-sends the messages
+``a`` had queued (not yet taken by its user), with their sequence numbers, right
+behind the carrier on the same connection. Every runtime the carrier passes
+through installs relays for ``a`` (onward) and for ``b`` (backward), so
+``b``'s messages follow ``a`` and ``a``'s reach ``b`` at once: nothing waits,
+nothing is lost, and the receiver's sequence numbers put everything in order.
+
+Then the two ends find each other: the moved end sends ``Locate`` (its runtime
+id, endpoints and generation) along its route; the partner answers with its
+own. Each side that has (or can make) a direct connection to the other switches
+its route: it sends a ``Marker`` along the old route and then uses the direct
+one. A relay forwards the marker and forgets itself (generations stop a
+marker from removing a newer relay of a later move). Messages sent on the
+direct route may overtake ones still on the old route; sequence numbers
+restore the order. Who dials: if both sides listen, the one with the smaller
+runtime id; otherwise the one that can. If neither listens, the relays stay
+and traffic keeps flowing through them for as long as their runtime runs.
+A runtime closed with :meth:`PortRuntime.aclose` first waits (bounded) for its
+relays to be released, so that a broker can hand ports over and exit without
+losing a message in flight.
+
+Known limit: a port that returns to a runtime it already left, or that is
+carried through several hops, can leave relay entries that nothing uses; they
+are freed when their connection closes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import secrets
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import attrs
+import trio
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from statesync.core import Value
+from statesync.ports import _codec
+from statesync.ports._envelope import (
+    CLOSE_NOW,
+    KIND_ERROR,
+    KIND_MESSAGE,
+    KIND_REQUEST,
+    KIND_RESPONSE,
+    PROTOCOL_VERSION,
+    Bye,
+    Close,
+    Credit,
+    Hello,
+    Locate,
+    Marker,
+    Msg,
+    Msgs,
+    Open,
+    Ping,
+    PortRef,
+    Welcome,
+)
+from statesync.ports._errors import (
+    ConnectError,
+    PortClosedError,
+    PortQueueFull,
+    PortsError,
+    PortTransferredError,
+    RuntimeMismatch,
+    SocketClosed,
+)
+from statesync.ports._options import DEFAULT_OPTIONS, PortOptions
+from statesync.ports._zsocket import SEND_BACKOFF_FIRST_S, TrioSocket
+from statesync.wire import (
+    DEFAULT_COMPRESSION,
+    DEFAULT_LIMITS,
+    DecodeError,
+    decode_frame,
+    encode_frame,
+)
+
+if TYPE_CHECKING:
+    from statesync.ports._port import MessagePort
+
+from statesync.ports import _port
+
+logger = logging.getLogger("statesync.ports")
+
+GEN_ALL: Final = 1 << 62
+"""A marker generation that releases every relay on its way (used when a pair closes)."""
+BAD_FRAMES_MAX: Final = 16
+"""Undecodable frames a connection may send before it is dropped."""
+REORDER_FACTOR: Final = 2
+"""Early arrivals held per port, in windows."""
+RUN_READY_ITEMS_MAX: Final = 4096
+"""Messages dispatched to listeners per turn before yielding to other tasks."""
+_ENVELOPES_PER_FRAME_MAX: Final = min(1024, DEFAULT_LIMITS.batch_len_max)
+
+
+class _CloseItem:
+    """The end of a port's queue: its partner closed (or the link died)."""
+
+    __slots__ = ()
+
+
+CLOSE_ITEM: Final = _CloseItem()
+
+
+class _Item:
+    """A queued message that is not a plain one (request, priority, with ports)."""
+
+    __slots__ = ("kind", "payload", "ports", "prio", "req_id")
+
+    def __init__(
+        self, kind: int, prio: bool, req_id: int, payload: bytes, ports: tuple[_PortState, ...]
+    ) -> None:
+        self.kind = kind
+        self.prio = prio
+        self.req_id = req_id
+        self.payload = payload
+        self.ports = ports
+
+
+QueueEntry = bytes | _Item | _CloseItem
+
+
+class _Relay:
+    """Entry for an end that lives elsewhere: send what is addressed to it over ``hop``."""
+
+    __slots__ = ("gen", "hop", "partner")
+
+    def __init__(self, hop: Link, gen: int, partner: int) -> None:
+        self.hop = hop
+        self.gen = gen
+        self.partner = partner
+
+
+class _Pending:
+    """A request waiting for its response."""
+
+    __slots__ = ("error", "event", "kind", "payload")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.kind = KIND_RESPONSE
+        self.payload = b""
+        self.error: PortsError | None = None
+
+
+@attrs.frozen
+class RemoteInfo:
+    """Who is on the other side of a port, when known.
+
+    ``runtime_id`` identifies the remote process's port runtime; ``endpoints``
+    are the endpoints it advertised (empty when it does not listen).
+    """
+
+    runtime_id: str
+    endpoints: tuple[str, ...]
+
+
+RequestHandler = Callable[[Value], "Value | Awaitable[Value]"]
+
+
+class _PortState:
+    """One end of an entangled pair living in this runtime (survives its user objects)."""
+
+    __slots__ = (
+        "close_at",
+        "close_fired",
+        "close_reason",
+        "consumed",
+        "credited",
+        "done",
+        "exported",
+        "granted",
+        "handle",
+        "handler",
+        "handler_busy",
+        "id",
+        "iterating",
+        "lot",
+        "moves",
+        "next_req",
+        "partner",
+        "partner_gone",
+        "partner_home",
+        "pending",
+        "pseq_in",
+        "pseq_out",
+        "queue",
+        "remote",
+        "reorder",
+        "runtime",
+        "sent",
+        "seq_in",
+        "seq_out",
+        "started",
+        "window",
+        "writers",
+    )
+
+    def __init__(self, runtime: PortRuntime, id_: int, partner: int, window: int, moves: int = 0) -> None:
+        self.runtime = runtime
+        self.id = id_
+        self.partner = partner
+        self.window = window
+        self.moves = moves
+        self.seq_out = 1
+        self.pseq_out = 1
+        self.seq_in = 1
+        self.pseq_in = 1
+        self.sent = 0
+        self.credited = 0
+        self.consumed = 0
+        self.granted = 0
+        self.queue: deque[QueueEntry] = deque()
+        self.reorder: dict[tuple[bool, int], bytes | _Item] = {}
+        self.started = False
+        self.done = False  # closed here, or transferred away
+        self.exported = False
+        self.partner_gone = False
+        self.close_at: tuple[int, int] | None = None
+        self.close_reason = ""
+        self.close_fired = False
+        self.handle: MessagePort | None = None
+        self.iterating = 0
+        self.lot = trio.lowlevel.ParkingLot()
+        self.writers = trio.lowlevel.ParkingLot()
+        self.pending: dict[int, _Pending] = {}
+        self.next_req = 1
+        self.handler: RequestHandler | None = None
+        self.handler_busy = 0
+        self.partner_home: tuple[str, tuple[str, ...], int] | None = None
+        self.remote: RemoteInfo | None = None
+
+    def __repr__(self) -> str:
+        return f"<port {self.id:#x} partner {self.partner:#x} in {self.runtime.id}>"
+
+    @property
+    def grant_step(self) -> int:
+        return max(1, self.window // 4)
+
+
+def _halted(st: _PortState) -> bool:
+    """A listener stopped, closed or transferred the port, or an iterator took over."""
+    return st.done or not st.started or st.iterating > 0
+
+
+class Link:
+    """One ZeroMQ connection to another runtime (either side), with its queues."""
+
+    def __init__(
+        self,
+        runtime: PortRuntime,
+        options: PortOptions,
+        *,
+        role: Literal["active", "passive"],
+        sock: TrioSocket,
+        rid: bytes | None = None,
+        listener: Listener | None = None,
+        endpoint: str = "",
+    ) -> None:
+        self.runtime = runtime
+        self.options = options
+        self.role = role
+        self.sock = sock
+        self.rid = rid
+        self.listener = listener
+        self.endpoint = endpoint
+        self.prio: deque[object] = deque()
+        self.normal: deque[object] = deque()
+        self.user_count = 0
+        self.user_bytes = 0
+        self.pending_frame: bytes | None = None
+        self.inline_ok = True
+        self.sender_parked = False
+        self.lot = trio.lowlevel.ParkingLot()
+        self.up = trio.Event()
+        self.gone = trio.Event()
+        self._dead = False
+        self.reason = ""
+        self.remote_id: str | None = None
+        self.remote_endpoints: tuple[str, ...] = ()
+        self.window = options.port_window
+        now = trio.current_time()
+        self.created = now
+        self.last_recv = now
+        self.last_send = now
+        self.blocked_ports: set[_PortState] = set()
+        self.bad_frames = 0
+        self.monitor: TrioSocket | None = None
+        self.frames_sent = 0
+        self.frames_received = 0
+
+    def __repr__(self) -> str:
+        return f"<link {self.role} {self.endpoint or self.rid!r} to {self.remote_id}>"
+
+    @property
+    def dead(self) -> bool:
+        return self._dead
+
+    @property
+    def info(self) -> RemoteInfo | None:
+        if self.remote_id is None:
+            return None
+        return RemoteInfo(self.remote_id, self.remote_endpoints)
+
+    # -- queues ---------------------------------------------------------------------
+
+    def has_room(self, size: int) -> bool:
+        if self.user_count == 0:
+            return True
+        o = self.options
+        return self.user_count < o.link_queue_max and self.user_bytes + size <= o.link_queue_bytes_max
+
+    def put_plain(self, dst: int, seq: int, payload: bytes) -> None:
+        self.normal.append((dst, seq, payload))
+        self.user_count += 1
+        self.user_bytes += len(payload)
+
+    def put_user(self, msg: Msg) -> None:
+        size = len(msg.payload)
+        (self.prio if msg.prio else self.normal).append((msg, size))
+        self.user_count += 1
+        self.user_bytes += size
+
+    def put(self, msg: object, *, prio: bool = False) -> None:
+        """Queue a control (or forwarded) message; not bounded by the user limits."""
+        if not self.dead:
+            (self.prio if prio else self.normal).append(msg)
+
+    # -- sending --------------------------------------------------------------------
+
+    def _next_frame(self) -> bytes | None:
+        if self.prio:
+            queue = self.prio
+            priority = True
+        elif self.normal:
+            queue = self.normal
+            priority = False
+        else:
+            return None
+        o = self.options
+        count_max = o.batch_messages_max
+        bytes_max = o.batch_bytes_max
+        envs: list[object] = []
+        count = 0
+        nbytes = 0
+        user_count = 0
+        user_bytes = 0
+        run_dst = -1
+        run_next = -1
+        run_seq = 0
+        run: list[bytes] = []
+        popleft = queue.popleft
+        while queue and count < count_max and nbytes < bytes_max and len(envs) < _ENVELOPES_PER_FRAME_MAX:
+            entry = popleft()
+            if type(entry) is tuple:
+                if len(entry) == 3:
+                    dst, seq, payload = entry
+                    size = len(payload)
+                    user_count += 1
+                    user_bytes += size
+                    nbytes += size
+                    count += 1
+                    if dst == run_dst and seq == run_next:
+                        run.append(payload)
+                        run_next += 1
+                        continue
+                    if run:
+                        envs.append(Msgs(run_dst, run_seq, tuple(run)))
+                    run = [payload]
+                    run_dst = dst
+                    run_seq = seq
+                    run_next = seq + 1
+                    continue
+                msg, size = entry
+                user_count += 1
+                user_bytes += size
+                nbytes += size
+                count += 1
+            else:
+                msg = entry
+                count += 1
+            if run:
+                envs.append(Msgs(run_dst, run_seq, tuple(run)))
+                run = []
+                run_dst = -1
+            envs.append(msg)
+        if run:
+            envs.append(Msgs(run_dst, run_seq, tuple(run)))
+        self.user_count -= user_count
+        self.user_bytes -= user_bytes
+        if self.blocked_ports and user_count:
+            self.runtime._wake_blocked(self)
+        return encode_frame(envs, priority=priority, compression=DEFAULT_COMPRESSION)
+
+    def _try_send_frame(self, frame: bytes) -> bool:
+        if self.rid is None:
+            return self.sock.try_send(frame)
+        return self.sock.try_send_multipart((self.rid, frame))
+
+    def flush_now(self) -> bool:
+        """Send queued frames without blocking; True when nothing is left."""
+        while not self.dead:
+            frame = self.pending_frame
+            if frame is None:
+                frame = self._next_frame()
+                if frame is None:
+                    return True
+                self.pending_frame = frame
+            try:
+                ok = self._try_send_frame(frame)
+            except SocketClosed:
+                return True
+            except zmq.ZMQError as e:
+                self.runtime._link_dead(self, f"the peer is unreachable ({e.strerror})")
+                return True
+            if not ok:
+                return False
+            self.pending_frame = None
+            self.frames_sent += 1
+            self.last_send = trio.current_time()
+        return True
+
+    def kick(self) -> None:
+        """Something was queued: send it now if the link is idle, else wake the sender."""
+        if self.dead:
+            return
+        if self.inline_ok and self.pending_frame is None and self.up.is_set():
+            self.inline_ok = False
+            self.flush_now()
+        if self.sender_parked:
+            self.sender_parked = False
+            self.lot.unpark_all()
+
+    async def sender_task(self) -> None:
+        backoff_s = SEND_BACKOFF_FIRST_S
+        try:
+            while not self.dead:
+                if self.pending_frame is None and not self.prio and not self.normal:
+                    self.inline_ok = True
+                    self.sender_parked = True
+                    await self.lot.park()
+                    continue
+                if self.flush_now():
+                    backoff_s = SEND_BACKOFF_FIRST_S
+                    # let producers add to the queue: the next frames batch more
+                    await trio.lowlevel.checkpoint()
+                    continue
+                if self.rid is None:
+                    await self.sock.wait_for(zmq.POLLOUT)
+                else:
+                    # a ROUTER's POLLOUT is socket-wide: back this peer off on a timer
+                    await trio.sleep(backoff_s)
+                    backoff_s = min(backoff_s * 2, 0.02)
+        except SocketClosed:
+            pass
+
+
+class Listener:
+    """Incoming ports on a bound endpoint: ``async for port in listener``.
+
+    ``endpoints`` are the actual bound endpoints (a ``tcp://127.0.0.1:*`` bind
+    reports its port). ``close()`` stops listening and closes its connections.
+    """
+
+    def __init__(self, runtime: PortRuntime, options: PortOptions, sock: TrioSocket, endpoints: tuple[str, ...]) -> None:
+        self.runtime = runtime
+        self.options = options
+        self.sock = sock
+        self.endpoints = endpoints
+        self.links: dict[bytes, Link] = {}
+        self._queue: deque[_PortState] = deque()
+        self._lot = trio.lowlevel.ParkingLot()
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<Listener {', '.join(self.endpoints)}>"
+
+    def __aiter__(self) -> AsyncIterator[MessagePort]:
+        return self
+
+    async def __anext__(self) -> MessagePort:
+        while True:
+            if self._queue:
+                await trio.lowlevel.checkpoint()
+                if self._queue:
+                    st = self._queue.popleft()
+                    return self.runtime._handle_for(st)
+            if self.closed:
+                raise StopAsyncIteration
+            await self._lot.park()
+
+    async def accept(self) -> MessagePort:
+        """The next incoming port (``PortClosedError`` once the listener is closed)."""
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            raise PortClosedError("the listener is closed") from None
+
+    def _offer(self, st: _PortState) -> bool:
+        if self.closed or len(self._queue) >= self.options.accept_backlog:
+            return False
+        self._queue.append(st)
+        self._lot.unpark_all()
+        return True
+
+    def close(self) -> None:
+        """Stop listening: close its connections (their ports get ``close``) and its socket."""
+        if self.closed:
+            return
+        self.closed = True
+        rt = self.runtime
+        for link in list(self.links.values()):
+            rt._link_dead(link, "the listener closed", send_bye=True)
+        while self._queue:
+            rt._close_port(self._queue.popleft(), "the listener closed")
+        self._lot.unpark_all()
+        if self in rt._listeners:
+            rt._listeners.remove(self)
+        self.sock.close(self.options.linger_s)
+
+    async def __aenter__(self) -> Listener:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _normalize_endpoint(endpoint: str) -> str:
+    if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
+        return endpoint[:-2] + ":*"
+    return endpoint
+
+
+class PortRuntime:
+    """Per-process (per trio run) owner of the zmq context, sockets, tasks and port tables.
+
+    Use :func:`open_runtime` for an explicit one (tests put several in one
+    process), or the module-level functions, which use :func:`current_runtime`.
+    """
+
+    def __init__(self, options: PortOptions | None = None, *, context: zmq.Context[Any] | None = None) -> None:
+        self.options = options or DEFAULT_OPTIONS
+        self.id = secrets.token_hex(8)
+        self._ctx: zmq.Context[Any] = context if context is not None else zmq.Context()
+        self._own_ctx = context is None
+        self._token = trio.lowlevel.current_trio_token()
+        self._entries: dict[int, _PortState | _Relay] = {}
+        self._links: set[Link] = set()
+        self._by_runtime: dict[str, Link] = {}
+        self._dealers: dict[str, Link] = {}
+        self._listeners: list[Listener] = []
+        self._nursery: trio.Nursery | None = None
+        self._pending_spawn: list[tuple[Callable[..., Awaitable[object]], tuple[object, ...]]] = []
+        self._ready: dict[_PortState, None] = {}
+        self._dispatch_lot = trio.lowlevel.ParkingLot()
+        self._dispatch_parked = False
+        self._pending_direct: dict[str, set[int]] = {}
+        self._dialing: set[str] = set()
+        self._relays_changed = trio.Event()
+        self._handshake_lot = trio.lowlevel.ParkingLot()
+        self.closed = False
+        self.bad_frames = 0
+        self._handlers: dict[type, Callable[[Any, Link], None]] = {
+            Msgs: self._on_msgs,
+            Msg: self._on_msg,
+            Credit: self._on_credit,
+            Close: self._on_close,
+            Locate: self._on_locate,
+            Marker: self._on_marker,
+            Open: self._on_open,
+            Ping: self._on_ping,
+            Bye: self._on_bye,
+            Hello: self._on_hello_late,
+            Welcome: self._on_welcome,
+        }
+
+    def __repr__(self) -> str:
+        return f"<PortRuntime {self.id}>"
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def _spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        if self._nursery is None:
+            self._pending_spawn.append((fn, args))
+        else:
+            self._nursery.start_soon(fn, *args)
+
+    def _attach(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        nursery.start_soon(self._heartbeat_task)
+        nursery.start_soon(self._dispatch_task)
+        pending, self._pending_spawn = self._pending_spawn, []
+        for fn, args in pending:
+            nursery.start_soon(fn, *args)
+
+    def check_run(self) -> None:
+        if self.closed:
+            raise PortClosedError("the port runtime is closed")
+        try:
+            token = trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            raise RuntimeMismatch("ports are used from outside trio.run; call them from trio tasks") from None
+        if token is not self._token:
+            raise RuntimeMismatch("this port belongs to another trio run; ports cannot move between runs")
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """Endpoints other processes can use to reach this runtime."""
+        if self.options.advertise:
+            return self.options.advertise
+        return tuple(e for ls in self._listeners for e in ls.endpoints if not e.startswith("inproc://"))
+
+    # -- sockets (the one place they are created and configured) ---------------------
+
+    def _make_socket(self, kind: int, options: PortOptions) -> zmq.Socket[Any]:
+        s: zmq.Socket[Any] = self._ctx.socket(kind)
+        s.setsockopt(zmq.LINGER, int(options.linger_s * 1000))
+        s.setsockopt(zmq.SNDHWM, options.sndhwm)
+        s.setsockopt(zmq.RCVHWM, options.rcvhwm)
+        s.setsockopt(zmq.HEARTBEAT_IVL, max(1, int(options.zmq_heartbeat_interval_s * 1000)))
+        s.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(1, int(options.zmq_heartbeat_timeout_s * 1000)))
+        s.setsockopt(zmq.HEARTBEAT_TTL, min(6_553_599, max(100, int(options.zmq_heartbeat_ttl_s * 1000))))
+        s.setsockopt(zmq.RECONNECT_IVL, max(1, int(options.reconnect_interval_s * 1000)))
+        s.setsockopt(zmq.RECONNECT_IVL_MAX, max(1, int(options.reconnect_interval_max_s * 1000)))
+        if kind == zmq.ROUTER:
+            s.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        elif kind == zmq.DEALER:
+            s.setsockopt(zmq.ROUTING_ID, secrets.token_bytes(12))
+            s.setsockopt(zmq.IMMEDIATE, 1)
+        # Security (CURVE keys, ZAP domain) will be applied here.
+        return s
+
+    # -- listen / connect ------------------------------------------------------------
+
+    def listen(self, endpoint: str, options: PortOptions | None = None) -> Listener:
+        """Bind ``endpoint`` (tcp://, ipc://, inproc://) and return its :class:`Listener`."""
+        self.check_run()
+        options = options or self.options
+        sock = self._make_socket(zmq.ROUTER, options)
+        try:
+            sock.bind(_normalize_endpoint(endpoint))
+        except zmq.ZMQError as e:
+            sock.close(0)
+            raise ConnectError(f"cannot listen on {endpoint}: {e.strerror}; pick another endpoint") from None
+        bound = sock.getsockopt(zmq.LAST_ENDPOINT)
+        eps = (bound.decode() if isinstance(bound, bytes) else str(bound),)
+        listener = Listener(self, options, TrioSocket(sock), eps)
+        self._listeners.append(listener)
+        self._spawn(self._router_receiver, listener)
+        return listener
+
+    async def connect(self, endpoint: str, options: PortOptions | None = None) -> MessagePort:
+        """Open a port to the listener at ``endpoint`` (sharing the connection if one exists)."""
+        self.check_run()
+        options = options or self.options
+        link = await self._get_link(endpoint, options)
+        if link.dead:
+            raise ConnectError(f"the connection to {endpoint} closed: {link.reason}")
+        window = min(options.port_window, link.window)
+        a = _PortState(self, self._new_id(), 0, window)
+        b_id = self._new_id()
+        a.partner = b_id
+        a.remote = link.info
+        a.started = False
+        self._entries[a.id] = a
+        self._entries[b_id] = _Relay(link, 0, a.id)
+        link.put(Open(b_id, a.id, window))
+        link.kick()
+        return self._handle_for(a)
+
+    async def _get_link(self, endpoint: str, options: PortOptions) -> Link:
+        link = self._dealers.get(endpoint)
+        if link is None or link.dead:
+            link = self._open_dealer(endpoint, options)
+        if not link.up.is_set():
+            with trio.move_on_after(options.connect_timeout_s):
+                while not link.up.is_set() and not link.dead:
+                    await self._handshake_lot.park()
+            if not link.up.is_set():
+                if not link.dead:
+                    self._link_dead(link, "no handshake answer")
+                raise ConnectError(
+                    f"no answer from {endpoint} within {options.connect_timeout_s} s "
+                    f"({link.reason}); is a listener running there?"
+                )
+        return link
+
+    def _open_dealer(self, endpoint: str, options: PortOptions) -> Link:
+        sock = self._make_socket(zmq.DEALER, options)
+        mon = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        try:
+            sock.connect(_normalize_endpoint(endpoint))
+        except zmq.ZMQError as e:
+            sock.disable_monitor()
+            mon.close(0)
+            sock.close(0)
+            raise ConnectError(f"cannot connect to {endpoint}: {e.strerror}; check the endpoint") from None
+        link = Link(self, options, role="active", sock=TrioSocket(sock), endpoint=endpoint)
+        link.monitor = TrioSocket(mon)
+        self._links.add(link)
+        self._dealers[endpoint] = link
+        link.put(Hello(self.id, PROTOCOL_VERSION, self.endpoints, options.port_window), prio=True)
+        # the Hello goes now even though the link is not up yet
+        link.flush_now()
+        self._spawn(link.sender_task)
+        self._spawn(self._dealer_receiver, link)
+        self._spawn(self._monitor_task, link)
+        return link
+
+    # -- receiving -----------------------------------------------------------------------
+
+    async def _dealer_receiver(self, link: Link) -> None:
+        sock = link.sock
+        try:
+            while not link.dead:
+                frames = await sock.recv_batch(256)
+                link.last_recv = trio.current_time()
+                self._on_frames(link, frames)
+                self._run_ready()
+        except SocketClosed:
+            pass
+
+    async def _monitor_task(self, link: Link) -> None:
+        mon = link.monitor
+        assert mon is not None
+        try:
+            while not link.dead:
+                parts = await mon.recv_multipart()
+                try:
+                    event = parse_monitor_message(parts)["event"]
+                except Exception:
+                    continue
+                if event == zmq.EVENT_DISCONNECTED and link.up.is_set():
+                    self._link_dead(link, "the connection was lost")
+        except SocketClosed:
+            pass
+
+    async def _router_receiver(self, listener: Listener) -> None:
+        sock = listener.sock
+        try:
+            while not listener.closed:
+                batch = await sock.recv_multipart_batch(256)
+                now = trio.current_time()
+                for parts in batch:
+                    if len(parts) != 2:
+                        self.bad_frames += 1
+                        continue
+                    rid, data = parts
+                    link = listener.links.get(rid)
+                    if link is None:
+                        self._on_unknown_peer(listener, rid, data)
+                        continue
+                    link.last_recv = now
+                    self._on_frame(link, data)
+                self._run_ready()
+        except SocketClosed:
+            pass
+
+    def _on_unknown_peer(self, listener: Listener, rid: bytes, data: bytes) -> None:
+        try:
+            frame = decode_frame(data)
+        except DecodeError:
+            self.bad_frames += 1
+            return
+        hello = frame.messages[0] if frame.messages else None
+        if not isinstance(hello, Hello):
+            self._send_raw_bye(listener, rid, "unknown connection; it was closed, reconnect")
+            return
+        if hello.version != PROTOCOL_VERSION:
+            self._send_raw_bye(listener, rid, f"protocol version {hello.version} is not {PROTOCOL_VERSION}")
+            return
+        if len(listener.links) >= listener.options.links_max:
+            self._send_raw_bye(listener, rid, "too many connections")
+            return
+        link = Link(self, listener.options, role="passive", sock=listener.sock, rid=rid, listener=listener)
+        link.remote_id = hello.runtime_id
+        link.remote_endpoints = hello.endpoints
+        link.window = min(listener.options.port_window, hello.window)
+        listener.links[rid] = link
+        self._links.add(link)
+        link.put(Welcome(self.id, PROTOCOL_VERSION, self.endpoints, link.window), prio=True)
+        self._link_up(link)
+        link.kick()
+        self._spawn(link.sender_task)
+        for m in frame.messages[1:]:
+            self._on_message(link, m)
+
+    def _send_raw_bye(self, listener: Listener, rid: bytes, reason: str) -> None:
+        with suppress(zmq.ZMQError, SocketClosed):
+            listener.sock.try_send_multipart((rid, encode_frame([Bye(reason)], priority=True)))
+
+    def _on_frames(self, link: Link, frames: list[bytes]) -> None:
+        for f in frames:
+            if link.dead:
+                return
+            self._on_frame(link, f)
+
+    def _on_frame(self, link: Link, data: bytes) -> None:
+        link.frames_received += 1
+        try:
+            frame = decode_frame(data)
+        except DecodeError as e:
+            self.bad_frames += 1
+            link.bad_frames += 1
+            logger.warning("dropped an undecodable frame from %r: %s", link, e)
+            if link.bad_frames > BAD_FRAMES_MAX:
+                self._link_dead(link, "the peer sent too many bad frames", send_bye=True)
+            return
+        for m in frame.messages:
+            self._on_message(link, m)
+            if link.dead:
+                return
+
+    def _on_message(self, link: Link, m: object) -> None:
+        handler = self._handlers.get(type(m))
+        if handler is None or (not link.up.is_set() and not isinstance(m, Welcome | Bye)):
+            self.bad_frames += 1
+            logger.warning("dropped an unexpected %s from %r", type(m).__name__, link)
+            return
+        try:
+            handler(m, link)
+        except Exception:  # input from the network never crashes anything
+            self.bad_frames += 1
+            logger.exception("failed to handle %s from %r", type(m).__name__, link)
+
+    # -- handshake and link life ------------------------------------------------------
+
+    def _on_welcome(self, m: Welcome, link: Link) -> None:
+        if link.role != "active" or link.up.is_set():
+            return
+        if m.version != PROTOCOL_VERSION:
+            self._link_dead(link, f"the listener speaks protocol {m.version}, not {PROTOCOL_VERSION}")
+            return
+        link.remote_id = m.runtime_id
+        link.remote_endpoints = m.endpoints
+        link.window = min(link.options.port_window, m.window)
+        self._link_up(link)
+        link.kick()
+
+    def _on_hello_late(self, m: Hello, link: Link) -> None:
+        pass  # a repeated Hello on an established connection: nothing to do
+
+    def _on_ping(self, m: Ping, link: Link) -> None:
+        pass
+
+    def _on_bye(self, m: Bye, link: Link) -> None:
+        self._link_dead(link, f"the peer closed the connection ({m.reason})")
+
+    def _link_up(self, link: Link) -> None:
+        link.up.set()
+        self._handshake_lot.unpark_all()
+        rid = link.remote_id
+        assert rid is not None
+        self._by_runtime.setdefault(rid, link)
+        waiting = self._pending_direct.pop(rid, None)
+        if waiting:
+            for pid in waiting:
+                st = self._entries.get(pid)
+                if isinstance(st, _PortState):
+                    self._try_direct(st)
+
+    def _link_dead(self, link: Link, reason: str, *, send_bye: bool = False) -> None:
+        if link.dead:
+            return
+        if send_bye and link.up.is_set():
+            link.put(Bye(reason), prio=True)
+            link.flush_now()
+        link._dead = True
+        link.reason = reason
+        link.gone.set()
+        self._handshake_lot.unpark_all()
+        logger.info("connection %r closed: %s", link, reason)
+        self._links.discard(link)
+        if link.remote_id is not None and self._by_runtime.get(link.remote_id) is link:
+            del self._by_runtime[link.remote_id]
+            for other in self._links:
+                if other.remote_id == link.remote_id and other.up.is_set():
+                    self._by_runtime[link.remote_id] = other
+                    break
+        if link.rid is None:
+            if self._dealers.get(link.endpoint) is link:
+                del self._dealers[link.endpoint]
+            if link.monitor is not None:
+                with suppress(zmq.ZMQError):
+                    link.sock.sock.disable_monitor()
+                link.monitor.close(0)
+            link.sock.close(link.options.linger_s)
+        elif link.listener is not None and link.listener.links.get(link.rid) is link:
+            del link.listener.links[link.rid]
+        link.prio.clear()
+        link.normal.clear()
+        link.pending_frame = None
+        link.lot.unpark_all()
+        self._wake_blocked(link)
+        # every route through this link is gone
+        for pid, e in list(self._entries.items()):
+            if type(e) is not _Relay or e.hop is not link:
+                continue
+            if self._entries.get(pid) is e:
+                del self._entries[pid]
+            p = self._entries.get(e.partner)
+            if type(p) is _PortState:
+                if p.partner == pid:
+                    self._partner_closed(p, reason)
+            elif type(p) is _Relay and p.hop is not link:
+                p.hop.put(Close(e.partner, CLOSE_NOW, CLOSE_NOW, reason))
+                p.hop.kick()
+                del self._entries[e.partner]
+        self._relays_changed.set()
+
+    # -- heartbeats and dispatch tasks -------------------------------------------
+
+    async def _heartbeat_task(self) -> None:
+        while True:
+            now = trio.current_time()
+            tick = 0.25
+            for link in list(self._links):
+                o = link.options
+                tick = min(tick, o.heartbeat_interval_s / 4)
+                if link.dead:
+                    continue
+                if not link.up.is_set():
+                    if now - link.created > o.connect_timeout_s:
+                        self._link_dead(link, "the handshake timed out")
+                    continue
+                if now - link.last_recv > o.heartbeat_timeout_s:
+                    self._link_dead(
+                        link, f"nothing arrived for {now - link.last_recv:.1f} s (heartbeat timeout)"
+                    )
+                elif now - link.last_send >= o.heartbeat_interval_s:
+                    link.put(Ping(), prio=True)
+                    link.kick()
+            await trio.sleep(max(0.005, tick))
+
+    async def _dispatch_task(self) -> None:
+        while True:
+            if not self._ready:
+                self._dispatch_parked = True
+                await self._dispatch_lot.park()
+                continue
+            self._run_ready()
+            await trio.lowlevel.checkpoint()
+
+    def _schedule(self, st: _PortState) -> None:
+        self._ready[st] = None
+        if self._dispatch_parked:
+            self._dispatch_parked = False
+            self._dispatch_lot.unpark_all()
+
+    def _notify(self, st: _PortState) -> None:
+        """Items arrived in ``st``'s queue."""
+        if st.iterating:
+            st.lot.unpark_all()
+        elif st.started or st.partner_gone:
+            self._ready[st] = None
+
+    def _run_ready(self) -> None:
+        budget = RUN_READY_ITEMS_MAX
+        ready = self._ready
+        while ready and budget > 0:
+            st = next(iter(ready))
+            del ready[st]
+            budget -= self._drain_to_listeners(st, budget)
+        if ready and self._dispatch_parked:
+            self._dispatch_parked = False
+            self._dispatch_lot.unpark_all()
+
+    def _drain_to_listeners(self, st: _PortState, budget: int) -> int:
+        handle = st.handle
+        n = 0
+        if st.done or handle is None:
+            return 0
+        queue = st.queue
+        if not st.started or st.iterating:
+            if st.partner_gone and not st.close_fired and queue and queue[-1] is CLOSE_ITEM:
+                self._fire_close(st)
+            return 0
+        fire = handle._fire_message
+        while queue and n < budget:
+            entry = queue[0]
+            if type(entry) is bytes:
+                queue.popleft()
+                n += 1
+                self._consumed(st)
+                fire(entry, ())
+                if _halted(st):
+                    break
+                continue
+            if entry is CLOSE_ITEM:
+                queue.popleft()
+                self._fire_close(st)
+                break
+            assert isinstance(entry, _Item)
+            if entry.kind == KIND_REQUEST:
+                if not self._start_request(st, entry):
+                    break
+                queue.popleft()
+                n += 1
+                continue
+            queue.popleft()
+            n += 1
+            self._consumed(st)
+            fire(entry.payload, tuple(self._handle_for(p) for p in entry.ports))
+            if _halted(st):
+                break
+        if queue and n >= budget:
+            self._ready[st] = None
+        return n
+
+    def _fire_close(self, st: _PortState) -> None:
+        if st.close_fired:
+            return
+        st.close_fired = True
+        if st.handle is not None:
+            st.handle._fire_close(st.close_reason)
+
+    def _consumed(self, st: _PortState) -> None:
+        st.consumed += 1
+        if st.consumed - st.granted >= st.grant_step:
+            self._grant(st)
+
+    def _grant(self, st: _PortState) -> None:
+        st.granted = st.consumed
+        if st.partner_gone:
+            return
+        e = self._entries.get(st.partner)
+        if type(e) is _PortState:
+            self._credit_local(e, st.consumed)
+        elif type(e) is _Relay:
+            e.hop.put(Credit(st.partner, st.consumed), prio=True)
+            e.hop.kick()
+
+    def _credit_local(self, st: _PortState, consumed: int) -> None:
+        if consumed > st.credited:
+            st.credited = consumed
+            if st.writers:
+                st.writers.unpark_all()
+
+    def _wake_blocked(self, link: Link) -> None:
+        blocked, link.blocked_ports = link.blocked_ports, set()
+        for st in blocked:
+            st.writers.unpark_all()
+
+    # -- ids and handles ---------------------------------------------------------------
+
+    def _new_id(self) -> int:
+        while True:
+            i = secrets.randbits(63)
+            if i and i not in self._entries:
+                return i
+
+    def _handle_for(self, st: _PortState) -> MessagePort:
+        h = _port.MessagePort._from_state(st)
+        st.handle = h
+        return h
+
+    def new_channel(self) -> tuple[MessagePort, MessagePort]:
+        self.check_run()
+        window = self.options.port_window
+        a = _PortState(self, self._new_id(), 0, window)
+        self._entries[a.id] = a
+        b = _PortState(self, self._new_id(), a.id, window)
+        self._entries[b.id] = b
+        a.partner = b.id
+        return self._handle_for(a), self._handle_for(b)
+
+    # -- sending ---------------------------------------------------------------------
+
+    def room(self, st: _PortState, size: int) -> trio.lowlevel.ParkingLot | None:
+        """None if ``st`` may post a message of ``size`` bytes now, else where to wait."""
+        if st.sent - st.credited >= st.window:
+            return st.writers
+        e = self._entries.get(st.partner)
+        if type(e) is _Relay and not e.hop.has_room(size):
+            e.hop.blocked_ports.add(st)
+            return st.writers
+        return None
+
+    def post(  # noqa: PLR0917
+        self,
+        st: _PortState,
+        kind: int,
+        req_id: int,
+        payload: bytes,
+        ports: tuple[_PortState, ...],
+        prio: bool,
+    ) -> None:
+        """Send one message from ``st`` to its partner; raises PortQueueFull when there is no room."""
+        partner = self._entries.get(st.partner)
+        counted = kind not in (KIND_RESPONSE, KIND_ERROR)
+        if counted and st.sent - st.credited >= st.window:
+            raise PortQueueFull(
+                f"the partner has not taken {st.window} messages yet (the port's window); "
+                "await port.wait_writable() or use await port.send()"
+            )
+        if isinstance(partner, _Relay):
+            link = partner.hop
+            if counted and not link.has_room(len(payload)):
+                raise PortQueueFull(
+                    f"the connection's send queue is full ({link.user_count} messages, {link.user_bytes} bytes); "
+                    "await port.wait_writable() or use await port.send()"
+                )
+        elif partner is None:
+            raise PortClosedError("the port's partner is closed")
+        if prio:
+            seq = st.pseq_out
+            st.pseq_out = seq + 1
+        else:
+            seq = st.seq_out
+            st.seq_out = seq + 1
+        if counted:
+            st.sent += 1
+        if isinstance(partner, _PortState):
+            for p in ports:
+                self._neuter(p)
+            if kind == KIND_MESSAGE and not prio and not ports:
+                self._accept(partner, False, seq, payload)
+            else:
+                self._accept(partner, prio, seq, _Item(kind, prio, req_id, payload, ports))
+            if partner.started or partner.iterating or partner.partner_gone:
+                self._schedule(partner)
+            return
+        link = partner.hop
+        if kind == KIND_MESSAGE and not prio and not ports:
+            link.put_plain(st.partner, seq, payload)
+        else:
+            exported: list[tuple[_PortState, list[tuple[bool, int, bytes | _Item]]]] = []
+            refs = tuple(self._export(p, link, exported) for p in ports)
+            link.put_user(Msg(st.partner, seq, prio, kind, req_id, payload, refs))
+            self._send_exported(exported, link)
+        link.kick()
+
+    # -- relocation: export / materialize -------------------------------------------
+
+    def _export(
+        self,
+        st: _PortState,
+        hop: Link,
+        exported: list[tuple[_PortState, list[tuple[bool, int, bytes | _Item]]]],
+    ) -> PortRef:
+        """Turn a local end into a relay toward ``hop``; its queued messages follow."""
+        pe = self._entries.get(st.partner)
+        partner_gen = pe.moves if type(pe) is _PortState else pe.gen if type(pe) is _Relay else 0
+        queued: list[tuple[bool, int, bytes | _Item]] = []
+        n_normal = sum(
+            1 for x in st.queue if type(x) is bytes or (type(x) is _Item and not x.prio)
+        )
+        n_prio = sum(1 for x in st.queue if type(x) is _Item and x.prio)
+        seq = st.seq_in - n_normal
+        pseq = st.pseq_in - n_prio
+        first_seq, first_pseq = seq, pseq
+        for x in st.queue:
+            if type(x) is bytes:
+                queued.append((False, seq, x))
+                seq += 1
+            elif type(x) is _Item:
+                if x.prio:
+                    queued.append((True, pseq, x))
+                    pseq += 1
+                else:
+                    queued.append((False, seq, x))
+                    seq += 1
+        for (prio, s), x2 in sorted(st.reorder.items()):
+            queued.append((prio, s, x2))
+        close_seq = close_pseq = -1
+        if st.partner_gone:
+            close_seq, close_pseq = st.seq_in, st.pseq_in
+        elif st.close_at is not None:
+            close_seq, close_pseq = st.close_at
+        moves = st.moves + 1
+        ref = PortRef(
+            id=st.id,
+            partner=st.partner,
+            moves=moves,
+            partner_gen=partner_gen,
+            window=st.window,
+            seq_out=st.seq_out,
+            pseq_out=st.pseq_out,
+            seq_in=first_seq,
+            pseq_in=first_pseq,
+            sent=st.sent,
+            credited=st.credited,
+            consumed=st.consumed,
+            granted=st.granted,
+            close_seq=close_seq,
+            close_pseq=close_pseq,
+        )
+        self._retire(st, PortTransferredError("the port was transferred; the receiver of the message owns it"))
+        st.exported = True
+        if self._entries.get(st.id) is st:
+            self._entries[st.id] = _Relay(hop, moves, st.partner)
+        exported.append((st, queued))
+        return ref
+
+    def _send_exported(
+        self, exported: list[tuple[_PortState, list[tuple[bool, int, bytes | _Item]]]], hop: Link
+    ) -> None:
+        """Re-send exported ends' queued messages behind their carrier (recursively)."""
+        i = 0
+        while i < len(exported):
+            st, queued = exported[i]
+            i += 1
+            for prio, seq, x in queued:
+                if type(x) is bytes:
+                    hop.put(Msg(st.id, seq, prio, KIND_MESSAGE, 0, x, ()), prio=prio)
+                else:
+                    assert isinstance(x, _Item)
+                    refs = tuple(self._export(p, hop, exported) for p in x.ports)
+                    hop.put(Msg(st.id, seq, prio, x.kind, x.req_id, x.payload, refs), prio=prio)
+
+    def _materialize(self, refs: tuple[PortRef, ...], link: Link) -> tuple[_PortState, ...]:
+        states = []
+        for ref in refs:
+            st = _PortState(self, ref.id, ref.partner, max(1, ref.window), ref.moves)
+            st.seq_out = ref.seq_out
+            st.pseq_out = ref.pseq_out
+            st.seq_in = ref.seq_in
+            st.pseq_in = ref.pseq_in
+            st.sent = ref.sent
+            st.credited = ref.credited
+            st.consumed = ref.consumed
+            st.granted = ref.granted
+            if ref.close_seq >= 0:
+                st.close_at = (ref.close_seq, ref.close_pseq)
+            old = self._entries.get(ref.id)
+            if type(old) is _PortState and not old.done:
+                # an id collision (or a forged ref): refuse the newcomer
+                st.done = True
+                states.append(st)
+                continue
+            self._entries[ref.id] = st
+            states.append(st)
+        for ref, st in zip(refs, states, strict=True):
+            if st.done:
+                continue
+            if ref.partner not in self._entries and st.close_at is None:
+                self._entries[ref.partner] = _Relay(link, ref.partner_gen, ref.id)
+            st.remote = link.info
+        for st in states:
+            if st.done:
+                continue
+            self._check_close(st)
+            pe = self._entries.get(st.partner)
+            if type(pe) is _Relay and not st.partner_gone:
+                pe.hop.put(Locate(st.partner, st.id, self.id, self.endpoints, st.moves, True))
+                pe.hop.kick()
+        return tuple(states)
+
+    def _relay_refs(self, refs: tuple[PortRef, ...], in_link: Link, out: Link) -> None:
+        """A carrier passes through: install relays so both directions follow."""
+        for ref in refs:
+            old = self._entries.get(ref.id)
+            if type(old) is _PortState and not old.done:
+                continue  # an id collision or a forged ref: leave the local end alone
+            self._entries[ref.id] = _Relay(out, ref.moves, ref.partner)
+        for ref in refs:
+            if ref.partner not in self._entries and ref.close_seq < 0:
+                self._entries[ref.partner] = _Relay(in_link, ref.partner_gen, ref.id)
+
+    # -- incoming addressed messages ------------------------------------------------
+
+    def _on_msgs(self, m: Msgs, link: Link) -> None:
+        e = self._entries.get(m.dst)
+        if type(e) is _PortState:
+            st = e
+            seq = m.seq
+            if seq == st.seq_in and not st.reorder and not st.done and st.close_at is None:
+                payloads = m.payloads
+                st.queue.extend(payloads)
+                st.seq_in = seq + len(payloads)
+                if len(st.queue) > st.window + 1:
+                    self._violation(st, "the partner sent beyond its window")
+                    return
+                self._notify(st)
+                return
+            for i, p in enumerate(m.payloads):
+                self._accept(st, False, seq + i, p)
+        elif type(e) is _Relay:
+            e.hop.put(m)
+            e.hop.kick()
+
+    def _on_msg(self, m: Msg, link: Link) -> None:
+        e = self._entries.get(m.dst)
+        if type(e) is _Relay:
+            if m.ports:
+                self._relay_refs(m.ports, link, e.hop)
+            e.hop.put(m, prio=m.prio)
+            e.hop.kick()
+            return
+        states = self._materialize(m.ports, link) if m.ports else ()
+        if type(e) is _PortState:
+            if m.kind == KIND_MESSAGE and not m.prio and not states:
+                self._accept(e, False, m.seq, m.payload)
+            else:
+                self._accept(e, m.prio, m.seq, _Item(m.kind, m.prio, m.req_id, m.payload, states))
+        else:
+            # nobody here: the ports it carried are lost; tell their partners
+            for st in states:
+                self._close_port(st, "the message carrying the port could not be delivered")
+
+    def _accept(self, st: _PortState, prio: bool, seq: int, item: bytes | _Item) -> None:
+        if st.done or st.partner_gone:
+            if type(item) is _Item:
+                for p in item.ports:
+                    self._close_port(p, "the port it was sent to is closed")
+            return
+        expected = st.pseq_in if prio else st.seq_in
+        if seq != expected:
+            if seq > expected:
+                if len(st.reorder) >= st.window * REORDER_FACTOR:
+                    self._violation(st, "too many messages arrived out of order")
+                    return
+                st.reorder[(prio, seq)] = item
+            return  # else a duplicate
+        self._take_in(st, item)
+        seq += 1
+        reorder = st.reorder
+        while reorder:
+            nxt = reorder.pop((prio, seq), None)
+            if nxt is None:
+                break
+            self._take_in(st, nxt)
+            seq += 1
+        if prio:
+            st.pseq_in = seq
+        else:
+            st.seq_in = seq
+        if len(st.queue) > st.window + 1:
+            self._violation(st, "the partner sent beyond its window")
+            return
+        if st.close_at is not None:
+            self._check_close(st)
+        self._notify(st)
+
+    def _take_in(self, st: _PortState, item: bytes | _Item) -> None:
+        if type(item) is _Item and item.kind in (KIND_RESPONSE, KIND_ERROR):
+            pending = st.pending.pop(item.req_id, None)
+            if pending is not None:
+                pending.kind = item.kind
+                pending.payload = item.payload
+                pending.event.set()
+            return  # a late answer is dropped
+        st.queue.append(item)
+
+    def _violation(self, st: _PortState, reason: str) -> None:
+        logger.warning("closing %r: %s", st, reason)
+        self.bad_frames += 1
+        self._close_port(st, reason, notify_self=True)
+
+    def _on_credit(self, m: Credit, link: Link) -> None:
+        e = self._entries.get(m.dst)
+        if type(e) is _PortState:
+            self._credit_local(e, m.consumed)
+        elif type(e) is _Relay:
+            e.hop.put(m, prio=True)
+            e.hop.kick()
+
+    def _on_close(self, m: Close, link: Link) -> None:
+        e = self._entries.get(m.dst)
+        if type(e) is _Relay:
+            e.hop.put(m)
+            e.hop.kick()
+            del self._entries[m.dst]
+            self._relays_changed.set()
+        elif type(e) is _PortState:
+            self._partner_closing(e, m.seq, m.pseq, m.reason)
+
+    def _partner_closing(self, st: _PortState, seq: int, pseq: int, reason: str) -> None:
+        st.close_reason = reason
+        if seq == CLOSE_NOW:
+            self._partner_closed(st, reason)
+            return
+        st.close_at = (seq, pseq)
+        self._check_close(st)
+
+    def _check_close(self, st: _PortState) -> None:
+        at = st.close_at
+        if at is not None and st.seq_in >= at[0] and st.pseq_in >= at[1]:
+            self._partner_closed(st, st.close_reason or "the partner closed the port")
+
+    def _partner_closed(self, st: _PortState, reason: str) -> None:
+        """The partner end is gone: no more messages will come; queue the close event."""
+        if st.partner_gone or st.done:
+            return
+        st.partner_gone = True
+        st.close_at = None
+        st.close_reason = reason
+        st.reorder.clear()
+        pe = self._entries.get(st.partner)
+        if type(pe) is _Relay:
+            del self._entries[st.partner]
+            if not pe.hop.dead:
+                pe.hop.put(Marker(st.partner, GEN_ALL))
+                pe.hop.kick()
+            self._relays_changed.set()
+        if self._entries.get(st.id) is st:
+            del self._entries[st.id]
+        self._forget_direct(st)
+        err = PortClosedError(f"the port's partner is gone ({reason})")
+        for p in st.pending.values():
+            p.error = err
+            p.event.set()
+        st.pending.clear()
+        st.writers.unpark_all()
+        st.queue.append(CLOSE_ITEM)
+        st.lot.unpark_all()
+        self._schedule(st)
+
+    def _on_locate(self, m: Locate, link: Link) -> None:
+        e = self._entries.get(m.dst)
+        if type(e) is _Relay:
+            e.hop.put(m)
+            e.hop.kick()
+        elif type(e) is _PortState and not e.partner_gone and e.partner == m.src:
+            e.partner_home = (m.runtime_id, m.endpoints, m.moves)
+            if m.reply:
+                pe = self._entries.get(e.partner)
+                if type(pe) is _Relay:
+                    pe.hop.put(Locate(e.partner, e.id, self.id, self.endpoints, e.moves, False))
+                    pe.hop.kick()
+            self._try_direct(e)
+
+    def _on_marker(self, m: Marker, link: Link) -> None:
+        e = self._entries.get(m.dst)
+        if type(e) is _Relay and e.gen <= m.gen:
+            del self._entries[m.dst]
+            if not e.hop.dead:
+                e.hop.put(m)
+                e.hop.kick()
+            self._relays_changed.set()
+
+    def _on_open(self, m: Open, link: Link) -> None:
+        listener = link.listener
+        if listener is None or link.role != "passive":
+            link.put(Close(m.partner, CLOSE_NOW, CLOSE_NOW, "this side does not accept ports"))
+            link.kick()
+            return
+        if m.port in self._entries:
+            link.put(Close(m.partner, CLOSE_NOW, CLOSE_NOW, "port id collision; connect again"))
+            link.kick()
+            return
+        st = _PortState(self, m.port, m.partner, max(1, min(m.window, listener.options.port_window)))
+        st.remote = link.info
+        self._entries[st.id] = st
+        if m.partner not in self._entries:
+            self._entries[m.partner] = _Relay(link, 0, st.id)
+        if not listener._offer(st):
+            self._close_port(st, "the listener's backlog is full")
+
+    # -- direct routes after a move -------------------------------------------------
+
+    def _try_direct(self, st: _PortState) -> None:
+        home = st.partner_home
+        if home is None or st.done or st.partner_gone:
+            return
+        runtime_id, endpoints, moves = home
+        if runtime_id == self.id:
+            return
+        e = self._entries.get(st.partner)
+        if type(e) is not _Relay or e.gen > moves:
+            return
+        if e.hop.remote_id == runtime_id:
+            st.remote = e.hop.info
+            return
+        link = self._by_runtime.get(runtime_id)
+        if link is not None and link.up.is_set() and not link.dead:
+            e.hop.put(Marker(st.partner, moves))
+            e.hop.kick()
+            self._entries[st.partner] = _Relay(link, moves, st.id)
+            st.remote = link.info
+            return
+        self._pending_direct.setdefault(runtime_id, set()).add(st.id)
+        mine = self.endpoints
+        if endpoints and (not mine or self.id < runtime_id) and runtime_id not in self._dialing:
+            self._dialing.add(runtime_id)
+            self._spawn(self._dial, runtime_id, endpoints)
+
+    def _forget_direct(self, st: _PortState) -> None:
+        if st.partner_home is not None:
+            s = self._pending_direct.get(st.partner_home[0])
+            if s is not None:
+                s.discard(st.id)
+
+    async def _dial(self, runtime_id: str, endpoints: tuple[str, ...]) -> None:
+        try:
+            for ep in endpoints:
+                if runtime_id in self._by_runtime:
+                    return
+                try:
+                    link = await self._get_link(ep, self.options)
+                except (ConnectError, PortsError) as e:
+                    logger.info("could not reach runtime %s at %s: %s", runtime_id, ep, e)
+                    continue
+                if link.remote_id == runtime_id:
+                    return
+        finally:
+            self._dialing.discard(runtime_id)
+
+    # -- closing ports -------------------------------------------------------------------
+
+    def _retire(self, st: _PortState, err: PortsError) -> None:
+        """``st`` stops being usable here (closed or transferred): wake and fail its waiters."""
+        st.done = True
+        st.started = False
+        for p in st.pending.values():
+            p.error = err
+            p.event.set()
+        st.pending.clear()
+        st.lot.unpark_all()
+        st.writers.unpark_all()
+        self._ready.pop(st, None)
+        self._forget_direct(st)
+        if st.handle is not None:
+            st.handle._detach(err)
+            st.handle = None
+
+    def _neuter(self, st: _PortState) -> None:
+        """``st`` moves to a new user object in this runtime: the old object becomes unusable."""
+        err = PortTransferredError("the port was transferred; the receiver of the message owns it")
+        st.started = False
+        for p in st.pending.values():
+            p.error = err
+            p.event.set()
+        st.pending.clear()
+        self._ready.pop(st, None)
+        st.lot.unpark_all()
+        st.writers.unpark_all()
+        if st.handle is not None:
+            st.handle._detach(err)
+            st.handle = None
+
+    def _close_port(self, st: _PortState, reason: str, *, notify_self: bool = False) -> None:
+        """Close a local end: its partner gets ``close``; with ``notify_self`` it does too."""
+        if st.done:
+            return
+        if not st.partner_gone:
+            pe = self._entries.get(st.partner)
+            if type(pe) is _PortState:
+                self._partner_closing(pe, st.seq_out, st.pseq_out, reason)
+            elif type(pe) is _Relay:
+                pe.hop.put(Close(st.partner, st.seq_out, st.pseq_out, reason))
+                pe.hop.kick()
+                del self._entries[st.partner]
+                self._relays_changed.set()
+        if self._entries.get(st.id) is st:
+            del self._entries[st.id]
+        if notify_self and st.handle is not None and not st.close_fired:
+            st.partner_gone = True
+            st.close_reason = reason
+            st.queue.clear()
+            st.queue.append(CLOSE_ITEM)
+            self._fire_close_soon(st)
+        st.queue.clear()
+        st.reorder.clear()
+        self._retire(st, PortClosedError(f"the port is closed ({reason})"))
+
+    def _fire_close_soon(self, st: _PortState) -> None:
+        handle = st.handle
+        if handle is None:
+            return
+        st.close_fired = True
+
+        async def fire() -> None:
+            handle._fire_close(st.close_reason)
+
+        self._spawn(fire)
+
+    # -- requests -------------------------------------------------------------------------
+
+    def _start_request(self, st: _PortState, item: _Item) -> bool:
+        handler = st.handler
+        if handler is not None and st.handler_busy >= self.options.request_concurrency_max:
+            return False
+        self._consumed(st)
+        req_id = item.req_id
+        if handler is None:
+            self._respond(st, req_id, KIND_ERROR, _codec.encode("the port has no request handler"))
+            return True
+        try:
+            data = _codec.decode(item.payload)
+        except DecodeError as e:
+            self._respond(st, req_id, KIND_ERROR, _codec.encode(f"the request does not decode: {e}"))
+            return True
+        try:
+            result = handler(data)
+        except Exception as e:
+            logger.exception("request handler of %r failed", st)
+            self._respond(st, req_id, KIND_ERROR, _codec.encode(f"{type(e).__name__}: {e}"))
+            return True
+        if inspect.isawaitable(result):
+            st.handler_busy += 1
+            self._spawn(self._finish_request, st, req_id, result)
+        else:
+            self._respond_value(st, req_id, result)
+        return True
+
+    async def _finish_request(self, st: _PortState, req_id: int, result: Awaitable[Value]) -> None:
+        try:
+            value = await result
+        except Exception as e:
+            logger.exception("request handler of %r failed", st)
+            self._respond(st, req_id, KIND_ERROR, _codec.encode(f"{type(e).__name__}: {e}"))
+        else:
+            self._respond_value(st, req_id, value)
+        finally:
+            st.handler_busy -= 1
+            if st.iterating:
+                st.lot.unpark_all()
+            elif st.queue and st.started and not st.done:
+                self._schedule(st)
+
+    def _respond_value(self, st: _PortState, req_id: int, value: object) -> None:
+        try:
+            payload = _codec.encode(value)
+        except PortsError as e:
+            self._respond(st, req_id, KIND_ERROR, _codec.encode(f"the handler's answer: {e}"))
+            return
+        except Exception as e:  # DataCloneError and friends
+            self._respond(st, req_id, KIND_ERROR, _codec.encode(f"the handler's answer cannot be sent: {e}"))
+            return
+        self._respond(st, req_id, KIND_RESPONSE, payload)
+
+    def _respond(self, st: _PortState, req_id: int, kind: int, payload: bytes) -> None:
+        if st.done or st.partner_gone:
+            return
+        with suppress(PortsError):
+            self.post(st, kind, req_id, payload, (), False)
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    def relay_count(self) -> int:
+        return sum(1 for e in self._entries.values() if type(e) is _Relay and self._is_forwarding(e))
+
+    def _is_forwarding(self, e: _Relay) -> bool:
+        """A relay that is not just the route of a local end to its partner."""
+        p = self._entries.get(e.partner)
+        return not (type(p) is _PortState and not p.done)
+
+    async def aclose(self, timeout_s: float = 5.0) -> None:
+        """Close gracefully: wait (up to ``timeout_s``) for relays to be released, close
+        every port (partners get ``close``), say Bye on every connection, close sockets."""
+        if self.closed:
+            return
+        with trio.move_on_after(timeout_s):
+            while self.relay_count():
+                self._relays_changed = trio.Event()
+                await self._relays_changed.wait()
+        for e in list(self._entries.values()):
+            if type(e) is _PortState:
+                self._close_port(e, "the process is closing")
+        for link in list(self._links):
+            if link.up.is_set():
+                link.put(Bye("the process is closing"), prio=True)
+                link.kick()
+        with trio.move_on_after(min(timeout_s, 1.0)):
+            for link in list(self._links):
+                while not link.dead and (link.prio or link.normal or link.pending_frame is not None):
+                    link.flush_now()
+                    await trio.sleep(0.001)
+        self._teardown()
+
+    def _teardown(self) -> None:
+        """Close everything now (sync); safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        for link in list(self._links):
+            if link.up.is_set() and not link.dead:
+                link.put(Bye("the process is closing"), prio=True)
+                link.flush_now()
+            self._link_dead(link, "the process is closing")
+        for listener in list(self._listeners):
+            listener.close()
+        for e in list(self._entries.values()):
+            if type(e) is _PortState:
+                self._retire(e, PortClosedError("the port runtime is closed"))
+        self._entries.clear()
+        if self._own_ctx:
+            self._ctx.term()
+
+
+# -- the per-run default runtime ---------------------------------------------------
+
+_CURRENT: trio.lowlevel.RunVar[PortRuntime] = trio.lowlevel.RunVar("statesync_ports_runtime")
+
+
+async def _host(rt: PortRuntime) -> None:
+    try:
+        async with trio.open_nursery() as n:
+            rt._attach(n)
+            await trio.sleep_forever()
+    except Exception:
+        logger.exception("the port runtime failed; its ports are closed")
+    finally:
+        rt._teardown()
+
+
+def current_runtime() -> PortRuntime:
+    """The default port runtime of this trio run, created on first use.
+
+    It lives in a trio system task: at the end of ``trio.run`` it closes every
+    socket (finite linger) and terminates its zmq context. For a graceful end
+    (relays released, Bye sent) await :func:`shutdown` first.
+    """
+    try:
+        rt = _CURRENT.get()
+    except LookupError:
+        rt = None
+    if rt is None or rt.closed:
+        rt = PortRuntime()
+        _CURRENT.set(rt)
+        trio.lowlevel.spawn_system_task(_host, rt, name="statesync.ports runtime")
+    return rt
+
+
+async def shutdown(timeout_s: float = 5.0) -> None:
+    """Gracefully close this run's default runtime (see :meth:`PortRuntime.aclose`)."""
+    try:
+        rt = _CURRENT.get()
+    except LookupError:
+        return
+    await rt.aclose(timeout_s)
+
+
+@asynccontextmanager
+async def open_runtime(
+    options: PortOptions | None = None, *, context: zmq.Context[Any] | None = None
+) -> AsyncIterator[PortRuntime]:
+    """An explicit port runtime whose tasks live in this block; closed gracefully at exit."""
+    rt = PortRuntime(options, context=context)
+    try:
+        async with trio.open_nursery() as n:
+            rt._attach(n)
+            try:
+                yield rt
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(rt.options.linger_s + 5.0):
+                    await rt.aclose(timeout_s=2.0)
+                n.cancel_scope.cancel()
+    finally:
+        rt._teardown()
+
+
+def listen(endpoint: str, options: PortOptions | None = None) -> Listener:
+    """Listen on ``endpoint`` (tcp://, ipc://, inproc://) in this run's default runtime.
+
+    ``async for port in listen(...)`` yields each incoming port.
+    """
+    return current_runtime().listen(endpoint, options)
+
+
+async def connect(endpoint: str, options: PortOptions | None = None) -> MessagePort:
+    """Open a port to the listener at ``endpoint`` (this run's default runtime)."""
+    return await current_runtime().connect(endpoint, options)
