@@ -36,6 +36,7 @@ from statesync.ports._errors import (
     SocketClosed,
 )
 from statesync.ports._options import DEFAULT_OPTIONS, InvalidOptions, PortOptions
+from statesync.ports._pool import PortPool
 from statesync.ports._port import MessageChannel, MessageEvent, MessagePort
 from statesync.ports._runtime import (
     Listener,
@@ -63,6 +64,7 @@ __all__ = [
     "PoolQueueFull",
     "PortClosedError",
     "PortOptions",
+    "PortPool",
     "PortQueueFull",
     "PortRuntime",
     "PortTransferredError",

@@ -38,7 +38,11 @@ def decode(payload: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Value:
             if size == 2 + payload[1] and size - 2 <= limits.bin_bytes_max:
                 return payload[2:]
         elif head == 0xC5:
-            if size >= 3 and size == 3 + int.from_bytes(payload[1:3], "big") and size - 3 <= limits.bin_bytes_max:
+            if (
+                size >= 3
+                and size == 3 + int.from_bytes(payload[1:3], "big")
+                and size - 3 <= limits.bin_bytes_max
+            ):
                 return payload[3:]
         elif (
             head == 0xC6

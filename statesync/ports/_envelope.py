@@ -174,7 +174,20 @@ class Marker:
     gen: int
 
 
-ENVELOPES: Final = (Hello, Welcome, Bye, Ping, PortRef, Open, Msgs, Msg, Credit, Close, Locate, Marker)
+ENVELOPES: Final = (
+    Hello,
+    Welcome,
+    Bye,
+    Ping,
+    PortRef,
+    Open,
+    Msgs,
+    Msg,
+    Credit,
+    Close,
+    Locate,
+    Marker,
+)
 
 for _cls in ENVELOPES:
     register_message(_cls)

@@ -70,7 +70,15 @@ class MessagePort:
     must be called from the trio run that owns the port.
     """
 
-    __slots__ = ("__weakref__", "_error", "_listeners", "_on_close", "_on_message", "_on_messageerror", "_state")
+    __slots__ = (
+        "__weakref__",
+        "_error",
+        "_listeners",
+        "_on_close",
+        "_on_message",
+        "_on_messageerror",
+        "_state",
+    )
 
     _state: _PortState | None
     _error: PortsError | None
@@ -146,7 +154,9 @@ class MessagePort:
 
     # -- sending --------------------------------------------------------------------
 
-    def _transfer_states(self, st: _PortState, transfer: Iterable[MessagePort]) -> tuple[_PortState, ...]:
+    def _transfer_states(
+        self, st: _PortState, transfer: Iterable[MessagePort]
+    ) -> tuple[_PortState, ...]:
         states: list[_PortState] = []
         for p in transfer:
             if not isinstance(p, MessagePort):
@@ -181,7 +191,9 @@ class MessagePort:
             )
         return payload
 
-    def post_message(self, data: object, transfer: Iterable[MessagePort] = (), *, priority: bool = False) -> None:
+    def post_message(
+        self, data: object, transfer: Iterable[MessagePort] = (), *, priority: bool = False
+    ) -> None:
         """Send a copy of ``data`` to the partner; ports in ``transfer`` move with it.
 
         Raises DataCloneError (at the call, nothing sent) for what cannot be
@@ -197,7 +209,9 @@ class MessagePort:
         ports = self._transfer_states(st, transfer) if transfer else ()
         st.runtime.post(st, KIND_MESSAGE, 0, payload, ports, priority)
 
-    async def send(self, data: object, transfer: Iterable[MessagePort] = (), *, priority: bool = False) -> None:
+    async def send(
+        self, data: object, transfer: Iterable[MessagePort] = (), *, priority: bool = False
+    ) -> None:
         """Like :meth:`post_message`, but waits for room instead of raising PortQueueFull."""
         st = self._open()
         payload = self._prepare(st, data)
@@ -263,7 +277,9 @@ class MessagePort:
             finally:
                 st.pending.pop(req_id, None)
         if scope.cancelled_caught:
-            raise RequestTimeout(f"no response within {timeout_s} s; the partner is slow or gone (a late answer is dropped)")
+            raise RequestTimeout(
+                f"no response within {timeout_s} s; the partner is slow or gone (a late answer is dropped)"
+            )
         if pending.error is not None:
             raise type(pending.error)(str(pending.error))
         if pending.kind == KIND_ERROR:
@@ -441,7 +457,9 @@ class _PortIterator:
                 else:
                     q.popleft()
                     rt._consumed(st)
-                    return port._fire_message(entry.payload, tuple(rt._handle_for(p) for p in entry.ports))
+                    return port._fire_message(
+                        entry.payload, tuple(rt._handle_for(p) for p in entry.ports)
+                    )
             await st.lot.park()
 
 

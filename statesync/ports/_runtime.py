@@ -233,7 +233,8 @@ class RemoteInfo:
     endpoints: tuple[str, ...]
 
 
-RequestHandler = Callable[[Value], "Value | Awaitable[Value]"]
+RequestHandler = Callable[[Value], object]
+"""Answers a request: returns the answer (anything ``post_message`` accepts) or an awaitable of it."""
 
 
 class _PortState:
@@ -274,7 +275,9 @@ class _PortState:
         "writers",
     )
 
-    def __init__(self, runtime: PortRuntime, id_: int, partner: int, window: int, moves: int = 0) -> None:
+    def __init__(
+        self, runtime: PortRuntime, id_: int, partner: int, window: int, moves: int = 0
+    ) -> None:
         self.runtime = runtime
         self.id = id_
         self.partner = partner
@@ -386,7 +389,9 @@ class Link:
         if self.user_count == 0:
             return True
         o = self.options
-        return self.user_count < o.link_queue_max and self.user_bytes + size <= o.link_queue_bytes_max
+        return (
+            self.user_count < o.link_queue_max and self.user_bytes + size <= o.link_queue_bytes_max
+        )
 
     def put_plain(self, dst: int, seq: int, payload: bytes) -> None:
         self.normal.append((dst, seq, payload))
@@ -428,7 +433,12 @@ class Link:
         run_seq = 0
         run: list[bytes] = []
         popleft = queue.popleft
-        while queue and count < count_max and nbytes < bytes_max and len(envs) < _ENVELOPES_PER_FRAME_MAX:
+        while (
+            queue
+            and count < count_max
+            and nbytes < bytes_max
+            and len(envs) < _ENVELOPES_PER_FRAME_MAX
+        ):
             entry = popleft()
             if type(entry) is tuple:
                 if len(entry) == 3:
@@ -540,7 +550,13 @@ class Listener:
     reports its port). ``close()`` stops listening and closes its connections.
     """
 
-    def __init__(self, runtime: PortRuntime, options: PortOptions, sock: TrioSocket, endpoints: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        runtime: PortRuntime,
+        options: PortOptions,
+        sock: TrioSocket,
+        endpoints: tuple[str, ...],
+    ) -> None:
         self.runtime = runtime
         self.options = options
         self.sock = sock
@@ -616,7 +632,9 @@ class PortRuntime:
     process), or the module-level functions, which use :func:`current_runtime`.
     """
 
-    def __init__(self, options: PortOptions | None = None, *, context: zmq.Context[Any] | None = None) -> None:
+    def __init__(
+        self, options: PortOptions | None = None, *, context: zmq.Context[Any] | None = None
+    ) -> None:
         self.options = options or DEFAULT_OPTIONS
         self.id = secrets.token_hex(8)
         self._ctx: zmq.Context[Any] = context if context is not None else zmq.Context()
@@ -677,16 +695,22 @@ class PortRuntime:
         try:
             token = trio.lowlevel.current_trio_token()
         except RuntimeError:
-            raise RuntimeMismatch("ports are used from outside trio.run; call them from trio tasks") from None
+            raise RuntimeMismatch(
+                "ports are used from outside trio.run; call them from trio tasks"
+            ) from None
         if token is not self._token:
-            raise RuntimeMismatch("this port belongs to another trio run; ports cannot move between runs")
+            raise RuntimeMismatch(
+                "this port belongs to another trio run; ports cannot move between runs"
+            )
 
     @property
     def endpoints(self) -> tuple[str, ...]:
         """Endpoints other processes can use to reach this runtime."""
         if self.options.advertise:
             return self.options.advertise
-        return tuple(e for ls in self._listeners for e in ls.endpoints if not e.startswith("inproc://"))
+        return tuple(
+            e for ls in self._listeners for e in ls.endpoints if not e.startswith("inproc://")
+        )
 
     # -- sockets (the one place they are created and configured) ---------------------
 
@@ -697,7 +721,9 @@ class PortRuntime:
         s.setsockopt(zmq.RCVHWM, options.rcvhwm)
         s.setsockopt(zmq.HEARTBEAT_IVL, max(1, int(options.zmq_heartbeat_interval_s * 1000)))
         s.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(1, int(options.zmq_heartbeat_timeout_s * 1000)))
-        s.setsockopt(zmq.HEARTBEAT_TTL, min(6_553_599, max(100, int(options.zmq_heartbeat_ttl_s * 1000))))
+        s.setsockopt(
+            zmq.HEARTBEAT_TTL, min(6_553_599, max(100, int(options.zmq_heartbeat_ttl_s * 1000)))
+        )
         s.setsockopt(zmq.RECONNECT_IVL, max(1, int(options.reconnect_interval_s * 1000)))
         s.setsockopt(zmq.RECONNECT_IVL_MAX, max(1, int(options.reconnect_interval_max_s * 1000)))
         if kind == zmq.ROUTER:
@@ -719,7 +745,9 @@ class PortRuntime:
             sock.bind(_normalize_endpoint(endpoint))
         except zmq.ZMQError as e:
             sock.close(0)
-            raise ConnectError(f"cannot listen on {endpoint}: {e.strerror}; pick another endpoint") from None
+            raise ConnectError(
+                f"cannot listen on {endpoint}: {e.strerror}; pick another endpoint"
+            ) from None
         bound = sock.getsockopt(zmq.LAST_ENDPOINT)
         eps = (bound.decode() if isinstance(bound, bytes) else str(bound),)
         listener = Listener(self, options, TrioSocket(sock), eps)
@@ -772,7 +800,9 @@ class PortRuntime:
             sock.disable_monitor()
             mon.close(0)
             sock.close(0)
-            raise ConnectError(f"cannot connect to {endpoint}: {e.strerror}; check the endpoint") from None
+            raise ConnectError(
+                f"cannot connect to {endpoint}: {e.strerror}; check the endpoint"
+            ) from None
         link = Link(self, options, role="active", sock=TrioSocket(sock), endpoint=endpoint)
         link.monitor = TrioSocket(mon)
         self._links.add(link)
@@ -845,12 +875,16 @@ class PortRuntime:
             self._send_raw_bye(listener, rid, "unknown connection; it was closed, reconnect")
             return
         if hello.version != PROTOCOL_VERSION:
-            self._send_raw_bye(listener, rid, f"protocol version {hello.version} is not {PROTOCOL_VERSION}")
+            self._send_raw_bye(
+                listener, rid, f"protocol version {hello.version} is not {PROTOCOL_VERSION}"
+            )
             return
         if len(listener.links) >= listener.options.links_max:
             self._send_raw_bye(listener, rid, "too many connections")
             return
-        link = Link(self, listener.options, role="passive", sock=listener.sock, rid=rid, listener=listener)
+        link = Link(
+            self, listener.options, role="passive", sock=listener.sock, rid=rid, listener=listener
+        )
         link.remote_id = hello.runtime_id
         link.remote_endpoints = hello.endpoints
         link.window = min(listener.options.port_window, hello.window)
@@ -907,7 +941,9 @@ class PortRuntime:
         if link.role != "active" or link.up.is_set():
             return
         if m.version != PROTOCOL_VERSION:
-            self._link_dead(link, f"the listener speaks protocol {m.version}, not {PROTOCOL_VERSION}")
+            self._link_dead(
+                link, f"the listener speaks protocol {m.version}, not {PROTOCOL_VERSION}"
+            )
             return
         link.remote_id = m.runtime_id
         link.remote_endpoints = m.endpoints
@@ -1003,7 +1039,8 @@ class PortRuntime:
                     continue
                 if now - link.last_recv > o.heartbeat_timeout_s:
                     self._link_dead(
-                        link, f"nothing arrived for {now - link.last_recv:.1f} s (heartbeat timeout)"
+                        link,
+                        f"nothing arrived for {now - link.last_recv:.1f} s (heartbeat timeout)",
                     )
                 elif now - link.last_send >= o.heartbeat_interval_s:
                     link.put(Ping(), prio=True)
@@ -1220,9 +1257,7 @@ class PortRuntime:
         pe = self._entries.get(st.partner)
         partner_gen = pe.moves if type(pe) is _PortState else pe.gen if type(pe) is _Relay else 0
         queued: list[tuple[bool, int, bytes | _Item]] = []
-        n_normal = sum(
-            1 for x in st.queue if type(x) is bytes or (type(x) is _Item and not x.prio)
-        )
+        n_normal = sum(1 for x in st.queue if type(x) is bytes or (type(x) is _Item and not x.prio))
         n_prio = sum(1 for x in st.queue if type(x) is _Item and x.prio)
         seq = st.seq_in - n_normal
         pseq = st.pseq_in - n_prio
@@ -1263,7 +1298,10 @@ class PortRuntime:
             close_seq=close_seq,
             close_pseq=close_pseq,
         )
-        self._retire(st, PortTransferredError("the port was transferred; the receiver of the message owns it"))
+        self._retire(
+            st,
+            PortTransferredError("the port was transferred; the receiver of the message owns it"),
+        )
         st.exported = True
         if self._entries.get(st.id) is st:
             self._entries[st.id] = _Relay(hop, moves, st.partner)
@@ -1517,7 +1555,9 @@ class PortRuntime:
             link.put(Close(m.partner, CLOSE_NOW, CLOSE_NOW, "port id collision; connect again"))
             link.kick()
             return
-        st = _PortState(self, m.port, m.partner, max(1, min(m.window, listener.options.port_window)))
+        st = _PortState(
+            self, m.port, m.partner, max(1, min(m.window, listener.options.port_window))
+        )
         st.remote = link.info
         self._entries[st.id] = st
         if m.partner not in self._entries:
@@ -1657,7 +1697,9 @@ class PortRuntime:
         try:
             data = _codec.decode(item.payload)
         except DecodeError as e:
-            self._respond(st, req_id, KIND_ERROR, _codec.encode(f"the request does not decode: {e}"))
+            self._respond(
+                st, req_id, KIND_ERROR, _codec.encode(f"the request does not decode: {e}")
+            )
             return True
         try:
             result = handler(data)
@@ -1672,7 +1714,7 @@ class PortRuntime:
             self._respond_value(st, req_id, result)
         return True
 
-    async def _finish_request(self, st: _PortState, req_id: int, result: Awaitable[Value]) -> None:
+    async def _finish_request(self, st: _PortState, req_id: int, result: Awaitable[object]) -> None:
         try:
             value = await result
         except Exception as e:
@@ -1694,7 +1736,9 @@ class PortRuntime:
             self._respond(st, req_id, KIND_ERROR, _codec.encode(f"the handler's answer: {e}"))
             return
         except Exception as e:  # DataCloneError and friends
-            self._respond(st, req_id, KIND_ERROR, _codec.encode(f"the handler's answer cannot be sent: {e}"))
+            self._respond(
+                st, req_id, KIND_ERROR, _codec.encode(f"the handler's answer cannot be sent: {e}")
+            )
             return
         self._respond(st, req_id, KIND_RESPONSE, payload)
 
@@ -1707,22 +1751,29 @@ class PortRuntime:
     # -- shutdown ---------------------------------------------------------------------------
 
     def relay_count(self) -> int:
-        return sum(1 for e in self._entries.values() if type(e) is _Relay and self._is_forwarding(e))
+        return sum(
+            1 for e in self._entries.values() if type(e) is _Relay and self._is_forwarding(e)
+        )
 
     def _is_forwarding(self, e: _Relay) -> bool:
         """A relay that is not just the route of a local end to its partner."""
         p = self._entries.get(e.partner)
         return not (type(p) is _PortState and not p.done)
 
-    async def aclose(self, timeout_s: float = 5.0) -> None:
+    async def aclose(self, timeout_s: float = 5.0) -> bool:
         """Close gracefully: wait (up to ``timeout_s``) for relays to be released, close
-        every port (partners get ``close``), say Bye on every connection, close sockets."""
+        every port (partners get ``close``), say Bye on every connection, close sockets.
+
+        Returns False if relays were still in use at the timeout (messages that
+        were still to pass through them are lost; their ports get ``close``).
+        """
         if self.closed:
-            return
+            return True
         with trio.move_on_after(timeout_s):
             while self.relay_count():
                 self._relays_changed = trio.Event()
                 await self._relays_changed.wait()
+        released = self.relay_count() == 0
         for e in list(self._entries.values()):
             if type(e) is _PortState:
                 self._close_port(e, "the process is closing")
@@ -1732,10 +1783,13 @@ class PortRuntime:
                 link.kick()
         with trio.move_on_after(min(timeout_s, 1.0)):
             for link in list(self._links):
-                while not link.dead and (link.prio or link.normal or link.pending_frame is not None):
+                while not link.dead and (
+                    link.prio or link.normal or link.pending_frame is not None
+                ):
                     link.flush_now()
                     await trio.sleep(0.001)
         self._teardown()
+        return released
 
     def _teardown(self) -> None:
         """Close everything now (sync); safe to call twice."""
@@ -1791,13 +1845,13 @@ def current_runtime() -> PortRuntime:
     return rt
 
 
-async def shutdown(timeout_s: float = 5.0) -> None:
+async def shutdown(timeout_s: float = 5.0) -> bool:
     """Gracefully close this run's default runtime (see :meth:`PortRuntime.aclose`)."""
     try:
         rt = _CURRENT.get()
     except LookupError:
-        return
-    await rt.aclose(timeout_s)
+        return True
+    return await rt.aclose(timeout_s)
 
 
 @asynccontextmanager

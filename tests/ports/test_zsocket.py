@@ -42,9 +42,7 @@ def _pair(ctx: zmq.Context[Any], transport: str, hwm: int) -> tuple[TrioSocket, 
 
 
 @pytest.mark.parametrize("transport", ["tcp", "inproc"])
-async def test_many_tasks_both_directions_small_hwm(
-    ctx: zmq.Context[Any], transport: str
-) -> None:
+async def test_many_tasks_both_directions_small_hwm(ctx: zmq.Context[Any], transport: str) -> None:
     a, b = _pair(ctx, transport, hwm=2)
     senders, per_sender = 4, 300
     got: dict[int, list[tuple[int, int]]] = {0: [], 1: []}
