@@ -671,8 +671,9 @@ _ENCODER.register_unstructure_hook(Op, _enc_op)
 _ENCODER.register_unstructure_hook(Version, _enc_version)
 _UNSTRUCTURE: dict[type, UnstructureHook] = {}
 """type(msg) -> hook; the fast path of encode_message, filled at registration."""
-_DECODERS: dict[int, _Decoder] = {}
-_DECODERS_MAX: Final = 32
+_DECODERS: dict[int, tuple[DecodeLimits, _Decoder]] = {}
+_DECODERS_BY_VALUE: dict[DecodeLimits, _Decoder] = {}
+_DECODERS_MAX: Final = 64
 
 
 def register_message(cls: type) -> None:
@@ -717,11 +718,13 @@ def register_message(cls: type) -> None:
             _ENCODER.register_unstructure_hook(cls, hook)
             _UNSTRUCTURE[cls] = hook
             _DECODERS.clear()
+            _DECODERS_BY_VALUE.clear()
             _decoder(DEFAULT_LIMITS)  # builds every hook now, so errors surface here
         except Exception as e:
             del _BY_TAG[tag], _BY_CLASS[cls]
             _UNSTRUCTURE.pop(cls, None)
             _DECODERS.clear()
+            _DECODERS_BY_VALUE.clear()
             raise RegistrationError(f"cannot register {cls.__qualname__}: {e}") from e
 
 
@@ -731,14 +734,20 @@ def registered_messages() -> dict[int, type]:
 
 
 def _decoder(limits: DecodeLimits) -> _Decoder:
-    dec = _DECODERS.get(id(limits))
-    if dec is not None and dec.limits is limits:
-        return dec
+    """The decoder for ``limits``: by identity (fast), else by value (equal limits share one)."""
+    entry = _DECODERS.get(id(limits))
+    if entry is not None and entry[0] is limits:
+        return entry[1]
     with _lock:
+        dec = _DECODERS_BY_VALUE.get(limits)
+        if dec is None:
+            if len(_DECODERS_BY_VALUE) >= _DECODERS_MAX:
+                _DECODERS_BY_VALUE.clear()
+            dec = _Decoder(limits, list(_BY_TAG.values()))
+            _DECODERS_BY_VALUE[limits] = dec
         if len(_DECODERS) >= _DECODERS_MAX:
             _DECODERS.clear()
-        dec = _Decoder(limits, list(_BY_TAG.values()))
-        _DECODERS[id(limits)] = dec
+        _DECODERS[id(limits)] = (limits, dec)  # holding limits keeps its id from being reused
         return dec
 
 

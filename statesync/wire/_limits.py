@@ -7,7 +7,7 @@ import attrs
 from statesync.core import DEFAULT_VALUE_LIMITS, PATH_DEPTH_MAX, SEGMENT_CHARS_MAX
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class DecodeLimits:
     """Bounds on what a decoder accepts; a violation raises the matching DecodeError.
 

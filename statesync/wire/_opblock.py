@@ -14,8 +14,9 @@ column with a few passes that run in C instead of one Python call per op)::
 - ``seqs``, ``hlcs``, ``ctx_ns`` (*int columns*): an int (a single entry),
   or ``[first, deltas]`` where ``deltas`` (entry ``k+1`` minus entry ``k``)
   is bytes: an ``array`` typecode byte, then the little-endian items (an
-  unsigned code says every delta is >= 0); or, when the deltas fit no
-  typecode, an array of the entries themselves; ``nil`` for no entries.
+  unsigned code says every delta is >= 0), or ``=`` then one 8-byte signed
+  step when every delta is the same; or, when the deltas fit no typecode,
+  an array of the entries themselves; ``nil`` for no entries.
 - ``paths``: an array of paths (arrays of str); ``values``: an array of values.
 - ``kinds``: an int (every op's kind) or bytes (one kind per op).
 - ``ctx_lens``: an int (every context has that many pairs) or bytes or an
@@ -62,12 +63,17 @@ U64_MAX: Final = 2**64 - 1
 _BLOCK_LEN: Final = 11
 _LITTLE: Final = sys.byteorder == "little"
 
-# (typecode, lowest, highest) in order of width; unsigned codes first for deltas >= 0.
-_UNSIGNED: Final = tuple((c, 0, (1 << (8 * array(c).itemsize)) - 1) for c in "BHIQ")
+# Typecodes in order of width: unsigned ones for non-decreasing columns, signed ones else.
+_UNSIGNED_CODES: Final = "BHIQ"
 _SIGNED: Final = tuple(
     (c, -(1 << (8 * array(c).itemsize - 1)), (1 << (8 * array(c).itemsize - 1)) - 1) for c in "bhiq"
 )
 _CODES: Final = {ord(c): (c, c.isupper()) for c in "BHIQbhiq"}
+_STEP_CODE: Final = b"="
+"""Deltas that are all the same: the typecode ``=`` then the step, 8 bytes little-endian signed."""
+_STEP: Final = _STEP_CODE[0]
+_I64_MIN: Final = -(2**63)
+_I64_MAX: Final = 2**63 - 1
 _STR: Final = frozenset({str})
 _INT: Final = frozenset({int})
 _TUPLE: Final = frozenset({tuple})
@@ -91,24 +97,32 @@ def _enc_ints(xs: Sequence[int], low: int) -> object:
             raise TypeError
         return first
     deltas = list(map(sub, islice(xs, 1, None), xs))
+    step = deltas[0]
+    if deltas.count(step) == n - 1 and type(step) is int and _I64_MIN <= step <= _I64_MAX:
+        last = first + step * (n - 1)
+        if min(first, last) < low or max(first, last) > U64_MAX:
+            raise TypeError
+        return [first, _STEP_CODE + step.to_bytes(8, "little", signed=True)]
+    for code in _UNSIGNED_CODES:  # OverflowError unless every delta fits (so none is negative)
+        try:
+            packed = array(code, deltas)  # TypeError unless every delta is an int
+        except OverflowError:
+            continue
+        if first < low or xs[-1] > U64_MAX:  # non-decreasing: the bounds are the ends
+            raise TypeError
+        if not _LITTLE:
+            packed.byteswap()
+        return [first, code.encode() + packed.tobytes()]
+    if not _INT.issuperset(map(type, xs)) or min(xs) < low or max(xs) > U64_MAX:
+        raise TypeError
     lo = min(deltas)
     hi = max(deltas)
-    if lo >= 0:  # non-decreasing: the bounds are the ends
-        if first < low or xs[-1] > U64_MAX:
-            raise TypeError
-        codes = _UNSIGNED
-    else:
-        if not _INT.issuperset(map(type, xs)) or min(xs) < low or max(xs) > U64_MAX:
-            raise TypeError
-        codes = _SIGNED
-    for code, bottom, top in codes:
+    for code, bottom, top in _SIGNED:
         if bottom <= lo and hi <= top:
-            packed = array(code, deltas)  # TypeError unless every delta is an int
+            packed = array(code, deltas)
             if not _LITTLE:
                 packed.byteswap()
             return [first, code.encode() + packed.tobytes()]
-    if not _INT.issuperset(map(type, xs)):
-        raise TypeError
     return list(xs)  # deltas too wide for any typecode: the values themselves
 
 
@@ -312,6 +326,14 @@ def _dec_ints(col: Any, count: int, name: str) -> tuple[tuple[int, ...], int, in
             )
         if not rest:
             raise _malformed(f"the {name} deltas have no typecode")
+        if rest[0] == _STEP:
+            if len(rest) != 9:
+                raise _malformed(f"the {name} step is {len(rest) - 1} bytes, not 8")
+            step = int.from_bytes(rest[1:], "little", signed=True)
+            last = first + step * (count - 1)
+            if step:
+                return tuple(range(first, last + (1 if step > 0 else -1), step)), min(first, last), max(first, last)
+            return (first,) * count, first, first
         code = _CODES.get(rest[0])
         if code is None:
             raise _malformed(f"the {name} deltas have the unknown typecode {rest[0]}")
@@ -423,22 +445,27 @@ def check_paths(paths: Any, count: int, limits: DecodeLimits) -> None:
     segments = tuple(chain.from_iterable(paths))
     if not segments:
         return
-    if not _STR.issuperset(map(type, segments)):
+    try:
+        joined = "\x00".join(segments)  # TypeError unless every segment is a str
+    except TypeError:
         bad = next(s for s in segments if type(s) is not str)
         raise BadPath(
             f"a path segment is a {type(bad).__name__}, not a str",
             limit="path",
             bound="str",
             value=type(bad).__name__,
-        )
+        ) from None
     if "" in segments:
         raise BadPath("a path has an empty segment; segments are non-empty", limit="path", bound="non-empty", value="")
+    limit = limits.segment_chars_max
+    if len(joined) - len(segments) + 1 <= limit:
+        return  # all segments together fit one segment's bound
     longest = max(map(len, segments))
-    if longest > limits.segment_chars_max:
+    if longest > limit:
         raise SegmentTooLong(
-            f"a path segment has {longest} characters; segment_chars_max is {limits.segment_chars_max}",
+            f"a path segment has {longest} characters; segment_chars_max is {limit}",
             limit="segment_chars_max",
-            bound=limits.segment_chars_max,
+            bound=limit,
             value=longest,
         )
 

@@ -470,3 +470,16 @@ def test_decoded_op_ranges_are_checked() -> None:
     with pytest.raises(OutOfRange) as info:
         decode_message(msgpack.packb([raw[0], block]))
     assert info.value.limit == "seq" and info.value.where == "$.ops"
+
+
+def test_equal_limits_share_one_decoder() -> None:
+    """Callers may build DecodeLimits per call; the converter behind them is built once."""
+    from statesync.wire import _converter
+
+    data = encode_message(Bye("x"))
+    decode_message(data, DecodeLimits(frame_bytes_max=12345))
+    built = len(_converter._DECODERS_BY_VALUE)
+    for _ in range(200):
+        assert decode_message(data, DecodeLimits(frame_bytes_max=12345)) == Bye("x")
+    assert len(_converter._DECODERS_BY_VALUE) == built
+    assert len(_converter._DECODERS) <= _converter._DECODERS_MAX

@@ -77,8 +77,10 @@ def test_column_forms_are_compact() -> None:
     ops = tuple(put(s) for s in range(10, 20))
     n, table, origins, seqs, _hlcs, paths, kinds, values, lens, names, ns = block_of(ops)
     assert (n, table, origins, kinds, lens, names) == (10, ["node-a"], 0, 0, 1, 0)
-    assert seqs == [10, b"B" + b"\x01" * 9]  # unsigned byte deltas
-    assert ns == [9, b"B" + b"\x01" * 9]
+    assert seqs == [10, b"=" + (1).to_bytes(8, "little")]  # a constant step
+    assert ns == [9, b"=" + (1).to_bytes(8, "little")]
+    hlcs = block_of((put(1, hlc=5), put(2, hlc=6), put(3, hlc=300), put(4, hlc=300)))[4]
+    assert hlcs == [5, b"H" + bytes([1, 0, 38, 1, 0, 0])]  # unsigned 16-bit deltas
     assert paths[0] == ["user", "k10"] and values == ["v"] * 10
 
 
@@ -170,7 +172,7 @@ TWO = (put(1), put(2))
         (_edit(TWO, 7, ["v"]), MalformedFrame, "format", "$.ops"),
         (_edit(TWO, 7, ["v", {b"k": 1}]), WrongType, "type", "$.ops[1].value"),
         (_edit(TWO, 7, ["v", {"": 1}]), ValueRejected, "value", "$.ops[1].value"),
-        (_edit(TWO, 8, 2), MalformedFrame, "format", "$.ops"),
+        (_edit(TWO, 8, 2)[:10] + [[0, b"B\x01"]], MalformedFrame, "format", "$.ops"),  # 4 pairs, 2 counters
         (_edit(TWO, 8, -1), MalformedFrame, "format", "$.ops"),
         (_edit(TWO, 8, b"\x01"), MalformedFrame, "format", "$.ops"),
         (_edit(TWO, 8, [1, -1]), MalformedFrame, "format", "$.ops"),
@@ -271,5 +273,10 @@ def test_bad_versions_fail_at_encode() -> None:
 def test_wide_deltas_fall_back_to_absolute_values() -> None:
     ops = (put(1), put(U64, hlc=5), put(2))
     assert block_of(ops)[3] == [1, U64, 2]
-    assert block_of((put(1), put(2)))[3] == [1, b"B\x01"]
+    assert block_of((put(1), put(2), put(4)))[3] == [1, b"B\x01\x02"]
+    assert block_of((put(1), put(2), put(3)))[3] == [1, b"=" + (1).to_bytes(8, "little")]
+    assert block_of((put(3), put(2), put(1)))[3] == [3, b"=" + (-1).to_bytes(8, "little", signed=True)]
+    assert block_of((put(3), put(2), put(4)))[3] == [3, b"b\xff\x02"]
+    for ops in [(put(3), put(2), put(1)), (put(3), put(2), put(4)), (put(7), put(7), put(7))]:
+        round_trip(ops)
     round_trip(ops)
