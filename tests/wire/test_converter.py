@@ -37,6 +37,7 @@ from statesync.wire import (
     StringTooLong,
     UnknownMessageType,
     WrongType,
+    _converter,
     decode_message,
     decode_payload,
     encode_message,
@@ -474,8 +475,6 @@ def test_decoded_op_ranges_are_checked() -> None:
 
 def test_equal_limits_share_one_decoder() -> None:
     """Callers may build DecodeLimits per call; the converter behind them is built once."""
-    from statesync.wire import _converter
-
     data = encode_message(Bye("x"))
     decode_message(data, DecodeLimits(frame_bytes_max=12345))
     built = len(_converter._DECODERS_BY_VALUE)

@@ -172,7 +172,7 @@ TWO = (put(1), put(2))
         (_edit(TWO, 7, ["v"]), MalformedFrame, "format", "$.ops"),
         (_edit(TWO, 7, ["v", {b"k": 1}]), WrongType, "type", "$.ops[1].value"),
         (_edit(TWO, 7, ["v", {"": 1}]), ValueRejected, "value", "$.ops[1].value"),
-        (_edit(TWO, 8, 2)[:10] + [[0, b"B\x01"]], MalformedFrame, "format", "$.ops"),  # 4 pairs, 2 counters
+        ([*_edit(TWO, 8, 2)[:10], [0, b"B\x01"]], MalformedFrame, "format", "$.ops"),  # 4 pairs, 2 counters
         (_edit(TWO, 8, -1), MalformedFrame, "format", "$.ops"),
         (_edit(TWO, 8, b"\x01"), MalformedFrame, "format", "$.ops"),
         (_edit(TWO, 8, [1, -1]), MalformedFrame, "format", "$.ops"),
