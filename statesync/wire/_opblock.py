@@ -154,6 +154,8 @@ def encode_ops(ops: Sequence[Op]) -> list[object]:
     n = len(ops)
     if n == 0:
         return [0, (), None, None, None, (), 0, (), 0, None, None]
+    if n == 1:
+        return _encode_one(ops[0])
     try:
         origins, seqs, hlcs, paths, kinds, values, contexts = zip(*ops, strict=True)
         index: dict[str, int] = dict.fromkeys(origins, 0)
@@ -201,6 +203,42 @@ def encode_ops(ops: Sequence[Op]) -> list[object]:
         ]
     except Exception:
         raise locate_bad_op(ops) from None
+
+
+def _encode_one(op: Op) -> list[object]:
+    """The op block of one op: the same block as encode_ops would make, built faster."""
+    try:
+        origin, seq, hlc, path, kind, value, context = op
+        if (
+            type(origin) is not str
+            or not origin
+            or len(origin) > DEFAULT_LIMITS.node_id_chars_max
+            or type(seq) is not int
+            or not 1 <= seq <= U64_MAX
+            or type(hlc) is not int
+            or not 0 <= hlc <= U64_MAX
+            or type(path) is not tuple
+            or type(kind) is not int
+            or kind not in (0, 1)
+        ):
+            raise TypeError
+        if type(value) not in SCALAR_TYPES:
+            check_payload(value)
+        index = {origin: 0}
+        if context:
+            names, ns = zip(*context, strict=True)
+            for name in names:
+                if name not in index:
+                    if type(name) is not str or not name or len(name) > DEFAULT_LIMITS.node_id_chars_max:
+                        raise TypeError
+                    index[name] = len(index)
+            names_col = _enc_strs(names, index)
+            ns_col = _enc_ints(ns, 0)
+        else:
+            names_col = ns_col = None
+        return [1, list(index), 0, seq, hlc, (path,), kind, (value,), len(context), names_col, ns_col]
+    except Exception:
+        raise locate_bad_op((op,)) from None
 
 
 _OP_RULES: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
@@ -502,6 +540,67 @@ def fix_values(
 
 def decode_ops(block: Any, limits: DecodeLimits) -> tuple[Op, ...]:
     """Decode and validate an op block; raise DecodeError."""
+    if type(block) is tuple and len(block) == _BLOCK_LEN and type(block[0]) is int and block[0] == 1 and limits.ops_len_max >= 1:
+        one = decode_one_fast(block, limits)
+        if one is not None:
+            return one
+    return decode_block(block, limits)
+
+
+def decode_one_fast(block: tuple[Any, ...], limits: DecodeLimits) -> tuple[Op] | None:
+    """A block of one plain op (scalar value, at most one context pair), or None.
+
+    Accepts exactly what :func:`decode_block` accepts for such a block and
+    returns None for anything else, valid or not, so that the general path
+    decides (and names the error).
+    """
+    _, table, ocol, seq, hlc, paths, kind, values, lcol, ncol, vcol = block
+    if not (
+        type(table) is tuple
+        and type(ocol) is int
+        and type(seq) is int
+        and type(hlc) is int
+        and type(kind) is int
+        and type(lcol) is int
+        and type(paths) is tuple
+        and type(values) is tuple
+        and len(paths) == 1
+        and len(values) == 1
+        and 0 <= ocol < len(table)
+        and 1 <= seq <= U64_MAX
+        and 0 <= hlc <= U64_MAX
+        and kind in (0, 1)
+        and type(values[0]) in SCALAR_TYPES
+    ):
+        return None
+    id_max = limits.node_id_chars_max
+    for node in table:
+        if type(node) is not str or not node or len(node) > id_max:
+            return None
+    path = paths[0]
+    if type(path) is not tuple or len(path) > limits.path_depth_max:
+        return None
+    seg_max = limits.segment_chars_max
+    for segment in path:
+        if type(segment) is not str or not segment or len(segment) > seg_max:
+            return None
+    if lcol == 0:
+        if ncol is not None or vcol is not None:
+            return None
+        context: tuple[tuple[str, int], ...] = ()
+    elif lcol == 1:
+        if type(ncol) is not int or not 0 <= ncol < len(table) or type(vcol) is not int or not 0 <= vcol <= U64_MAX:
+            return None
+        if limits.container_len_max < 1:
+            return None
+        context = ((table[ncol], vcol),)
+    else:
+        return None
+    return (_new_op(Op, (table[ocol], seq, hlc, path, kind, values[0], context)),)
+
+
+def decode_block(block: Any, limits: DecodeLimits) -> tuple[Op, ...]:
+    """The general decoder of op blocks; every check, every column form."""
     if type(block) is not tuple or len(block) != _BLOCK_LEN:
         raise _malformed(f"expected an array of {_BLOCK_LEN} columns")
     n, table, ocol, scol, hcol, paths, kcol, values, lcol, ncol, vcol = block

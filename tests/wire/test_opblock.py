@@ -7,6 +7,7 @@ from typing import Any
 import msgpack
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from statesync.core import Op, Ops, SnapshotChunk, SyncResponse, Version
 from statesync.wire import (
@@ -27,6 +28,8 @@ from statesync.wire import (
     decode_message,
     encode_message,
 )
+from statesync.wire._opblock import decode_block as general_decode
+from statesync.wire._opblock import decode_one_fast
 from tests.wire import strategies as sst
 
 U64 = 2**64 - 1
@@ -280,3 +283,44 @@ def test_wide_deltas_fall_back_to_absolute_values() -> None:
     for ops in [(put(3), put(2), put(1)), (put(3), put(2), put(4)), (put(7), put(7), put(7))]:
         round_trip(ops)
     round_trip(ops)
+
+
+_ONE_BLOCKS = [
+    msgpack.unpackb(msgpack.packb(block_of((op,)), use_bin_type=True), use_list=False)
+    for op in (
+        put(7),
+        put(7, context=()),
+        put(7, context=(("other", 3),)),
+        put(7, kind=1, value=None, path=()),
+        put(7, value={"a": 1}),
+        put(7, context=(("a", 1), ("b", 2))),
+    )
+]
+_LEAVES = st.one_of(
+    st.none(), st.booleans(), st.integers(-1, 3), st.integers(-(2**63), 2**64 - 1), st.text(max_size=3),
+    st.sampled_from(["", "x" * 257, "node-a"]), st.binary(max_size=2),
+)
+_JUNK = st.recursive(_LEAVES, lambda c: st.lists(c, max_size=3).map(tuple), max_leaves=6)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.sampled_from(_ONE_BLOCKS),
+    st.lists(st.tuples(st.integers(1, 10), _JUNK), max_size=2),
+    st.sampled_from([DecodeLimits(), DecodeLimits(segment_chars_max=3, node_id_chars_max=5, path_depth_max=1)]),
+)
+def test_single_op_fast_path_agrees_with_the_general_path(
+    block: tuple[Any, ...], edits: list[tuple[int, Any]], limits: DecodeLimits
+) -> None:
+    mutated = list(block)
+    for column, junk in edits:
+        mutated[column] = junk
+    edited = tuple(mutated)
+    fast = decode_one_fast(edited, limits)
+    try:
+        general: object = general_decode(edited, limits)
+    except DecodeError as e:
+        general = e
+    if fast is not None:
+        assert fast == general, (edited, fast, general)
+        assert all(type(op) is Op for op in fast)
