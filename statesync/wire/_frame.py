@@ -173,7 +173,10 @@ def _check_size(frame: bytes, limits: DecodeLimits) -> bytes:
 
 
 def decode_frame(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Frame:
-    """Decode and validate one frame; raise DecodeError (and nothing else), whatever the bytes."""
+    """Decode and validate one frame; raise DecodeError (and nothing else), whatever the bytes.
+
+    ``data`` may be any buffer (bytes, bytearray, memoryview, a zmq frame).
+    """
     try:
         return _decode_frame(data, limits)
     except DecodeError:
@@ -185,7 +188,8 @@ def decode_frame(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Frame:
 
 
 def _decode_frame(data: bytes, limits: DecodeLimits) -> Frame:
-    size = len(data)
+    view = memoryview(data).cast("B")  # any buffer: bytes, bytearray, a zmq frame
+    size = len(view)
     if size > limits.frame_bytes_max:
         raise FrameTooLarge(
             f"a frame of {size} bytes exceeds frame_bytes_max={limits.frame_bytes_max}",
@@ -195,7 +199,7 @@ def _decode_frame(data: bytes, limits: DecodeLimits) -> Frame:
         )
     if size <= HEADER_BYTES:
         raise MalformedFrame(f"a frame of {size} bytes is too short to hold anything", limit="format", value=size)
-    version = data[0]
+    version = view[0]
     if version != VERSION:
         raise UnknownVersion(
             f"frame version {version} is not spoken here (this build speaks {VERSION}); upgrade the older side",
@@ -203,7 +207,7 @@ def _decode_frame(data: bytes, limits: DecodeLimits) -> Frame:
             bound=VERSION,
             value=version,
         )
-    flags = data[1]
+    flags = view[1]
     if flags & ~KNOWN_FLAGS:
         raise UnknownFlags(
             f"frame flags 0x{flags:02x} have unknown bits 0x{flags & ~KNOWN_FLAGS:02x}; upgrade this side",
@@ -211,7 +215,6 @@ def _decode_frame(data: bytes, limits: DecodeLimits) -> Frame:
             bound=KNOWN_FLAGS,
             value=flags,
         )
-    view = memoryview(data)
     if flags & FLAG_COMPRESSED:
         body: bytes | memoryview = _decompress(view, limits)
     else:

@@ -256,3 +256,12 @@ def test_memory_stays_proportional_to_the_frame() -> None:
     peak, err = _peak_bytes(lambda: decode_frame(frame))
     assert isinstance(err, DecodeError), err
     assert peak < 200 * len(frame), peak
+
+
+def test_any_buffer_decodes() -> None:
+    frame = encode_frame([puts(3), Bye()])
+    expected = decode_frame(frame)
+    for buf in (bytearray(frame), memoryview(frame), memoryview(b"xx" + frame)[2:]):
+        assert decode_frame(buf) == expected  # type: ignore[arg-type]
+    with pytest.raises(DecodeError):
+        decode_frame(None)  # type: ignore[arg-type]
