@@ -119,6 +119,14 @@ class ReplicatorConfig:
     capabilities: tuple[str, ...] = ("batch", "zstd", "snapshot")
 
 
+_NOBODY: frozenset[str] = frozenset()
+
+
+def _check_ack(ack: object) -> None:
+    if not (ack == "local" or ack == "all" or (type(ack) is int and ack >= 0)):  # noqa: PLR1714
+        raise ValueError(f"ack must be 'local', 'all' or a number of peers >= 0, not {ack!r}")
+
+
 class WriteStatus(enum.Enum):
     PENDING = "pending"
     DONE = "done"
@@ -138,6 +146,8 @@ class WriteTicket:
     acked: set[str] = attrs.field(factory=set)
     status: WriteStatus = WriteStatus.PENDING
     error: WriteConcernError | None = None
+    ops: list[Op] | None = None
+    """For a batch (write_many): every op, the last one being ``op``."""
 
 
 @attrs.define
@@ -223,7 +233,7 @@ class _OutgoingSnapshot:
 
 
 def op_size(op: Op) -> int:
-    """An estimate of an op's encoded size in bytes."""
+    """An estimate of an op's encoded size in bytes (an upper bound for small ops)."""
     value = op.value
     t = type(value)
     if t is str or t is bytes:
@@ -232,7 +242,8 @@ def op_size(op: Op) -> int:
         v = validate_value(value)
     else:
         v = 9
-    return 24 + len(op.origin) + sum(len(s) + 1 for s in op.path) + v + 10 * len(op.context)
+    path = op.path
+    return 24 + len(op.origin) + sum(map(len, path)) + len(path) + v + 10 * len(op.context)
 
 
 def _entry_size(entry: SnapshotEntry) -> int:
@@ -262,6 +273,8 @@ class Replicator:
     ) -> None:
         self.replica = replica
         self.instance = instance
+        self.record_changes = True
+        """Produce change records in the output (turn off when nobody watches: faster)."""
         self.node_id = replica.node_id
         self.config = config
         self._rand = rand
@@ -270,6 +283,8 @@ class Replicator:
         self.peers: dict[str, PeerState] = {p: PeerState(p) for p in known_peers if p != self.node_id}
         self._out = Output()
         self._outbox: dict[LinkId, list[Op]] = {}
+        self._up: list[tuple[LinkId, PeerState]] = []
+        """Up links and their peers, kept in step with link state (hot path of writes)."""
         self._ack_due: set[LinkId] = set()
         self._tickets: dict[int, WriteTicket] = {}
         self._next_ticket = 1
@@ -310,6 +325,7 @@ class Replicator:
 
     def _drop_link(self, link: _Link, now: Now) -> None:
         self._links.pop(link.id, None)
+        self._up = [(i, p) for i, p in self._up if i != link.id]
         self._outbox.pop(link.id, None)
         self._ack_due.discard(link.id)
         if link.up and link.peer is not None:
@@ -336,30 +352,62 @@ class Replicator:
 
         Raises InvalidPath / InvalidValue for a bad write (nothing happens).
         """
-        if not (ack in ("local", "all") or (type(ack) is int and ack >= 0)):
-            raise ValueError(f"ack must be 'local', 'all' or a number of peers >= 0, not {ack!r}")
-        changes = self._out.changes
+        _check_ack(ack)
+        changes = self._out.changes if self.record_changes else None
         if remove:
             op = self.replica.remove(path, now.wall_ms, changes)
         else:
             op = self.replica.put(path, value, now.wall_ms, changes)
-        self._out.persist.append(op)
-        up = self._up_links()
-        for link in up:
-            self._outbox.setdefault(link.id, []).append(op)
-            peer = self.peers[link.peer]  # type: ignore[index]
-            peer.pushed = op.seq
+        return self._issue([op], ack, timeout_s, now)
+
+    def write_many(
+        self,
+        items: Iterable[tuple[PathLike, Value]],
+        *,
+        ack: AckSpec = "local",
+        timeout_s: float | None = None,
+        now: Now,
+    ) -> WriteTicket:
+        """Several puts with one write concern: one ticket, on the last op.
+
+        Acknowledgements are cumulative per origin, so the last op's concern
+        covers the others. Raises InvalidPath / InvalidValue at the first bad
+        item; the items before it are written (and returned in no ticket:
+        they still replicate).
+        """
+        _check_ack(ack)
+        changes = self._out.changes if self.record_changes else None
+        put = self.replica.put
+        wall_ms = now.wall_ms
+        ops = [put(path, value, wall_ms, changes) for path, value in items]
+        if not ops:
+            raise ValueError("write_many needs at least one item")
+        return self._issue(ops, ack, timeout_s, now)
+
+    def _issue(self, ops: list[Op], ack: AckSpec, timeout_s: float | None, now: Now) -> WriteTicket:
+        """Persist, push to every up link, and track the concern of ``ops``."""
+        self._out.persist.extend(ops)
+        last = ops[-1]
+        up = self._up
+        for link_id, peer in up:
+            box = self._outbox.get(link_id)
+            if box is None:
+                self._outbox[link_id] = list(ops)
+            else:
+                box.extend(ops)
+            peer.pushed = last.seq
             if peer.retransmit_at_s is None:
                 # (Re)arm retransmission, also after an earlier cycle gave up.
                 peer.attempts = 0
                 peer.retransmit_at_s = now.mono_s + self.config.retransmit_timeout_s
-        required = frozenset(link.peer for link in up if link.peer) if ack == "all" else frozenset()
+        required = frozenset(peer.node_id for _, peer in up) if ack == "all" else _NOBODY
         ticket = WriteTicket(
             id=self._next_ticket,
-            op=op,
+            op=last,
             ack=ack,
             deadline_s=(now.mono_s + timeout_s) if timeout_s is not None else None,
             required=required,
+            ops=ops if len(ops) > 1 else None,
         )
         self._next_ticket += 1
         if ack in ("local", 0) or (ack == "all" and not required):
@@ -521,6 +569,7 @@ class Replicator:
         if peer is None:
             peer = self.peers[msg.node_id] = PeerState(msg.node_id)
         peer.link = link.id
+        self._up.append((link.id, peer))
         peer.last_seen_s = now.mono_s
         peer.endpoints = tuple(msg.listen)
         self._merge_acked(peer, msg.vv, now)
@@ -557,7 +606,7 @@ class Replicator:
     def _receive_ops(self, link: _Link, peer: PeerState, ops: tuple[Op, ...], now: Now) -> None:
         replica = self.replica
         waiting = replica.pending_count
-        applied = replica.receive_many(ops, self._out.changes)
+        applied = replica.receive_many(ops, self._out.changes if self.record_changes else None)
         self.counters["ops_received"] += len(ops)
         if applied:
             self._out.persist.extend(applied)
@@ -745,7 +794,9 @@ class Replicator:
         peer.snapshot_in = None
         entries = tuple(inc.entries)
         hlc = max((v.hlc for _, vs in entries for v in vs), default=0)
-        self.replica.install_snapshot(Snapshot(inc.vv, hlc, entries), self._out.changes)
+        self.replica.install_snapshot(
+            Snapshot(inc.vv, hlc, entries), self._out.changes if self.record_changes else None
+        )
         self._out.snapshot = self.replica.snapshot()
         self.counters["snapshots_installed"] += 1
         self._out.notices.append(f"installed a snapshot of {inc.total} paths from {peer.node_id}")
