@@ -24,6 +24,7 @@ from statesync.wire._converter import (
     encode_payload,
     register_message,
     registered_messages,
+    unregister_message,
 )
 from statesync.wire._errors import (
     BadPath,
@@ -107,4 +108,5 @@ __all__ = [
     "encode_payload",
     "register_message",
     "registered_messages",
+    "unregister_message",
 ]

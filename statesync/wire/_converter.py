@@ -728,6 +728,20 @@ def register_message(cls: type) -> None:
             raise RegistrationError(f"cannot register {cls.__qualname__}: {e}") from e
 
 
+def unregister_message(cls: type) -> None:
+    """Remove ``cls`` from the tagged union (for tests); core messages stay. Unknown classes: no-op."""
+    if cls in MESSAGE_TYPES:
+        raise RegistrationError(f"{cls.__qualname__} is a core message; it cannot be unregistered")
+    with _lock:
+        tag = _BY_CLASS.pop(cls, None)
+        if tag is None:
+            return
+        del _BY_TAG[tag]
+        _UNSTRUCTURE.pop(cls, None)
+        _DECODERS.clear()
+        _DECODERS_BY_VALUE.clear()
+
+
 def registered_messages() -> dict[int, type]:
     """The tagged union: tag -> message class."""
     return dict(_BY_TAG)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 import socket
 import threading
+from collections.abc import Iterator
 from typing import ClassVar, Optional
 
 import attrs
@@ -44,6 +45,7 @@ from statesync.wire import (
     encode_payload,
     register_message,
     registered_messages,
+    unregister_message,
 )
 from tests.wire import strategies as sst
 
@@ -198,14 +200,14 @@ def test_encode_unregistered_message_is_a_clone_error() -> None:
 
 @attrs.frozen
 class _Inner:
-    TAG: ClassVar[int] = 60
+    TAG: ClassVar[int] = 0  # a free tag, set by the _test_messages fixture
     name: str
     n: int = 0
 
 
 @attrs.frozen
 class _Envelope:
-    TAG: ClassVar[int] = 61
+    TAG: ClassVar[int] = 0  # a free tag, set by the _test_messages fixture
     port: int
     data: Value
     blob: bytes
@@ -223,8 +225,16 @@ class _Envelope:
     union: _Inner | int = 0
 
 
-register_message(_Inner)
-register_message(_Envelope)
+@pytest.fixture(autouse=True, scope="module")
+def _test_messages() -> Iterator[None]:
+    """Register the test classes under tags free right now, only while this module runs."""
+    free = [t for t in range(127, 0, -1) if t not in registered_messages()]
+    _Inner.TAG, _Envelope.TAG = free[0], free[1]
+    register_message(_Inner)
+    register_message(_Envelope)
+    yield
+    unregister_message(_Envelope)
+    unregister_message(_Inner)
 
 
 @settings(max_examples=100, deadline=None)
@@ -272,7 +282,7 @@ def test_registering_twice_is_a_no_op_and_tags_are_unique() -> None:
 
     @attrs.frozen
     class Clash:
-        TAG: ClassVar[int] = 60
+        TAG: ClassVar[int] = _Inner.TAG
 
     with pytest.raises(RegistrationError, match="taken"):
         register_message(Clash)
@@ -292,14 +302,16 @@ class _Unregistered:
 
 @attrs.frozen
 class _NestsUnregistered:
-    TAG: ClassVar[int] = 102
+    TAG: ClassVar[int] = 0  # set to a free tag by the test
     u: _Unregistered
 
 
 def test_unsupported_classes_and_fields_are_refused() -> None:
+    free = [t for t in range(127, 0, -1) if t not in registered_messages()]
+
     @attrs.define
     class Mutable:
-        TAG: ClassVar[int] = 100
+        TAG: ClassVar[int] = free[0]
 
     with pytest.raises(RegistrationError, match="frozen"):
         register_message(Mutable)
@@ -309,38 +321,51 @@ def test_unsupported_classes_and_fields_are_refused() -> None:
 
     @attrs.frozen
     class SetField:
-        TAG: ClassVar[int] = 101
+        TAG: ClassVar[int] = free[1]
         s: set[int]
 
     with pytest.raises(RegistrationError, match="not supported"):
         register_message(SetField)
 
+    _NestsUnregistered.TAG = free[3]
     with pytest.raises(RegistrationError, match="register_message"):
         register_message(_NestsUnregistered)
 
     @attrs.frozen
     class IntKeys:
-        TAG: ClassVar[int] = 103
+        TAG: ClassVar[int] = free[2]
         d: dict[int, int]
 
     with pytest.raises(RegistrationError, match="keys"):
         register_message(IntKeys)
-    assert 100 not in registered_messages() and 103 not in registered_messages()
+    assert not set(free[:4]) & set(registered_messages())
 
 
 def test_registration_is_thread_safe() -> None:
+    free = [t for t in range(127, 0, -1) if t not in registered_messages()][:6]
     classes = [
-        attrs.frozen(type(f"T{i}", (), {"__annotations__": {"x": "int"}, "TAG": 110 + i}))
-        for i in range(6)
+        attrs.frozen(type(f"T{tag}", (), {"__annotations__": {"x": "int"}, "TAG": tag})) for tag in free
     ]
     threads = [threading.Thread(target=register_message, args=(c,)) for c in classes]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=10)
-    for i, cls in enumerate(classes):
-        assert registered_messages()[110 + i] is cls
-        assert decode_message(encode_message(cls(i))) == cls(i)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10)
+        for i, cls in enumerate(classes):
+            assert registered_messages()[cls.TAG] is cls
+            assert decode_message(encode_message(cls(i))) == cls(i)
+    finally:
+        for cls in classes:
+            unregister_message(cls)
+    assert not set(free) & set(registered_messages())
+
+
+def test_unregister() -> None:
+    with pytest.raises(RegistrationError, match="core"):
+        unregister_message(Hello)
+    unregister_message(_Unregistered)  # never registered: no-op
+    assert registered_messages()[Hello.TAG] is Hello
 
 
 # ---------------------------------------------------------------- payloads
