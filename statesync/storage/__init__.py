@@ -1,0 +1,50 @@
+"""Storage: the node's durable op log, snapshot, known peers and metadata.
+
+Two stores share one interface (:class:`Store`): :class:`SqliteStore`
+(SQLite in WAL mode under the node's data dir) and :class:`MemoryStore`
+(tests and embedded use). They are synchronous and blocking; the node calls
+them from one worker thread. Nothing here knows of sockets or trio.
+
+The contract with the node: ``append`` the replicator's ``persist`` ops (and
+``save_snapshot`` its ``snapshot``) and only then send messages or complete
+writes. After a crash, ``load()`` returns every op whose ``append`` returned,
+in append order, and nothing half-written; ``Replica.restore`` on it rebuilds
+the replica, own seq and clock included, so no dot is ever reused.
+"""
+
+from __future__ import annotations
+
+from statesync.storage._errors import (
+    DataDirInUse,
+    DataDirMismatch,
+    StorageError,
+    StorageLimitError,
+    StoreClosed,
+)
+from statesync.storage._memory import MemoryStore
+from statesync.storage._open import open_store
+from statesync.storage._sqlite import DB_NAME, SqliteStore
+from statesync.storage._store import (
+    FORMAT_VERSION,
+    SNAPSHOT_CHUNK_BYTES,
+    Durability,
+    Loaded,
+    Store,
+)
+
+__all__ = [
+    "DB_NAME",
+    "FORMAT_VERSION",
+    "SNAPSHOT_CHUNK_BYTES",
+    "DataDirInUse",
+    "DataDirMismatch",
+    "Durability",
+    "Loaded",
+    "MemoryStore",
+    "SqliteStore",
+    "StorageError",
+    "StorageLimitError",
+    "Store",
+    "StoreClosed",
+    "open_store",
+]

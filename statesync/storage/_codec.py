@@ -1,0 +1,132 @@
+"""msgpack encoding of what the stores keep: ops, snapshot entries, vectors.
+
+Ops and versions are NamedTuples, so msgpack packs them natively as arrays.
+Decoding uses ``use_list=False`` so paths and contexts come back as tuples;
+user values hold lists, never tuples, so tuples found inside a decoded value
+are turned back into lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final
+
+import msgpack
+
+from statesync.core import Op, SnapshotEntry, Value, Version
+
+_new = tuple.__new__  # builds a NamedTuple from a tuple without the constructor's overhead
+_OP_FIELDS: Final = 7
+_VERSION_FIELDS: Final = 4
+
+
+class DecodeError(ValueError):
+    """A stored record does not decode to what was written (corruption)."""
+
+
+def make_packer() -> Callable[[object], bytes]:
+    """A packer for one store (a Packer is not thread-safe; the store owns its own)."""
+    packer = msgpack.Packer(use_bin_type=True)
+    pack: Callable[[object], bytes] = packer.pack
+    return pack
+
+
+def _unpack(body: bytes) -> Any:
+    return msgpack.unpackb(body, use_list=False, raw=False)
+
+
+def _lists(value: Any) -> Value:
+    """Turn the tuples msgpack decoded inside a value back into lists."""
+    t = type(value)
+    if t is tuple:
+        return [_lists(v) for v in value]
+    if t is dict:
+        return {k: _lists(v) for k, v in value.items()}
+    return value  # type: ignore[no-any-return]
+
+
+def decode_op(body: bytes) -> Op:
+    try:
+        raw = _unpack(body)
+        if type(raw) is not tuple or len(raw) != _OP_FIELDS:
+            raise DecodeError(f"an op record has {type(raw).__name__} shape, not 7 fields")
+        value = raw[5]
+        if type(value) is tuple or type(value) is dict:
+            raw = (*raw[:5], _lists(value), raw[6])
+        op: Op = _new(Op, raw)
+        return op
+    except DecodeError:
+        raise
+    except Exception as e:
+        raise DecodeError(f"an op record does not decode: {e}") from None
+
+
+def _version(raw: Any) -> Version:
+    if len(raw) != _VERSION_FIELDS:
+        raise DecodeError(f"a version record has {len(raw)} fields, not 4")
+    value = raw[0]
+    if type(value) is tuple or type(value) is dict:
+        raw = (_lists(value), *raw[1:])
+    v: Version = _new(Version, raw)
+    return v
+
+
+def decode_entries(body: bytes) -> list[SnapshotEntry]:
+    """Decode one snapshot chunk: a msgpack array of (path, versions) entries."""
+    try:
+        raw = _unpack(body)
+        if type(raw) is not tuple:
+            raise DecodeError("a snapshot chunk is not an array")
+        return [(path, tuple([_version(v) for v in vs])) for path, vs in raw]
+    except DecodeError:
+        raise
+    except Exception as e:
+        raise DecodeError(f"a snapshot chunk does not decode: {e}") from None
+
+
+def encode_chunks(
+    pack: Callable[[object], bytes], entries: Sequence[SnapshotEntry], target_bytes: int
+) -> Iterator[tuple[int, bytes]]:
+    """Split ``entries`` into msgpack arrays of about ``target_bytes`` each.
+
+    Yields ``(entry count, body)``. A body stays under ``2 * target_bytes``
+    unless one entry alone is larger (then it is a chunk by itself). Slices are
+    packed whole (one C call per chunk); the slice length adapts to the entry
+    sizes seen so far.
+    """
+    n = len(entries)
+    i = 0
+    per = 64
+    while i < n:
+        k = min(per, n - i)
+        body = pack(entries[i : i + k])
+        while len(body) > 2 * target_bytes and k > 1:
+            k = (k + 1) // 2
+            body = pack(entries[i : i + k])
+        yield k, body
+        i += k
+        per = max(1, int(k * target_bytes / max(1, len(body))))
+
+
+def encode_vv(pack: Callable[[object], bytes], vv: dict[str, int]) -> bytes:
+    return pack(vv)
+
+
+def decode_vv(body: bytes) -> dict[str, int]:
+    try:
+        raw = _unpack(body)
+    except Exception as e:
+        raise DecodeError(f"a version vector does not decode: {e}") from None
+    if type(raw) is not dict:
+        raise DecodeError("a version vector is not a map")
+    return raw
+
+
+def decode_endpoints(body: bytes) -> tuple[str, ...]:
+    try:
+        raw = _unpack(body)
+    except Exception as e:
+        raise DecodeError(f"a peer's endpoints do not decode: {e}") from None
+    if type(raw) is not tuple:
+        raise DecodeError("a peer's endpoints are not an array")
+    return raw
