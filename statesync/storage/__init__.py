@@ -10,6 +10,20 @@ The contract with the node: ``append`` the replicator's ``persist`` ops (and
 writes. After a crash, ``load()`` returns every op whose ``append`` returned,
 in append order, and nothing half-written; ``Replica.restore`` on it rebuilds
 the replica, own seq and clock included, so no dot is ever reused.
+
+What is proven and what is not: the tests SIGKILL real writer processes at
+random points of a stream of appends and snapshot saves, in both durability
+modes, and find every op whose ``append`` returned, every snapshot whose
+``save_snapshot`` returned, and no half-written batch. That is the whole
+guarantee of ``Durability.PROCESS``. ``Durability.FSYNC`` adds survival of
+power loss and kernel crashes; it rests on SQLite's ``synchronous=FULL``
+(an fsync of the WAL at every commit) and on a disk that honours flushes, and
+is not tested here: that needs a power cut or a fault-injecting block device.
+
+Disk use: the op log grows until the node saves a snapshot (which drops the
+ops it covers); the space of a replaced snapshot is reused by the next one
+rather than given back; the WAL grows to the size of the largest transaction
+(a whole snapshot) and is cut back to 64 MiB after each checkpoint.
 """
 
 from __future__ import annotations

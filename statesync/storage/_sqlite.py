@@ -31,6 +31,7 @@ from typing import Final, NoReturn
 from statesync.core import Op, Snapshot, SnapshotEntry
 from statesync.storage._codec import (
     DecodeError,
+    gc_paused,
     decode_endpoints,
     decode_entries,
     decode_op,
@@ -285,7 +286,8 @@ class SqliteStore:
             try:
                 conn.execute("BEGIN")
                 try:
-                    return self._load(conn)
+                    with gc_paused():
+                        return self._load(conn)
                 finally:
                     _rollback(conn)
             except sqlite3.Error as e:

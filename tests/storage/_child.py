@@ -1,11 +1,12 @@
 """Child processes for the storage process tests. Each ends by itself.
 
-    _child.py writer DATA_DIR DURABILITY OPS_MAX DEADLINE_S
+    _child.py writer DATA_DIR DURABILITY OPS_MAX DEADLINE_S KEYS SNAPSHOT_EVERY CHUNK_BYTES
         Restores node "n" from DATA_DIR and keeps writing: puts of key
-        k<seq % 50> = seq at wall time seq ms, appended in batches of 1 to 7,
-        a snapshot every 97 ops. After each ``append`` returns it prints the
-        seq of every op in it, one per line. Stops after OPS_MAX more ops or
-        DEADLINE_S seconds.
+        k<seq % KEYS> at wall time seq ms, appended in batches of 1 to 7, and
+        a snapshot about every SNAPSHOT_EVERY ops (stored in chunks of
+        CHUNK_BYTES). After each ``append`` returns it prints the seq of every
+        op in it, one per line; after each ``save_snapshot`` returns, "s <seq>".
+        Stops after OPS_MAX more ops or DEADLINE_S seconds.
     _child.py holder DATA_DIR DEADLINE_S
         Opens the store, prints "ready", and holds it until stdin closes or
         DEADLINE_S seconds pass.
@@ -23,32 +24,40 @@ from statesync.core import Replica
 from statesync.storage import DataDirInUse, SqliteStore
 
 NODE_ID = "n"
-KEYS = 50
-SNAPSHOT_EVERY = 97
 
 
-def write_op(replica: Replica, seq: int) -> object:
+def write_op(replica: Replica, seq: int, keys: int) -> object:
     """The deterministic write number ``seq`` (the test replays the same ones)."""
-    return replica.put(("k", str(seq % KEYS)), {"seq": seq, "tail": [seq, "x"]}, seq)
+    return replica.put(("k", str(seq % keys)), {"seq": seq, "tail": [seq, "x"]}, seq)
 
 
-def writer(data_dir: str, durability: str, ops_max: int, deadline_s: float) -> None:
+def writer(
+    data_dir: str,
+    durability: str,
+    ops_max: int,
+    deadline_s: float,
+    keys: int,
+    snapshot_every: int,
+    chunk_bytes: int,
+) -> None:
     end = time.monotonic() + deadline_s
-    store = SqliteStore(data_dir, NODE_ID, durability=durability)
+    store = SqliteStore(data_dir, NODE_ID, durability=durability, snapshot_chunk_bytes=chunk_bytes)
     loaded = store.load()
     replica = Replica.restore(NODE_ID, loaded.snapshot, loaded.ops, hlc=loaded.hlc)
     out = sys.stdout
     written = 0
     batch = 1
     while written < ops_max and time.monotonic() < end:
-        ops = [write_op(replica, replica.seq + 1) for _ in range(batch)]
+        ops = [write_op(replica, replica.seq + 1, keys) for _ in range(batch)]
         store.append(ops)  # type: ignore[arg-type]
         out.write("".join(f"{o.seq}\n" for o in ops))  # type: ignore[attr-defined]
         out.flush()
         before = written
         written += batch
-        if written // SNAPSHOT_EVERY != before // SNAPSHOT_EVERY:
+        if written // snapshot_every != before // snapshot_every:
             store.save_snapshot(replica.snapshot())
+            out.write(f"s {replica.seq}\n")
+            out.flush()
         batch = batch % 7 + 1
     store.close()
 
@@ -75,7 +84,7 @@ def try_open(data_dir: str) -> None:
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
     if cmd == "writer":
-        writer(args[0], args[1], int(args[2]), float(args[3]))
+        writer(args[0], args[1], int(args[2]), float(args[3]), *map(int, args[4:7]))
     elif cmd == "holder":
         holder(args[0], float(args[1]))
     elif cmd == "try-open":

@@ -77,20 +77,35 @@ class Child:
                 f.close()
 
 
-def reference(seq: int) -> Replica:
+def reference(seq: int, keys: int) -> Replica:
     r = Replica(NODE_ID)
     for s in range(1, seq + 1):
-        write_op(r, s)
+        write_op(r, s, keys)
     return r
 
 
+SCENARIOS = {
+    # many small appends, a small snapshot now and then: kills land in appends
+    "appends": ("50", "97", str(16 << 10)),
+    # a snapshot of up to 2000 paths in ~60 rows every ~20 ops: kills land in snapshots too
+    "snapshots": ("2000", "20", "1024"),
+}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
 @pytest.mark.parametrize("durability", [Durability.PROCESS, Durability.FSYNC])
-def test_sigkill_mid_stream_loses_no_committed_op(tmp_path: Path, durability: Durability) -> None:
-    rng = random.Random(f"crash-{durability.value}")
+def test_sigkill_mid_stream_loses_no_committed_op(
+    tmp_path: Path, durability: Durability, scenario: str
+) -> None:
+    keys, snapshot_every, chunk_bytes = SCENARIOS[scenario]
+    rng = random.Random(f"crash-{durability.value}-{scenario}")
     committed: list[int] = []
     resume = 0
     for _ in range(3):
-        child = Child("writer", str(tmp_path), durability.value, "200000", str(WAIT_S))
+        child = Child(
+            "writer", str(tmp_path), durability.value, "200000", str(WAIT_S),
+            keys, snapshot_every, chunk_bytes,
+        )  # fmt: skip
         try:
             lines = child.wait_lines(rng.randint(40, 400))
             assert lines, "the writer printed nothing"
@@ -100,7 +115,8 @@ def test_sigkill_mid_stream_loses_no_committed_op(tmp_path: Path, durability: Du
         finally:
             child.close()
         assert child.proc.returncode == -signal.SIGKILL
-        seqs = [int(x) for x in lines]
+        seqs = [int(x) for x in lines if not x.startswith("s ")]
+        snapped = [int(x[2:]) for x in lines if x.startswith("s ")]
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
         assert not committed or seqs[0] > committed[-1]
         committed += seqs
@@ -108,6 +124,8 @@ def test_sigkill_mid_stream_loses_no_committed_op(tmp_path: Path, durability: Du
         with SqliteStore(tmp_path, NODE_ID, durability=durability) as store:  # the lock was released
             loaded = store.load()
         snap_seq = loaded.snapshot.vv.get(NODE_ID, 0) if loaded.snapshot else 0
+        if snapped:  # a snapshot whose save returned is there (or a newer one)
+            assert snap_seq >= snapped[-1]
         log_seqs = [o.seq for o in loaded.ops]
         # consistent: the log continues the snapshot without a gap or a repeat
         assert log_seqs == list(range(snap_seq + 1, snap_seq + 1 + len(log_seqs)))
@@ -121,8 +139,9 @@ def test_sigkill_mid_stream_loses_no_committed_op(tmp_path: Path, durability: Du
             total += len(boundaries) % 7 or 7
             boundaries.add(total)
         assert restored.seq - resume in boundaries
-        assert restored.digest() == reference(restored.seq).digest()
-        assert loaded.hlc == reference(restored.seq).clock.last
+        expected = reference(restored.seq, int(keys))
+        assert restored.digest() == expected.digest()
+        assert loaded.hlc == expected.clock.last
         # the next round resumes from here: a seq is never reused
         committed.append(restored.seq)
         resume = restored.seq
