@@ -31,12 +31,12 @@ from typing import Final, NoReturn
 from statesync.core import Op, Snapshot, SnapshotEntry
 from statesync.storage._codec import (
     DecodeError,
-    gc_paused,
     decode_endpoints,
     decode_entries,
     decode_op,
     decode_vv,
     encode_chunks,
+    gc_paused,
     make_packer,
 )
 from statesync.storage._errors import DataDirMismatch, StorageError, StoreClosed
