@@ -395,16 +395,18 @@ class SqliteStore:
                 raise StorageError(
                     f"a snapshot entry cannot be encoded ({e}); nothing was written"
                 ) from None
+            conn.execute("DELETE FROM temp.snap_vv")
+            conn.executemany("INSERT INTO temp.snap_vv (origin, n) VALUES (?, ?)", vv.items())
+            # keep the highest hlc of what is about to go: the covered ops and the old
+            # snapshot (the new snapshot's own hlc is in its row)
+            conn.execute(
+                "UPDATE store_meta SET value = max(value,"
+                f" coalesce((SELECT max(hlc) FROM ops WHERE {_COVERED}), 0),"
+                " coalesce((SELECT hlc FROM snapshot WHERE id = 0), 0)) WHERE key = 'hlc'"
+            )
             conn.execute(
                 "INSERT OR REPLACE INTO snapshot (id, vv, hlc, entries, chunks) VALUES (0, ?, ?, ?, ?)",
                 (vv_body, snapshot.hlc, len(entries), n_chunks),
-            )
-            conn.execute("DELETE FROM temp.snap_vv")
-            conn.executemany("INSERT INTO temp.snap_vv (origin, n) VALUES (?, ?)", vv.items())
-            # keep the highest hlc of the ops about to go (the snapshot's own is in its row)
-            conn.execute(
-                "UPDATE store_meta SET value = max(value, coalesce("
-                f"(SELECT max(hlc) FROM ops WHERE {_COVERED}), 0)) WHERE key = 'hlc'"
             )
             deleted = conn.execute(f"DELETE FROM ops WHERE {_COVERED}").rowcount
         self._log_ops -= deleted

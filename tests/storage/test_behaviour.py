@@ -143,6 +143,10 @@ def test_hlc_is_the_highest_ever_persisted(harness: Harness) -> None:
     assert store.stats()["hlc"] == 900
     store.save_snapshot(Snapshot({"a": 2, "b": 1}, 1000, ()))
     assert harness.reopen().load().hlc == 1000
+    # a later snapshot with a lower clock does not lower the mark either
+    harness.store.save_snapshot(Snapshot({"a": 2, "b": 1}, 10, ()))
+    store = harness.reopen()
+    assert store.load().hlc == 1000 and store.stats()["hlc"] == 1000
 
 
 def test_peers_round_trip_and_replace(harness: Harness) -> None:
