@@ -48,6 +48,7 @@ from statesync.wire._errors import (
     UnknownMessageType,
     UnknownVersion,
     ValueRejected,
+    WireSettingError,
     WrongType,
 )
 from statesync.wire._frame import (
@@ -99,6 +100,7 @@ __all__ = [
     "UnknownMessageType",
     "UnknownVersion",
     "ValueRejected",
+    "WireSettingError",
     "WrongType",
     "decode_frame",
     "decode_message",

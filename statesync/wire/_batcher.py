@@ -11,12 +11,12 @@ from typing import Generic, TypeVar
 
 import attrs
 
-from statesync.core import StatesyncError
+from statesync.wire._errors import WireSettingError
 
 T = TypeVar("T")
 
 
-class BatcherError(StatesyncError, ValueError):
+class BatcherError(WireSettingError):
     """A batcher misuse: a bad setting, a negative size, an item larger than the queue."""
 
 

@@ -160,5 +160,9 @@ class EncodeError(StatesyncError, ValueError):
         self.value = value
 
 
+class WireSettingError(StatesyncError, ValueError):
+    """A wire setting is invalid (a DecodeLimits bound, a Compression or Batcher parameter)."""
+
+
 class RegistrationError(StatesyncError, TypeError):
     """A message class cannot join the tagged union (bad or duplicate TAG, unsupported field)."""

@@ -45,6 +45,7 @@ from statesync.wire._errors import (
     NestingTooDeep,
     UnknownFlags,
     UnknownVersion,
+    WireSettingError,
 )
 from statesync.wire._limits import DEFAULT_LIMITS, DecodeLimits
 
@@ -53,6 +54,8 @@ FLAG_COMPRESSED: Final = 0x01
 FLAG_BATCH: Final = 0x02
 FLAG_PRIORITY: Final = 0x04
 KNOWN_FLAGS: Final = FLAG_COMPRESSED | FLAG_BATCH | FLAG_PRIORITY
+ZSTD_LEVEL_MIN: Final = -(1 << 17)
+"""zstd's fastest level (ZSTD_minCLevel); the slowest is zstandard.MAX_COMPRESSION_LEVEL."""
 HEADER_BYTES: Final = 2
 SIZE_BYTES: Final = 4
 
@@ -69,6 +72,17 @@ class Compression:
     min_bytes: int = 1024
     level: int = 1
     ratio_max: float = 0.9
+
+    def __attrs_post_init__(self) -> None:
+        if type(self.min_bytes) is not int or self.min_bytes < 0:
+            raise WireSettingError(f"Compression.min_bytes must be an int >= 0, not {self.min_bytes!r}")
+        if type(self.level) is not int or not ZSTD_LEVEL_MIN <= self.level <= zstandard.MAX_COMPRESSION_LEVEL:
+            raise WireSettingError(
+                f"Compression.level must be an int from {ZSTD_LEVEL_MIN} to "
+                f"{zstandard.MAX_COMPRESSION_LEVEL}, not {self.level!r}"
+            )
+        if not (isinstance(self.ratio_max, (int, float)) and self.ratio_max > 0):
+            raise WireSettingError(f"Compression.ratio_max must be a number > 0, not {self.ratio_max!r}")
 
 
 DEFAULT_COMPRESSION: Final = Compression()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from statesync.core import DEFAULT_VALUE_LIMITS, PATH_DEPTH_MAX, SEGMENT_CHARS_MAX
+from statesync.wire._errors import WireSettingError
 
 
 @attrs.frozen(cache_hash=True)
@@ -40,6 +41,12 @@ class DecodeLimits:
     """Characters of a path segment."""
     node_id_chars_max: int = 256
     """Characters of a node id (an op's origin, a context entry)."""
+
+    def __attrs_post_init__(self) -> None:
+        for field in attrs.fields(DecodeLimits):
+            value = getattr(self, field.name)
+            if type(value) is not int or value < 1:
+                raise WireSettingError(f"DecodeLimits.{field.name} must be an int >= 1, not {value!r}")
 
 
 DEFAULT_LIMITS = DecodeLimits()

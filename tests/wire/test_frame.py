@@ -30,6 +30,7 @@ from statesync.wire import (
     MalformedFrame,
     UnknownFlags,
     UnknownVersion,
+    WireSettingError,
     decode_frame,
     encode_frame,
     encode_message,
@@ -265,3 +266,20 @@ def test_any_buffer_decodes() -> None:
         assert decode_frame(buf) == expected  # type: ignore[arg-type]
     with pytest.raises(DecodeError):
         decode_frame(None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Compression(level=100),
+        lambda: Compression(level=1.5),
+        lambda: Compression(min_bytes=-1),
+        lambda: Compression(ratio_max=0),
+        lambda: DecodeLimits(frame_bytes_max=0),
+        lambda: DecodeLimits(depth_max=-3),
+        lambda: DecodeLimits(str_bytes_max=1.5),
+    ],
+)
+def test_bad_settings_are_refused(make: Callable[[], object]) -> None:
+    with pytest.raises(WireSettingError):
+        make()
