@@ -509,12 +509,19 @@ class Link:
         return True
 
     def kick(self) -> None:
-        """Something was queued: send it now if the link is idle, else wake the sender."""
+        """Something was queued: send it now if the link is idle, else wake the sender.
+
+        Idle means: nothing was sent inline since the sender task last emptied
+        the queue or a frame last arrived (a new scheduling turn). So the first
+        message of a turn goes at once, from the caller, and the rest of the
+        turn's messages queue and leave together.
+        """
         if self.dead:
             return
         if self.inline_ok and self.pending_frame is None and self.up.is_set():
             self.inline_ok = False
-            self.flush_now()
+            if self.flush_now():
+                return
         if self.sender_parked:
             self.sender_parked = False
             self.lot.unpark_all()
@@ -530,9 +537,7 @@ class Link:
                     continue
                 if self.flush_now():
                     backoff_s = SEND_BACKOFF_FIRST_S
-                    # let producers add to the queue: the next frames batch more
-                    await trio.lowlevel.checkpoint()
-                    continue
+                    continue  # the queue is empty: park (producers batch up meanwhile)
                 if self.rid is None:
                     await self.sock.wait_for(zmq.POLLOUT)
                 else:
@@ -859,6 +864,7 @@ class PortRuntime:
                         self._on_unknown_peer(listener, rid, data)
                         continue
                     link.last_recv = now
+                    link.inline_ok = True
                     self._on_frame(link, data)
                 self._run_ready()
         except SocketClosed:
@@ -902,6 +908,7 @@ class PortRuntime:
             listener.sock.try_send_multipart((rid, encode_frame([Bye(reason)], priority=True)))
 
     def _on_frames(self, link: Link, frames: list[bytes]) -> None:
+        link.inline_ok = True
         for f in frames:
             if link.dead:
                 return

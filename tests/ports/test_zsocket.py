@@ -183,8 +183,9 @@ async def test_router_full_peer_backs_off_without_spinning(ctx: zmq.Context[Any]
     r.attempts = 0
     with trio.move_on_after(0.2):
         await r.send_multipart([b"slow", b"z"])
-    # POLLOUT stays true (the fast peer is writable); exponential back-off, no spin
-    assert 1 < r.attempts < 60
+    # either POLLOUT stays true (the fast peer is writable: exponential back-off)
+    # or it is not reported (wait on the fd): no spin either way
+    assert r.attempts < 60
     # once the slow peer reads, the send completes
     with trio.fail_after(10):
         async with trio.open_nursery() as n:
