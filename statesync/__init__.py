@@ -1,8 +1,117 @@
-"""statesync: a replicated, path-addressed state tree over ZeroMQ MessagePorts."""
+"""statesync: a replicated, path-addressed state tree over ZeroMQ MessagePorts.
+
+The entry points::
+
+    async with statesync.open_node(node_id="a", listen="tcp://127.0.0.1:7001",
+                                   peers=["tcp://127.0.0.1:7002"], data_dir="data/a") as node:
+        await node.set("user.name", "Ada")
+
+    channel = statesync.MessageChannel()          # the web's Channel Messaging API, over ZeroMQ
+    statesync.check_resolver(my_resolver)         # does a custom conflict resolver converge?
+"""
 
 from __future__ import annotations
 
-from statesync.errors import StatesyncError
+from statesync.core import (
+    ABSENT,
+    CausalContext,
+    Replica,
+    Strategies,
+    Version,
+    format_path,
+    parse_path,
+)
+from statesync.errors import (
+    ClockSkewError,
+    ConfigError,
+    ConnectError,
+    DataCloneError,
+    DataDirInUse,
+    DataDirMismatch,
+    DecodeError,
+    EncodeError,
+    InvalidPath,
+    InvalidValue,
+    MessageTooLarge,
+    NodeClosedError,
+    PoolClosed,
+    PoolQueueFull,
+    PortClosedError,
+    PortQueueFull,
+    PortsError,
+    PortTransferredError,
+    RequestFailed,
+    RequestTimeout,
+    ResolverCheckFailed,
+    ResolverError,
+    StatesyncError,
+    StorageError,
+    StorageLimitError,
+    StoreClosed,
+    WriteConcernError,
+)
+from statesync.node import (
+    BroadcastChannel,
+    Conflict,
+    Node,
+    NodeConfig,
+    Receipt,
+    Watch,
+    WatchEvent,
+    open_node,
+)
+from statesync.ports import MessageChannel, MessageEvent, MessagePort, PortPool
+from statesync.testing import check_resolver
 
-__all__ = ["StatesyncError"]
 __version__ = "0.1.0"
+
+__all__ = [
+    "ABSENT",
+    "BroadcastChannel",
+    "CausalContext",
+    "ClockSkewError",
+    "ConfigError",
+    "Conflict",
+    "ConnectError",
+    "DataCloneError",
+    "DataDirInUse",
+    "DataDirMismatch",
+    "DecodeError",
+    "EncodeError",
+    "InvalidPath",
+    "InvalidValue",
+    "MessageChannel",
+    "MessageEvent",
+    "MessagePort",
+    "MessageTooLarge",
+    "Node",
+    "NodeClosedError",
+    "NodeConfig",
+    "PoolClosed",
+    "PoolQueueFull",
+    "PortClosedError",
+    "PortPool",
+    "PortQueueFull",
+    "PortTransferredError",
+    "PortsError",
+    "Receipt",
+    "Replica",
+    "RequestFailed",
+    "RequestTimeout",
+    "ResolverCheckFailed",
+    "ResolverError",
+    "StatesyncError",
+    "StorageError",
+    "StorageLimitError",
+    "StoreClosed",
+    "Strategies",
+    "Version",
+    "Watch",
+    "WatchEvent",
+    "WriteConcernError",
+    "__version__",
+    "check_resolver",
+    "format_path",
+    "open_node",
+    "parse_path",
+]

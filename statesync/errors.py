@@ -1,7 +1,7 @@
-"""Every error statesync raises, in one namespace.
+"""Every error statesync raises on purpose, in one namespace.
 
-All derive from :class:`StatesyncError`. Each layer defines its own errors
-next to its code; this module gathers the public ones.
+All derive from :class:`StatesyncError`. Each layer defines its errors next to
+its code; this module gathers the ones a user may meet.
 """
 
 from __future__ import annotations
@@ -15,13 +15,55 @@ from statesync.core._errors import (
     StatesyncError,
     WriteConcernError,
 )
+from statesync.node._config import ConfigError
+from statesync.node._node import NodeClosedError
+from statesync.ports._errors import (
+    ConnectError,
+    MessageTooLarge,
+    PoolClosed,
+    PoolQueueFull,
+    PortClosedError,
+    PortQueueFull,
+    PortsError,
+    PortTransferredError,
+    RequestFailed,
+    RequestTimeout,
+)
+from statesync.storage._errors import (
+    DataDirInUse,
+    DataDirMismatch,
+    StorageError,
+    StorageLimitError,
+    StoreClosed,
+)
+from statesync.wire._errors import DataCloneError, DecodeError, EncodeError
 
 __all__ = [
     "ClockSkewError",
+    "ConfigError",
+    "ConnectError",
+    "DataCloneError",
+    "DataDirInUse",
+    "DataDirMismatch",
+    "DecodeError",
+    "EncodeError",
     "InvalidPath",
     "InvalidValue",
+    "MessageTooLarge",
+    "NodeClosedError",
+    "PoolClosed",
+    "PoolQueueFull",
+    "PortClosedError",
+    "PortQueueFull",
+    "PortTransferredError",
+    "PortsError",
+    "RequestFailed",
+    "RequestTimeout",
     "ResolverCheckFailed",
     "ResolverError",
     "StatesyncError",
+    "StorageError",
+    "StorageLimitError",
+    "StoreClosed",
     "WriteConcernError",
 ]

@@ -1,0 +1,285 @@
+"""Node benchmark: replication between real processes over tcp loopback.
+
+    python bench/node_bench.py            # full run
+    python bench/node_bench.py --quick    # smaller sizes
+
+Prints:
+- raw blocking pyzmq DEALER->ROUTER messages/s (two processes, 40-byte
+  messages, the size of a small put), measured in the same run;
+- replicated writes/s applied at the peer, 2 processes, small values, with
+  in-memory storage and with durable storage (both durability modes), and
+  the ratio to raw pyzmq;
+- acknowledged-write latency p50/p99 with ack="all" on 3 processes at 1k writes/s;
+- catch-up time for a node missing 100 of 100k keys;
+- time for a new node to join a 1M-key tree.
+
+Never passes or fails; every child process ends by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import trio
+import zmq
+
+import statesync
+from statesync.node import NodeConfig, open_node
+
+HERE = os.path.abspath(__file__)
+
+
+# ----------------------------------------------------------------- raw pyzmq
+
+
+def raw_receiver(endpoint_file: str, n: int) -> None:
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    with open(endpoint_file, "w") as f:
+        f.write(str(port))
+    got = 0
+    t0 = 0.0
+    while got < n:
+        sock.recv_multipart()
+        if got == 0:
+            t0 = time.perf_counter()
+        got += 1
+    print(json.dumps({"per_s": (n - 1) / (time.perf_counter() - t0)}), flush=True)
+    sock.close(0)
+    ctx.term()
+
+
+def raw_pyzmq(n: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        ep = os.path.join(tmp, "ep")
+        child = subprocess.Popen([sys.executable, HERE, "--role", "raw", "--file", ep, "--n", str(n)], stdout=subprocess.PIPE, text=True)
+        try:
+            port = _wait_file(ep)
+            ctx = zmq.Context()
+            sock = ctx.socket(zmq.DEALER)
+            sock.connect(f"tcp://127.0.0.1:{port}")
+            payload = b"x" * 40
+            for _ in range(n):
+                sock.send(payload)
+            out, _ = child.communicate(timeout=120)
+            sock.close(0)
+            ctx.term()
+            return float(json.loads(out)["per_s"])
+        finally:
+            _reap(child)
+
+
+# ------------------------------------------------------------ node children
+
+
+def node_child(config_json: str) -> None:
+    """A node that reports when its vector covers a target, driven by stdin lines."""
+    spec = json.loads(config_json)
+
+    async def main() -> None:
+        async with open_node(NodeConfig.from_mapping(spec["config"])) as node:
+            print(json.dumps({"endpoints": list(node.endpoints)}), flush=True)
+            target = spec.get("until")
+            if target:
+                origin, n = target
+                first = None
+                while node.replica.vv.get(origin, 0) < n:
+                    if first is None and node.replica.vv.get(origin, 0) > spec.get("base", 0):
+                        first = time.time()
+                    await trio.sleep(0.0005)
+                print(json.dumps({"done_at": time.time(), "first_at": first}), flush=True)
+            stdin = trio.lowlevel.FdStream(os.dup(0))
+            await stdin.receive_some(1)  # runs until the parent closes stdin
+
+    trio.run(main)
+
+
+def spawn_node(config: dict[str, Any], **extra: Any) -> tuple[subprocess.Popen[str], list[str]]:
+    spec = json.dumps({"config": config, **extra})
+    child = subprocess.Popen([sys.executable, HERE, "--role", "node", "--spec", spec], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    if not line:
+        raise RuntimeError("node child failed to start")
+    return child, json.loads(line)["endpoints"]
+
+
+def _reap(child: subprocess.Popen[str]) -> None:
+    if child.poll() is None:
+        if child.stdin:
+            child.stdin.close()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _wait_file(path: str) -> str:
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if os.path.exists(path) and os.path.getsize(path):
+            with open(path) as f:
+                return f.read()
+        time.sleep(0.01)
+    raise RuntimeError("child did not start")
+
+
+# ----------------------------------------------------------------- figures
+
+
+def replicated_writes(n: int, data_dir: str | None, durability: str = "process", batch: int = 1000) -> float:
+    """Writes/s applied at the peer: from the first write to the peer holding all."""
+    peer_cfg = {"node_id": "b", "listen": ["tcp://127.0.0.1:*"]}
+    if data_dir:
+        peer_cfg.update(data_dir=os.path.join(data_dir, "b"), durability=durability)
+    child, endpoints = spawn_node(peer_cfg, until=["a", n])
+    try:
+
+        async def main() -> float:
+            cfg: dict[str, Any] = {"node_id": "a", "peers": endpoints}
+            if data_dir:
+                cfg.update(data_dir=os.path.join(data_dir, "a"), durability=durability)
+            async with open_node(NodeConfig.from_mapping(cfg)) as node:
+                await node.set("warmup", 1, ack="all", timeout_s=10)
+                while not node.status()["peers"].get("b", {}).get("connected"):
+                    await trio.sleep(0.01)
+                t0 = time.time()
+                for start in range(1, n, batch):
+                    await node.set_many([(("bench", f"k{i}"), "v") for i in range(start, min(n, start + batch))])
+                assert child.stdout is not None
+                line = await trio.to_thread.run_sync(child.stdout.readline)
+                return (n - 1) / (json.loads(line)["done_at"] - t0)
+
+        return trio.run(main)
+    finally:
+        _reap(child)
+
+
+def ack_all_latency(rate: int, seconds: float) -> tuple[float, float]:
+    children = [spawn_node({"node_id": name, "listen": ["tcp://127.0.0.1:*"]}) for name in ("b", "c")]
+    try:
+
+        async def main() -> tuple[float, float]:
+            peers = [ep for _, eps in children for ep in eps]
+            async with open_node(NodeConfig.from_mapping({"node_id": "a", "peers": peers})) as node:
+                while sum(1 for p in node.status()["peers"].values() if p["connected"]) < 2:
+                    await trio.sleep(0.01)
+                latencies: list[float] = []
+
+                async def one(i: int) -> None:
+                    t = time.perf_counter()
+                    await node.set(("lat", str(i % 1000)), i, ack="all", timeout_s=10)
+                    latencies.append(time.perf_counter() - t)
+
+                async with trio.open_nursery() as nursery:
+                    start = trio.current_time()
+                    for i in range(int(rate * seconds)):
+                        await trio.sleep_until(start + i / rate)
+                        nursery.start_soon(one, i)
+                latencies.sort()
+                return statistics.median(latencies) * 1000, latencies[int(len(latencies) * 0.99)] * 1000
+
+        return trio.run(main)
+    finally:
+        for child, _ in children:
+            _reap(child)
+
+
+def catch_up(n: int, k: int) -> float:
+    """A node that missed k of n writes reconnects: seconds until it holds them all."""
+
+    async def main() -> float:
+        async with open_node(node_id="a", sync_interval_s=60) as a:
+            await a.set_many([(("data", f"k{i}"), "v") for i in range(n - k)])
+            async with open_node(node_id="b", peers=list(a.endpoints), sync_interval_s=60) as b:
+                while b.replica.vv.get("a", 0) < n - k:
+                    await trio.sleep(0.001)
+            # b is gone; a gets k more writes; b's state survives in memory below
+            snapshot = b.replica.snapshot()
+            await a.set_many([(("data", f"k{i}"), "v") for i in range(n - k, n)])
+            async with open_node(node_id="b2", peers=list(a.endpoints), sync_interval_s=60) as b2:
+                b2.replica.install_snapshot(snapshot)
+                b2._rep.compact()
+                t = time.perf_counter()
+                b2._rep.sync_now(b2._now())
+                b2._mark_dirty()
+                while b2.replica.vv.get("a", 0) < n:
+                    await trio.sleep(0.0002)
+                return time.perf_counter() - t
+
+    return trio.run(main)
+
+
+def join(n: int) -> float:
+    """A new, empty node joins a tree of n keys: seconds until it holds them all."""
+    a, endpoints = spawn_node({"node_id": "a", "listen": ["tcp://127.0.0.1:*"], "log_ops_max": 1000})
+    try:
+
+        async def fill() -> None:
+            async with open_node(node_id="filler", peers=endpoints) as f:
+                for start in range(0, n, 5000):
+                    await f.set_many([(("data", f"k{i}"), "v") for i in range(start, min(n, start + 5000))])
+                while True:
+                    st = f.status()["peers"].get("a")
+                    if st and st["connected"] and st["they_lack_ops"] == 0:
+                        return
+                    await trio.sleep(0.05)
+
+        trio.run(fill)
+        child, _ = spawn_node({"node_id": "joiner", "listen": ["tcp://127.0.0.1:*"], "peers": endpoints}, until=["filler", n], base=-1)
+        t = time.time()
+        try:
+            assert child.stdout is not None
+            done = json.loads(child.stdout.readline())["done_at"]
+            return done - t
+        finally:
+            _reap(child)
+    finally:
+        _reap(a)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--role")
+    parser.add_argument("--file")
+    parser.add_argument("--spec")
+    parser.add_argument("--n", type=int, default=0)
+    args = parser.parse_args()
+    if args.role == "raw":
+        raw_receiver(args.file, args.n)
+        return
+    if args.role == "node":
+        node_child(args.spec)
+        return
+    n = 50_000 if args.quick else 300_000
+    print(f"# statesync node benchmark (statesync {statesync.__version__}, 2 cores, tcp loopback)")
+    raw = raw_pyzmq(n)
+    print(f"raw blocking pyzmq DEALER->ROUTER, 40 B messages:     {raw:>10,.0f} msg/s")
+    mem = replicated_writes(n, None)
+    print(f"replicated writes/s, in-memory storage:               {mem:>10,.0f} /s  ({mem / raw:.2f}x raw)")
+    with tempfile.TemporaryDirectory() as tmp:
+        dur = replicated_writes(n, tmp, "process")
+    print(f"replicated writes/s, durable (process crash-safe):    {dur:>10,.0f} /s  ({dur / raw:.2f}x raw)")
+    with tempfile.TemporaryDirectory() as tmp:
+        fs = replicated_writes(n // 5, tmp, "fsync")
+    print(f"replicated writes/s, durable (fsync, power-safe):     {fs:>10,.0f} /s")
+    p50, p99 = ack_all_latency(1000, 3 if args.quick else 10)
+    print(f'ack="all" latency, 3 processes at 1k writes/s:        p50 {p50:.3f} ms, p99 {p99:.3f} ms')
+    print(f"catch-up, 100 missing of 100k keys:                   {catch_up(100_000, 100) * 1000:.1f} ms")
+    big = 100_000 if args.quick else 1_000_000
+    print(f"join, a new node takes a {big:,}-key tree:           {join(big):.2f} s")
+
+
+if __name__ == "__main__":
+    main()
