@@ -63,6 +63,7 @@ from statesync.core import (
 )
 from statesync.node._config import FaultConfig, NodeConfig
 from statesync.node._faults import FaultInjector
+from statesync.node._service import serve_clients
 from statesync.node._watch import Watch, WatchHub
 from statesync.storage import Durability, Loaded, Store, open_store
 
@@ -739,6 +740,9 @@ class Node:
             for peer, endpoints_of in self._known_endpoints.items():
                 if peer != self.node_id and endpoints_of:
                     self._start_connector(endpoints_of[0])
+            self.client_endpoints: tuple[str, ...] = ()
+            if self.config.client is not None:
+                self.client_endpoints = await nursery.start(serve_clients, self)
             task_status.started()
 
     async def _shutdown(self) -> None:
