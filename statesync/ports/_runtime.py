@@ -1558,7 +1558,10 @@ class PortRuntime:
             link.put(Close(m.partner, CLOSE_NOW, CLOSE_NOW, "this side does not accept ports"))
             link.kick()
             return
-        if m.port in self._entries:
+        existing = self._entries.get(m.port)
+        # a runtime connected to itself finds its own route entry for the new end
+        self_connected = type(existing) is _Relay and link.remote_id == self.id
+        if existing is not None and not self_connected:
             link.put(Close(m.partner, CLOSE_NOW, CLOSE_NOW, "port id collision; connect again"))
             link.kick()
             return
