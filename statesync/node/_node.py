@@ -223,6 +223,7 @@ class Node:
             now=self._now(),
         )
         self._faults = FaultInjector(config.faults) if config.faults is not None else None
+        self._limits = wire.DecodeLimits(frame_bytes_max=config.frame_bytes_max)
         self._hub = WatchHub(self._replica.tree.get, config.watch_buffer_max)
         self._channels: dict[str, set[BroadcastChannel]] = {}
         self._links: dict[int, _Link] = {}
@@ -470,10 +471,6 @@ class Node:
             pass
         finally:
             self._close_link(link, "closed by the peer or lost")
-
-    @property
-    def _limits(self) -> wire.DecodeLimits:
-        return wire.DecodeLimits(frame_bytes_max=self.config.frame_bytes_max)
 
     async def _sender(self, link: _Link) -> None:
         port = link.port
