@@ -782,7 +782,7 @@ class Client:
 
     # -- writes
 
-    def set(self, path: PathLike, value: Value, *, ack: Ack = "local", timeout_s: float | None = None) -> WriteResult:
+    def set(self, path: PathLike, value: Any, *, ack: Ack = "local", timeout_s: float | None = None) -> WriteResult:
         """Write ``value`` at ``path`` (a dict writes a subtree).
 
         ``ack``: ``"local"`` returns once durable on the node, ``"all"`` once
@@ -793,7 +793,7 @@ class Client:
         msg: dict[str, Value] = {"op": "set", "path": format_path(as_path(path)), "value": value, "ack": ack}
         return WriteResult._of(self._write(msg, timeout_s)["receipt"])
 
-    def set_many(self, items: Iterable[tuple[PathLike, Value]], *, ack: Ack = "local", timeout_s: float | None = None) -> list[WriteResult]:
+    def set_many(self, items: Iterable[tuple[PathLike, Any]], *, ack: Ack = "local", timeout_s: float | None = None) -> list[WriteResult]:
         """Several writes committed together (one transaction, one round of acks)."""
         pairs: list[Value] = [[format_path(as_path(p)), v] for p, v in items]
         reply = self._write({"op": "set_many", "items": pairs, "ack": ack}, timeout_s)
