@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 from statesync.cli._demo import DemoError, check_ports, plan
 from statesync.cli._launch import load_folder
+from tests.cli.test_processes import alive, children_of
 
 pytestmark = pytest.mark.process
 
@@ -66,3 +68,30 @@ def test_the_demo_refuses_clearly_when_a_port_is_taken(tmp_path: Path) -> None:
     assert done.stdout == ""
     assert done.stderr.count("\n") == 1
     assert f"port {port} (listen endpoint of node a" in done.stderr and "is in use" in done.stderr
+
+
+def test_ctrl_c_stops_the_demo_and_every_node() -> None:
+    try:
+        check_ports(plan(load_folder(NODES), Path(tempfile.gettempdir())))
+    except DemoError as exc:
+        pytest.skip(f"the demo's fixed ports are taken here: {exc}")
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "statesync.cli", "demo", "--color", "never"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            if line.startswith("[2/6]"):
+                break
+        kids = children_of(demo.pid)
+        assert len(kids) == 3
+        demo.send_signal(signal.SIGINT)
+        rest = demo.stdout.read()
+        assert demo.wait(30) == 130
+        assert "interrupted: every node was stopped" in rest
+        assert not any(alive(pid) for pid in kids)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait(10)
