@@ -775,7 +775,9 @@ class PortRuntime:
         a.started = False
         self._entries[a.id] = a
         self._entries[b_id] = _Relay(link, 0, a.id)
-        link.put(Open(b_id, a.id, window))
+        # Priority queue: a priority message posted right after connect must not
+        # overtake the Open that creates its port on the other side.
+        link.put(Open(b_id, a.id, window), prio=True)
         link.kick()
         return self._handle_for(a)
 
