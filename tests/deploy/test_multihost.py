@@ -60,6 +60,10 @@ class Hosts:
         self.made: list[Callable[[], object]] = []
 
     def make(self) -> None:
+        netns_etc = Path("/etc/netns")
+        if not netns_etc.exists():
+            netns_etc.mkdir(parents=True)
+            self.made.append(lambda: netns_etc.rmdir() if not any(netns_etc.iterdir()) else None)
         ip("link", "add", self.bridge, "type", "bridge")
         self.made.append(lambda: ip("link", "del", self.bridge, check=False))
         ip("link", "set", self.bridge, "up")
