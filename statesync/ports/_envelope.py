@@ -31,13 +31,18 @@ CLOSE_NOW: Final = 0
 
 @attrs.frozen
 class Hello:
-    """First frame on a connection, from the connecting (active) side."""
+    """First frame on a connection, from the connecting (active) side.
+
+    ``heartbeat_timeout_ms``: the sender declares the connection dead after this
+    much silence, so the receiver pings at least four times as often.
+    """
 
     TAG: ClassVar[int] = 32
     runtime_id: str
     version: int
     endpoints: tuple[str, ...]
     window: int
+    heartbeat_timeout_ms: int = 0
 
 
 @attrs.frozen
@@ -49,6 +54,7 @@ class Welcome:
     version: int
     endpoints: tuple[str, ...]
     window: int
+    heartbeat_timeout_ms: int = 0
 
 
 @attrs.frozen

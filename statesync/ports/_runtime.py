@@ -356,10 +356,13 @@ class Link:
         self.up = trio.Event()
         self.gone = trio.Event()
         self._dead = False
+        self.closing = False  # a Bye is queued: nothing more is accepted
         self.reason = ""
         self.remote_id: str | None = None
         self.remote_endpoints: tuple[str, ...] = ()
         self.window = options.port_window
+        #: how often to ping when idle: ours, or faster if the peer's timeout asks for it
+        self.ping_interval_s = options.heartbeat_interval_s
         now = trio.current_time()
         self.created = now
         self.last_recv = now
@@ -376,6 +379,15 @@ class Link:
     @property
     def dead(self) -> bool:
         return self._dead
+
+    def peer_timeout(self, timeout_ms: int) -> None:
+        """The peer declares us dead after ``timeout_ms`` of silence: ping often enough."""
+        if timeout_ms > 0:
+            self.ping_interval_s = min(self.options.heartbeat_interval_s, timeout_ms / 4000)
+
+    @property
+    def hello_timeout_ms(self) -> int:
+        return int(self.options.heartbeat_timeout_s * 1000)
 
     @property
     def info(self) -> RemoteInfo | None:
@@ -394,11 +406,15 @@ class Link:
         )
 
     def put_plain(self, dst: int, seq: int, payload: bytes) -> None:
+        if self.closing:
+            return
         self.normal.append((dst, seq, payload))
         self.user_count += 1
         self.user_bytes += len(payload)
 
     def put_user(self, msg: Msg) -> None:
+        if self.closing:
+            return
         size = len(msg.payload)
         (self.prio if msg.prio else self.normal).append((msg, size))
         self.user_count += 1
@@ -406,8 +422,20 @@ class Link:
 
     def put(self, msg: object, *, prio: bool = False) -> None:
         """Queue a control (or forwarded) message; not bounded by the user limits."""
-        if not self.dead:
+        if not self.closing:
             (self.prio if prio else self.normal).append(msg)
+
+    def say_bye(self, reason: str) -> None:
+        """Queue a Bye behind everything already queued (so that it cannot overtake
+        forwarded messages or markers), send what can be sent now, accept nothing more."""
+        if self.closing:
+            return
+        self.normal.append(Bye(reason))
+        self.closing = True
+        self.flush_now()
+        if self.sender_parked:
+            self.sender_parked = False
+            self.lot.unpark_all()
 
     # -- sending --------------------------------------------------------------------
 
@@ -814,7 +842,16 @@ class PortRuntime:
         link.monitor = TrioSocket(mon)
         self._links.add(link)
         self._dealers[endpoint] = link
-        link.put(Hello(self.id, PROTOCOL_VERSION, self.endpoints, options.port_window), prio=True)
+        link.put(
+            Hello(
+                self.id,
+                PROTOCOL_VERSION,
+                self.endpoints,
+                options.port_window,
+                link.hello_timeout_ms,
+            ),
+            prio=True,
+        )
         # the Hello goes now even though the link is not up yet
         link.flush_now()
         self._spawn(link.sender_task)
@@ -896,9 +933,13 @@ class PortRuntime:
         link.remote_id = hello.runtime_id
         link.remote_endpoints = hello.endpoints
         link.window = min(listener.options.port_window, hello.window)
+        link.peer_timeout(hello.heartbeat_timeout_ms)
         listener.links[rid] = link
         self._links.add(link)
-        link.put(Welcome(self.id, PROTOCOL_VERSION, self.endpoints, link.window), prio=True)
+        link.put(
+            Welcome(self.id, PROTOCOL_VERSION, self.endpoints, link.window, link.hello_timeout_ms),
+            prio=True,
+        )
         self._link_up(link)
         link.kick()
         self._spawn(link.sender_task)
@@ -957,6 +998,7 @@ class PortRuntime:
         link.remote_id = m.runtime_id
         link.remote_endpoints = m.endpoints
         link.window = min(link.options.port_window, m.window)
+        link.peer_timeout(m.heartbeat_timeout_ms)
         self._link_up(link)
         link.kick()
 
@@ -985,10 +1027,11 @@ class PortRuntime:
     def _link_dead(self, link: Link, reason: str, *, send_bye: bool = False) -> None:
         if link.dead:
             return
-        if send_bye and link.up.is_set():
-            link.put(Bye(reason), prio=True)
-            link.flush_now()
+        if send_bye and link.up.is_set() and not link.closing:
+            link.normal.clear()  # what was queued is lost anyway: the Bye goes first
+            link.say_bye(reason)
         link._dead = True
+        link.closing = True
         link.reason = reason
         link.gone.set()
         self._handshake_lot.unpark_all()
@@ -1039,7 +1082,7 @@ class PortRuntime:
             tick = 0.25
             for link in list(self._links):
                 o = link.options
-                tick = min(tick, o.heartbeat_interval_s / 4)
+                tick = min(tick, link.ping_interval_s / 2)
                 if link.dead:
                     continue
                 if not link.up.is_set():
@@ -1047,14 +1090,35 @@ class PortRuntime:
                         self._link_dead(link, "the handshake timed out")
                     continue
                 if now - link.last_recv > o.heartbeat_timeout_s:
+                    if self._input_waiting(link):
+                        continue  # this process was busy, not the peer: let the receiver run
+                    logger.info(
+                        "heartbeat timeout on %r: queued %d+%d, pending frame %s, sender parked %s, "
+                        "last send %.2f s ago, events %d",
+                        link,
+                        len(link.prio),
+                        len(link.normal),
+                        link.pending_frame is not None,
+                        link.sender_parked,
+                        now - link.last_send,
+                        link.sock.events,
+                    )
                     self._link_dead(
                         link,
                         f"nothing arrived for {now - link.last_recv:.1f} s (heartbeat timeout)",
+                        send_bye=True,  # a stopped peer reads it when it resumes
                     )
-                elif now - link.last_send >= o.heartbeat_interval_s:
+                elif now - link.last_send >= link.ping_interval_s:
                     link.put(Ping(), prio=True)
                     link.kick()
             await trio.sleep(max(0.005, tick))
+
+    @staticmethod
+    def _input_waiting(link: Link) -> bool:
+        try:
+            return bool(link.sock.refresh() & zmq.POLLIN)
+        except (zmq.ZMQError, SocketClosed):
+            return False
 
     async def _dispatch_task(self) -> None:
         while True:
@@ -1791,8 +1855,7 @@ class PortRuntime:
                 self._close_port(e, "the process is closing")
         for link in list(self._links):
             if link.up.is_set():
-                link.put(Bye("the process is closing"), prio=True)
-                link.kick()
+                link.say_bye("the process is closing")
         with trio.move_on_after(min(timeout_s, 1.0)):
             for link in list(self._links):
                 while not link.dead and (
@@ -1810,8 +1873,7 @@ class PortRuntime:
         self.closed = True
         for link in list(self._links):
             if link.up.is_set() and not link.dead:
-                link.put(Bye("the process is closing"), prio=True)
-                link.flush_now()
+                link.say_bye("the process is closing")
             self._link_dead(link, "the process is closing")
         for listener in list(self._listeners):
             listener.close()

@@ -86,6 +86,8 @@ async def worker(count: int) -> None:
         break
     pre: list[object] = []
     got: list[object] = []
+    reasons: list[str] = []
+    port.on_close = lambda ev: reasons.append(ev.reason)
     async with trio.open_nursery() as n:
 
         async def send_all() -> None:
@@ -102,7 +104,7 @@ async def worker(count: int) -> None:
                 got.append(ev.data)
             if len(got) == count:
                 break
-    say({"got": got, "pre": pre})
+    say({"got": got, "pre": pre, "closed": reasons})
     await stdin_closed()
 
 

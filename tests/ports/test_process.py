@@ -132,5 +132,6 @@ async def test_broker_hands_ports_to_two_processes_and_exits() -> None:
         result_a = await a.line()
         result_b = await b.line()
     for r in (result_a, result_b):
+        assert r["closed"] == []
         assert r["pre"] == list(range(pre))  # queued before the move, in order
         assert r["got"] == list(range(count))  # none lost, duplicated or reordered

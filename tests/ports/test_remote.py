@@ -322,3 +322,20 @@ async def test_bad_input_never_crashes_the_listener() -> None:
                 assert await recv(q) == ["still fine"]
     finally:
         ctx.destroy(0)
+
+
+async def test_heartbeat_rate_follows_the_peers_timeout() -> None:
+    slow = PortOptions()  # pings every 1 s, times out after 5 s
+    async with open_runtime(slow) as a, open_runtime(FAST) as b:  # b times out after 0.5 s
+        listener = b.listen("tcp://127.0.0.1:*")
+        p = await a.connect(listener.endpoints[0])
+        q = await listener.accept()
+        (a_link,) = a._links
+        (b_link,) = b._links
+        assert a_link.ping_interval_s <= FAST.heartbeat_timeout_s / 4
+        start = b_link.frames_received
+        # an idle connection stays alive past b's timeout: a pings fast enough
+        with trio.fail_after(FAST.heartbeat_timeout_s * 3):
+            while b_link.frames_received < start + 4:
+                await trio.sleep(FAST.heartbeat_timeout_s / 10)
+        assert not p.closed and not q.closed
