@@ -154,9 +154,8 @@ def test_watch_streams_until_ctrl_c(procs: list[Proc]) -> None:
 
 def write_cluster(folder: Path, names: list[str], extra: str = "") -> dict[str, str]:
     """Node files using ipc endpoints under a short folder: no ports to collide."""
-    sockets = Path(short_socket("x")[len("ipc://") :]).parent
-    peer = {n: f"ipc://{sockets}/{n}.peer" for n in names}
-    clients = {n: f"ipc://{sockets}/{n}.sock" for n in names}
+    peer = {n: short_socket(f"{n}-peer") for n in names}
+    clients = {n: short_socket(n) for n in names}
     folder.mkdir(parents=True, exist_ok=True)
     for n in names:
         peers = ", ".join(f'"{peer[m]}"' for m in names if m != n)

@@ -7,6 +7,9 @@ a function in the nodes' trio thread (``fn(nodes)``, sync or async).
 
 from __future__ import annotations
 
+import atexit
+import itertools
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable
@@ -27,9 +30,19 @@ FAST = {
 }
 
 
+_SOCKETS: list[str] = []
+_COUNT = itertools.count()
+
+
 def short_socket(name: str) -> str:
-    """An ipc endpoint under a short temporary folder (socket paths are limited to ~107 bytes)."""
-    return f"ipc://{tempfile.mkdtemp(prefix='ss-', dir='/tmp')}/{name}.sock"
+    """A fresh ipc endpoint under a short temporary folder (socket paths are limited to ~107 bytes).
+
+    One folder per test process, removed when the process exits.
+    """
+    if not _SOCKETS:
+        _SOCKETS.append(tempfile.mkdtemp(prefix="ss-", dir="/tmp"))
+        atexit.register(shutil.rmtree, _SOCKETS[0], True)
+    return f"ipc://{_SOCKETS[0]}/{name}-{next(_COUNT)}.sock"
 
 
 class NodeThread:
