@@ -12,6 +12,7 @@ The entry points::
 
 from __future__ import annotations
 
+from statesync.client import Client
 from statesync.core import (
     ABSENT,
     CausalContext,
@@ -69,6 +70,7 @@ __all__ = [
     "ABSENT",
     "BroadcastChannel",
     "CausalContext",
+    "Client",
     "ClockSkewError",
     "ConfigError",
     "Conflict",
