@@ -201,12 +201,13 @@ QueueEntry = bytes | _Item | _CloseItem
 class _Relay:
     """Entry for an end that lives elsewhere: send what is addressed to it over ``hop``."""
 
-    __slots__ = ("gen", "hop", "partner")
+    __slots__ = ("gen", "hop", "partner", "used")
 
     def __init__(self, hop: Link, gen: int, partner: int) -> None:
         self.hop = hop
         self.gen = gen
         self.partner = partner
+        self.used = trio.current_time()  # last time it forwarded something
 
 
 class _Pending:
@@ -1399,6 +1400,7 @@ class PortRuntime:
 
     def _materialize(self, refs: tuple[PortRef, ...], link: Link) -> tuple[_PortState, ...]:
         states = []
+        replaced: dict[int, _Relay] = {}
         for ref in refs:
             st = _PortState(self, ref.id, ref.partner, max(1, ref.window), ref.moves)
             st.seq_out = ref.seq_out
@@ -1417,6 +1419,8 @@ class PortRuntime:
                 st.done = True
                 states.append(st)
                 continue
+            if type(old) is _Relay:
+                replaced[ref.id] = old
             self._entries[ref.id] = st
             states.append(st)
         for ref, st in zip(refs, states, strict=True):
@@ -1430,6 +1434,13 @@ class PortRuntime:
                 continue
             self._check_close(st)
             pe = self._entries.get(st.partner)
+            old_route = replaced.get(st.id)
+            if old_route is not None and type(pe) is _PortState and not old_route.hop.dead:
+                # The end came back to where its partner lives: the partner's old
+                # route toward it ends here. Like a switch: a marker behind what
+                # was sent on it releases the relays on the way.
+                old_route.hop.put(Marker(st.id, st.moves))
+                old_route.hop.kick()
             if type(pe) is _Relay and not st.partner_gone:
                 pe.hop.put(Locate(st.partner, st.id, self.id, self.endpoints, st.moves, True))
                 pe.hop.kick()
@@ -1465,6 +1476,7 @@ class PortRuntime:
             for i, p in enumerate(m.payloads):
                 self._accept(st, False, seq + i, p)
         elif type(e) is _Relay:
+            e.used = trio.current_time()
             e.hop.put(m)
             e.hop.kick()
 
@@ -1473,6 +1485,7 @@ class PortRuntime:
         if type(e) is _Relay:
             if m.ports:
                 self._relay_refs(m.ports, link, e.hop)
+            e.used = trio.current_time()
             e.hop.put(m, prio=m.prio)
             e.hop.kick()
             return
@@ -1541,12 +1554,14 @@ class PortRuntime:
         if type(e) is _PortState:
             self._credit_local(e, m.consumed)
         elif type(e) is _Relay:
+            e.used = trio.current_time()
             e.hop.put(m, prio=True)
             e.hop.kick()
 
     def _on_close(self, m: Close, link: Link) -> None:
         e = self._entries.get(m.dst)
         if type(e) is _Relay:
+            e.used = trio.current_time()
             e.hop.put(m)
             e.hop.kick()
             del self._entries[m.dst]
@@ -1598,6 +1613,7 @@ class PortRuntime:
     def _on_locate(self, m: Locate, link: Link) -> None:
         e = self._entries.get(m.dst)
         if type(e) is _Relay:
+            e.used = trio.current_time()
             e.hop.put(m)
             e.hop.kick()
         elif type(e) is _PortState and not e.partner_gone and e.partner == m.src:
@@ -1827,29 +1843,55 @@ class PortRuntime:
     # -- shutdown ---------------------------------------------------------------------------
 
     def relay_count(self) -> int:
+        """Relays through which other runtimes' ports may still talk (see :meth:`aclose`)."""
         return sum(
             1 for e in self._entries.values() if type(e) is _Relay and self._is_forwarding(e)
         )
 
     def _is_forwarding(self, e: _Relay) -> bool:
-        """A relay that is not just the route of a local end to its partner."""
+        """A relay this runtime may still be needed for: not the route of a local end,
+        and not one whose partner's route leaves by the same connection (both ends
+        then live beyond it and traffic between them does not come back here)."""
         p = self._entries.get(e.partner)
-        return not (type(p) is _PortState and not p.done)
+        if type(p) is _PortState:
+            return p.done
+        return not (type(p) is _Relay and p.hop is e.hop)
 
-    async def aclose(self, timeout_s: float = 5.0) -> bool:
-        """Close gracefully: wait (up to ``timeout_s``) for relays to be released, close
-        every port (partners get ``close``), say Bye on every connection, close sockets.
+    def _relays_busy(self, idle_s: float) -> tuple[int, float]:
+        """(relays that forwarded something in the last ``idle_s``, seconds until the
+        first of them has been idle that long)."""
+        now = trio.current_time()
+        busy = 0
+        wait_s = idle_s
+        for e in self._entries.values():
+            if type(e) is _Relay and self._is_forwarding(e) and now - e.used < idle_s:
+                busy += 1
+                wait_s = min(wait_s, idle_s - (now - e.used))
+        return busy, wait_s
 
-        Returns False if relays were still in use at the timeout (messages that
-        were still to pass through them are lost; their ports get ``close``).
+    async def aclose(self, timeout_s: float = 5.0, *, relay_idle_s: float = 1.0) -> bool:
+        """Close gracefully: wait (up to ``timeout_s``) until no relay of this runtime is
+        in use, close every port (partners get ``close``), say Bye on every
+        connection (behind what is queued), close sockets.
+
+        A relay is in use until the two ends it joins have found a direct route
+        (then it is released) or it has forwarded nothing for ``relay_idle_s``
+        (nothing is in flight through it; ends that can only talk through this
+        runtime lose their route when it exits, and get ``close``). Returns False
+        if relays were still busy at the timeout (what was in flight through them
+        is lost).
         """
         if self.closed:
             return True
         with trio.move_on_after(timeout_s):
-            while self.relay_count():
+            while True:
+                busy, wait_s = self._relays_busy(relay_idle_s)
+                if not busy:
+                    break
                 self._relays_changed = trio.Event()
-                await self._relays_changed.wait()
-        released = self.relay_count() == 0
+                with trio.move_on_after(wait_s + 0.001):
+                    await self._relays_changed.wait()
+        released = self._relays_busy(relay_idle_s)[0] == 0
         for e in list(self._entries.values()):
             if type(e) is _PortState:
                 self._close_port(e, "the process is closing")

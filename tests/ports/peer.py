@@ -19,6 +19,7 @@ process is gone), or after ``LIFETIME_S`` at most.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import trio
@@ -33,7 +34,7 @@ from statesync.ports import (
     shutdown,
 )
 
-LIFETIME_S = 60.0
+LIFETIME_S = 30.0
 OPTIONS = PortOptions(
     heartbeat_interval_s=0.1, heartbeat_timeout_s=1.0, connect_timeout_s=10.0, linger_s=0.2
 )
@@ -45,7 +46,12 @@ def say(obj: object) -> None:
 
 async def stdin_closed() -> None:
     """Return when the parent closes our stdin (or dies)."""
-    await trio.to_thread.run_sync(sys.stdin.buffer.read, abandon_on_cancel=True)
+    stream = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    try:
+        while await stream.receive_some(4096):
+            pass
+    finally:
+        await stream.aclose()
 
 
 def echo(port: MessagePort) -> None:
@@ -117,7 +123,7 @@ async def broker(ep_a: str, ep_b: str, count: int) -> None:
         ch.port2.post_message(["pre", i])  # queued in port1, for A
     to_a.post_message("yours", transfer=[ch.port1])
     to_b.post_message("yours", transfer=[ch.port2])
-    released = await shutdown(timeout_s=20)
+    released = await shutdown(timeout_s=10)
     say({"relays_released": released})
 
 

@@ -226,3 +226,39 @@ async def test_closing_a_moved_port_reaches_its_partner() -> None:
             events = [e.data async for e in ch.port1]
         assert events == ["bye"]
         assert ch.port1.closed
+
+
+async def test_port_handed_back_to_its_partners_runtime_becomes_local() -> None:
+    async with runtimes(2) as (s, a):
+        s_to_a, a_from_s = await link_to(s, a)
+        ch = MessageChannel(runtime=s)
+        ch.port1.post_message("before")
+        s_to_a.post_message(None, transfer=[ch.port2])
+        at_a = await first_event_port(a_from_s)
+        ch.port1.post_message("while at a")  # goes through the relay
+        a_from_s.post_message(None, transfer=[at_a])  # and back again
+        back = await first_event_port(s_to_a)
+        ch.port1.post_message("after")
+        got = []
+        with trio.fail_after(5):
+            async for ev in back:
+                got.append(ev.data)
+                if len(got) == 3:
+                    break
+        assert got == ["before", "while at a", "after"]
+        back.post_message("reply")
+        with trio.fail_after(5):
+            async for ev in ch.port1:
+                assert ev.data == "reply"
+                break
+        # the relay s left for the moving end is released (a marker went round)
+        with trio.fail_after(5):
+            while s.relay_count():
+                await trio.sleep(0.01)
+        assert ch.port1._state is not None
+        assert isinstance(s._entries.get(ch.port1._state.partner), type(ch.port1._state))
+        # a may keep the route it used while it held the port (a known leftover,
+        # freed with the connection); it carries nothing, so closing a is quick
+        start = trio.current_time()
+        assert await a.aclose(timeout_s=5, relay_idle_s=0.2)
+        assert trio.current_time() - start < 2
