@@ -17,8 +17,11 @@ from typing import Any
 
 import attrs
 
-from statesync.core import ReplicatorConfig, StatesyncError, StrategySpec
+from statesync.core import ReplicatorConfig, StatesyncError, StrategySpec, ValueLimits
 from statesync.core._strategy import Strategies
+
+FRAME_BYTES_LIMIT = 1_000_000
+"""Node frames travel as one bytes payload of a port; the wire refuses bytes over 1 MiB."""
 
 _NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -105,7 +108,10 @@ class NodeConfig:
     pending_ops_max: int = 100_000
     watch_buffer_max: int = 10_000
     mesh_max: int = 64
-    frame_bytes_max: int = 8 << 20
+    frame_bytes_max: int = 1_000_000
+    """Largest frame between nodes (at most 1,000,000: the transport's payload bound).
+    Messages carrying ops or snapshot entries are bounded at a quarter of it,
+    and so is one value (a few concurrent versions of a leaf fit in one frame)."""
     send_queue_bytes_max: int = 256 << 20
     faults: FaultConfig | None = None
 
@@ -136,6 +142,10 @@ class NodeConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name} = {value!r} must be a positive integer")
+        if self.frame_bytes_max > FRAME_BYTES_LIMIT or self.frame_bytes_max < 16_384:
+            raise ConfigError(
+                f"frame_bytes_max = {self.frame_bytes_max} must be between 16384 and {FRAME_BYTES_LIMIT} (the transport's payload bound)"
+            )
         if not self.listen:
             raise ConfigError("listen must name at least one endpoint, for example tcp://127.0.0.1:7001")
         try:
@@ -149,13 +159,22 @@ class NodeConfig:
         return Strategies.from_spec(self.strategy)
 
     def replicator_config(self) -> ReplicatorConfig:
+        quarter = self.frame_bytes_max // 4
         return ReplicatorConfig(
             sync_interval_s=self.sync_interval_s,
             retransmit_timeout_s=self.retransmit_timeout_s,
             handshake_timeout_s=self.handshake_timeout_s,
             max_drift_s=self.max_drift_s,
             members_max=self.mesh_max,
+            ops_message_bytes_max=quarter,
+            sync_chunk_bytes_max=quarter,
+            snapshot_chunk_bytes_max=quarter,
         )
+
+    def value_limits(self) -> ValueLimits:
+        """One value is at most a quarter of a frame, so that it always travels."""
+        quarter = self.frame_bytes_max // 4
+        return ValueLimits(value_bytes_max=quarter, str_chars_max=quarter)
 
     # ---------------------------------------------------------------- loading
 

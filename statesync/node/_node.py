@@ -164,6 +164,11 @@ class BroadcastChannel:
         if self._closed:
             raise NodeClosedError(f"broadcast channel {self.name!r} is closed; open a new one")
         payload = wire.encode_payload(data)
+        limit = self._node.config.frame_bytes_max // 2
+        if len(payload) > limit:
+            raise ports.MessageTooLarge(
+                f"a broadcast message of {len(payload)} bytes exceeds {limit}; send less, or store it and broadcast its path"
+            )
         self._node._broadcast(self, payload)
 
     def _deliver(self, value: Value, origin: str) -> None:
@@ -209,7 +214,11 @@ class Node:
             loaded.ops,
             strategies=config.strategies(),
             max_drift_ms=int(config.max_drift_s * 1000),
-            limits=ReplicaLimits(log_ops_max=config.log_ops_max, pending_ops_max=config.pending_ops_max),
+            limits=ReplicaLimits(
+                log_ops_max=config.log_ops_max,
+                pending_ops_max=config.pending_ops_max,
+                value=config.value_limits(),
+            ),
             hlc=loaded.hlc,
         )
         self._replica = replica
@@ -795,17 +804,22 @@ def _chunks(messages: Sequence[Message | Broadcast], bytes_max: int) -> list[lis
     """Split messages so that one frame stays under ``bytes_max``.
 
     The replicator bounds every message that carries ops or snapshot entries
-    (``ops_message_bytes_max``, ``sync_chunk_bytes_max``,
-    ``snapshot_chunk_bytes_max``, 1 MiB by default); such a message is counted
-    at that bound, any other at 1 KiB, so no per-op work happens here.
+    at a quarter of a frame (``NodeConfig.replicator_config``), except that
+    such a message always holds at least one op or entry, itself at most a
+    quarter of a frame (``NodeConfig.value_limits``). So such a message costs
+    at most half a frame, and is counted so; any other message is counted at
+    1 KiB. No per-op work happens here.
     """
-    big = 1 << 20
+    half = bytes_max // 2
     chunks: list[list[Message | Broadcast]] = [[]]
     size = 0
     for msg in messages:
-        cost = big if any(hasattr(msg, a) for a in _BIG) else 1024
         if isinstance(msg, Broadcast):
             cost = len(msg.data) + 64
+        elif any(hasattr(msg, a) for a in _BIG):
+            cost = half
+        else:
+            cost = 1024
         if chunks[-1] and size + cost > bytes_max:
             chunks.append([])
             size = 0

@@ -78,6 +78,17 @@ async def test_api_basics() -> None:
         assert b.get("m") == {"a": 1, "b": 2}
 
 
+async def test_large_values_travel_and_oversized_ones_are_refused_at_the_call() -> None:
+    async with cluster(2, frame_bytes_max=100_000) as (a, b):
+        big = "x" * 24_000  # under a quarter of a frame
+        await a.set_many([(("big", str(i)), big) for i in range(20)], ack="all")
+        assert b.get(("big", "19")) == big
+        with pytest.raises(InvalidValue, match="limit"):
+            await a.set("too.big", "y" * 30_000)
+        with pytest.raises(Exception, match="exceeds"):
+            a.broadcast_channel("c").post_message("z" * 60_000)
+
+
 async def test_conflicts_listed_and_resolved_by_a_later_write() -> None:
     async with cluster(2, strategy="vector-clock") as (a, b):
         a.cut("n1")
