@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Final
+from threading import get_ident
+from typing import TYPE_CHECKING, Final, NamedTuple
 
-import attrs
 import trio
 
 from statesync.core import Value
@@ -44,20 +44,20 @@ Listener = Callable[["MessageEvent"], object]
 _ITER_YIELD_EVERY: Final = 64
 
 
-@attrs.frozen
-class MessageEvent:
-    """What a port delivers.
+class MessageEvent(NamedTuple):
+    """What a port delivers (immutable; a named tuple, which is cheap to make).
 
     ``type`` is ``"message"`` (``data`` is the decoded payload, ``ports`` the
     ports transferred with it), ``"messageerror"`` (the payload could not be
     decoded: ``data`` is None, ``error`` says why; ``ports`` still arrive) or
     ``"close"`` (the partner closed or became unreachable; ``reason`` says which).
+    ``target`` is the port that delivered it.
     """
 
     type: str
     data: Value = None
     ports: tuple[MessagePort, ...] = ()
-    target: MessagePort | None = attrs.field(default=None, repr=False, eq=False)
+    target: MessagePort | None = None
     error: DecodeError | None = None
     reason: str = ""
 
@@ -204,10 +204,23 @@ class MessagePort:
         :meth:`send`). ``priority=True`` messages skip the batching queue and
         may overtake normal ones; they stay in order among themselves.
         """
-        st = self._open()
-        payload = self._prepare(st, data)
-        ports = self._transfer_states(st, transfer) if transfer else ()
-        st.runtime.post(st, KIND_MESSAGE, 0, payload, ports, priority)
+        st = self._state
+        if (
+            st is None
+            or st.partner_gone
+            or st.runtime.thread_id != get_ident()
+            or st.runtime.closed
+        ):
+            st = self._open()  # raises what is wrong (or passes: another trio run's check)
+        payload = _codec.encode(data)
+        rt = st.runtime
+        if len(payload) > rt.payload_bytes_max:
+            self._prepare(st, data)  # raises MessageTooLarge
+        if transfer or priority:
+            ports = self._transfer_states(st, transfer) if transfer else ()
+            rt.post(st, KIND_MESSAGE, 0, payload, ports, priority)
+        else:
+            rt.post_plain(st, payload)
 
     async def send(
         self, data: object, transfer: Iterable[MessagePort] = (), *, priority: bool = False
@@ -374,11 +387,15 @@ class MessagePort:
             ev = MessageEvent("messageerror", None, ports, self, e)
             fn = self._on_messageerror
         if fn is not None:
-            self._call(fn, ev)
-        lst = self._listeners.get(ev.type)
-        if lst:
-            for f in tuple(lst):
-                self._call(f, ev)
+            try:
+                fn(ev)
+            except Exception:
+                logger.exception("a %s listener of %r raised", ev.type, self)
+        if self._listeners:
+            lst = self._listeners.get(ev.type)
+            if lst:
+                for f in tuple(lst):
+                    self._call(f, ev)
         return ev
 
     def _fire_close(self, reason: str) -> None:

@@ -102,6 +102,7 @@ from __future__ import annotations
 import inspect
 import logging
 import secrets
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -674,6 +675,9 @@ class PortRuntime:
         self._ctx: zmq.Context[Any] = context if context is not None else zmq.Context()
         self._own_ctx = context is None
         self._token = trio.lowlevel.current_trio_token()
+        #: the thread of that run: a cheap first check on the hot paths
+        self.thread_id = threading.get_ident()
+        self.payload_bytes_max = self.options.payload_bytes_max
         self._entries: dict[int, _PortState | _Relay] = {}
         self._links: set[Link] = set()
         self._by_runtime: dict[str, Link] = {}
@@ -724,6 +728,7 @@ class PortRuntime:
             nursery.start_soon(fn, *args)
 
     def check_run(self) -> None:
+        """Raise unless called from the trio run (and thread) that owns this runtime."""
         if self.closed:
             raise PortClosedError("the port runtime is closed")
         try:
@@ -760,6 +765,9 @@ class PortRuntime:
         )
         s.setsockopt(zmq.RECONNECT_IVL, max(1, int(options.reconnect_interval_s * 1000)))
         s.setsockopt(zmq.RECONNECT_IVL_MAX, max(1, int(options.reconnect_interval_max_s * 1000)))
+        # a peer that sends a frame no decoder would accept is disconnected by libzmq
+        # before the frame is buffered
+        s.setsockopt(zmq.MAXMSGSIZE, DEFAULT_LIMITS.frame_bytes_max + 1024)
         if kind == zmq.ROUTER:
             s.setsockopt(zmq.ROUTER_MANDATORY, 1)
         elif kind == zmq.DEALER:
@@ -1165,12 +1173,16 @@ class PortRuntime:
                 self._fire_close(st)
             return 0
         fire = handle._fire_message
+        popleft = queue.popleft
+        step = st.grant_step
         while queue and n < budget:
             entry = queue[0]
             if type(entry) is bytes:
-                queue.popleft()
+                popleft()
                 n += 1
-                self._consumed(st)
+                st.consumed += 1
+                if st.consumed - st.granted >= step:
+                    self._grant(st)
                 fire(entry, ())
                 if _halted(st):
                     break
@@ -1264,6 +1276,36 @@ class PortRuntime:
             e.hop.blocked_ports.add(st)
             return st.writers
         return None
+
+    def post_plain(self, st: _PortState, payload: bytes) -> None:
+        """:meth:`post` for the common case (a normal message without ports), made short."""
+        partner = self._entries.get(st.partner)
+        if type(partner) is not _Relay:
+            self.post(st, KIND_MESSAGE, 0, payload, (), False)
+            return
+        if st.sent - st.credited >= st.window:
+            raise PortQueueFull(
+                f"the partner has not taken {st.window} messages yet (the port's window); "
+                "await port.wait_writable() or use await port.send()"
+            )
+        link = partner.hop
+        size = len(payload)
+        if link.user_count and (
+            link.user_count >= link.options.link_queue_max
+            or link.user_bytes + size > link.options.link_queue_bytes_max
+        ):
+            raise PortQueueFull(
+                f"the connection's send queue is full ({link.user_count} messages, {link.user_bytes} bytes); "
+                "await port.wait_writable() or use await port.send()"
+            )
+        seq = st.seq_out
+        st.seq_out = seq + 1
+        st.sent += 1
+        if not link.closing:
+            link.normal.append((st.partner, seq, payload))
+            link.user_count += 1
+            link.user_bytes += size
+            link.kick()
 
     def post(  # noqa: PLR0917
         self,
