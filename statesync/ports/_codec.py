@@ -1,4 +1,4 @@
-"""Payload encoding for ports: the wire's payload codec with a fast path for ``bytes``.
+"""Payload and frame encoding for ports: the wire's codecs with fast paths for the hot cases.
 
 Replication links post protocol frames as ``bytes`` payloads at high rates.
 For an exact ``bytes`` object the msgpack ``bin`` form is built and parsed here
@@ -10,8 +10,22 @@ from __future__ import annotations
 
 from typing import Final
 
+import msgpack
+
 from statesync.core import Value
-from statesync.wire import DEFAULT_LIMITS, DecodeLimits, decode_payload, encode_payload
+from statesync.ports._envelope import Msgs
+from statesync.wire import (
+    DEFAULT_COMPRESSION,
+    DEFAULT_LIMITS,
+    FLAG_BATCH,
+    FLAG_PRIORITY,
+    VERSION,
+    DecodeLimits,
+    decode_frame,
+    decode_payload,
+    encode_frame,
+    encode_payload,
+)
 
 _BIN_MAX: Final = DEFAULT_LIMITS.bin_bytes_max
 
@@ -53,3 +67,124 @@ def decode(payload: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Value:
         ):
             return payload[5:]
     return decode_payload(payload, limits)
+
+
+# -- frames of plain messages (the latency path) ----------------------------------
+#
+# A frame that holds only ``Msgs`` envelopes and is small (no compression would
+# apply) is built and parsed here with msgpack directly: the same bytes
+# ``encode_frame`` makes (checked by a property test), and a parser that
+# accepts only that exact shape and hands everything else, including every
+# malformed frame, to ``decode_frame``. Together they save about 10 us a frame.
+
+_MSGS_TAG: Final = Msgs.TAG
+_FAST_BODY_MAX: Final = DEFAULT_COMPRESSION.min_bytes  # at or above it, wire may compress
+_FAST_FRAME_MAX: Final = 64 << 10
+_HEADER_PLAIN: Final = bytes((VERSION, 0))
+_HEADER_PRIO: Final = bytes((VERSION, FLAG_PRIORITY))
+_HEADER_BATCH: Final = bytes((VERSION, FLAG_BATCH))
+_HEADER_BATCH_PRIO: Final = bytes((VERSION, FLAG_BATCH | FLAG_PRIORITY))
+_U64: Final = (1 << 64) - 1
+
+
+class _NotFast(Exception):
+    pass
+
+
+def encode_envelopes(envs: list[object], *, priority: bool = False) -> bytes:
+    """``encode_frame(envs, priority=priority)``, faster for a few small ``Msgs``."""
+    if len(envs) == 1:
+        m = envs[0]
+        if type(m) is Msgs:
+            body = _packb((_MSGS_TAG, m.dst, m.seq, m.payloads))
+            if len(body) < _FAST_BODY_MAX:
+                return (_HEADER_PRIO if priority else _HEADER_PLAIN) + body
+    elif all(type(m) is Msgs for m in envs):
+        body = _packb([(_MSGS_TAG, m.dst, m.seq, m.payloads) for m in envs])  # type: ignore[attr-defined]
+        if len(body) < _FAST_BODY_MAX:
+            return (_HEADER_BATCH_PRIO if priority else _HEADER_BATCH) + body
+    return encode_frame(envs, priority=priority, compression=DEFAULT_COMPRESSION)
+
+
+def _packb(obj: object) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _uint(b: bytes, i: int) -> tuple[int, int]:
+    c = b[i]
+    if c <= 0x7F:
+        return c, i + 1
+    if c == 0xCC:
+        return b[i + 1], i + 2
+    if c == 0xCD:
+        return int.from_bytes(b[i + 1 : i + 3], "big"), i + 3
+    if c == 0xCE:
+        return int.from_bytes(b[i + 1 : i + 5], "big"), i + 5
+    if c == 0xCF:
+        return int.from_bytes(b[i + 1 : i + 9], "big"), i + 9
+    raise _NotFast
+
+
+def _msgs_at(b: bytes, i: int, end: int, bin_max: int) -> tuple[Msgs, int]:
+    if b[i] != 0x94 or b[i + 1] != _MSGS_TAG:
+        raise _NotFast
+    dst, i = _uint(b, i + 2)
+    seq, i = _uint(b, i)
+    c = b[i]
+    if 0x90 <= c <= 0x9F:
+        count = c & 0x0F
+        i += 1
+    elif c == 0xDC:
+        count = int.from_bytes(b[i + 1 : i + 3], "big")
+        i += 3
+    else:
+        raise _NotFast
+    payloads = []
+    for _ in range(count):
+        c = b[i]
+        if c == 0xC4:
+            size = b[i + 1]
+            i += 2
+        elif c == 0xC5:
+            size = int.from_bytes(b[i + 1 : i + 3], "big")
+            i += 3
+        elif c == 0xC6:
+            size = int.from_bytes(b[i + 1 : i + 5], "big")
+            i += 5
+        else:
+            raise _NotFast
+        if size > bin_max or i + size > end:
+            raise _NotFast
+        payloads.append(b[i : i + size])
+        i += size
+    if dst > _U64 or seq > _U64:
+        raise _NotFast
+    return Msgs(dst, seq, tuple(payloads)), i
+
+
+def decode_envelopes(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> tuple[object, ...]:
+    """``decode_frame(data, limits).messages``, faster for a few plain ``Msgs``.
+
+    Raises DecodeError (from ``decode_frame``) for anything malformed.
+    """
+    end = len(data)
+    if 4 <= end <= _FAST_FRAME_MAX and end <= limits.frame_bytes_max and data[0] == VERSION:
+        flags = data[1] & ~FLAG_PRIORITY
+        try:
+            if flags == 0:
+                msg, i = _msgs_at(data, 2, end, limits.bin_bytes_max)
+                if i == end:
+                    return (msg,)
+            elif flags == FLAG_BATCH:
+                c = data[2]
+                if 0x92 <= c <= 0x9F:  # 2 to 15 messages
+                    i = 3
+                    out = []
+                    for _ in range(c & 0x0F):
+                        msg, i = _msgs_at(data, i, end, limits.bin_bytes_max)
+                        out.append(msg)
+                    if i == end:
+                        return tuple(out)
+        except (_NotFast, IndexError):
+            pass
+    return decode_frame(data, limits).messages

@@ -147,7 +147,6 @@ from statesync.ports._errors import (
 from statesync.ports._options import DEFAULT_OPTIONS, PortOptions
 from statesync.ports._zsocket import SEND_BACKOFF_FIRST_S, TrioSocket
 from statesync.wire import (
-    DEFAULT_COMPRESSION,
     DEFAULT_LIMITS,
     DecodeError,
     decode_frame,
@@ -508,7 +507,7 @@ class Link:
         self.user_bytes -= user_bytes
         if self.blocked_ports and user_count:
             self.runtime._wake_blocked(self)
-        return encode_frame(envs, priority=priority, compression=DEFAULT_COMPRESSION)
+        return _codec.encode_envelopes(envs, priority=priority)
 
     def _try_send_frame(self, frame: bytes) -> bool:
         if self.rid is None:
@@ -969,7 +968,7 @@ class PortRuntime:
     def _on_frame(self, link: Link, data: bytes) -> None:
         link.frames_received += 1
         try:
-            frame = decode_frame(data)
+            messages = _codec.decode_envelopes(data)
         except DecodeError as e:
             self.bad_frames += 1
             link.bad_frames += 1
@@ -977,7 +976,7 @@ class PortRuntime:
             if link.bad_frames > BAD_FRAMES_MAX:
                 self._link_dead(link, "the peer sent too many bad frames", send_bye=True)
             return
-        for m in frame.messages:
+        for m in messages:
             self._on_message(link, m)
             if link.dead:
                 return

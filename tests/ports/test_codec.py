@@ -1,4 +1,4 @@
-"""The ports payload codec's fast path for bytes agrees with the wire's payload codec."""
+"""The ports codec's fast paths (bytes payloads, small frames of plain messages) agree with the wire."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from statesync.ports import _codec
+from statesync.ports._envelope import Credit, Marker, Msgs, Ping
 from statesync.wire import (
     DEFAULT_LIMITS,
     DataCloneError,
     DecodeError,
     DecodeLimits,
+    decode_frame,
     decode_payload,
+    encode_frame,
     encode_payload,
 )
 
@@ -73,3 +76,54 @@ def test_fast_path_respects_limits() -> None:
     big = b"y" * (DEFAULT_LIMITS.bin_bytes_max + 1)
     with pytest.raises(DataCloneError):
         _codec.encode(big)
+
+
+envelope_ids = st.one_of(st.integers(0, 300), st.integers(0, 2**64 - 1))
+msgs = st.builds(
+    Msgs,
+    envelope_ids,
+    envelope_ids,
+    st.lists(st.binary(max_size=300), max_size=20).map(tuple),
+)
+other_envelopes = st.one_of(
+    st.builds(Credit, envelope_ids, envelope_ids),
+    st.builds(Marker, envelope_ids, envelope_ids),
+    st.builds(Ping),
+)
+
+
+@given(st.lists(st.one_of(msgs, msgs, other_envelopes), min_size=1, max_size=8), st.booleans())
+def test_envelope_frames_are_the_wires(envs: list[object], priority: bool) -> None:
+    frame = _codec.encode_envelopes(envs, priority=priority)
+    assert frame == encode_frame(envs, priority=priority)
+    assert _codec.decode_envelopes(frame) == decode_frame(frame).messages
+
+
+@given(st.binary(max_size=60), st.binary(max_size=8))
+def test_garbage_frames_decode_like_the_wire(tail: bytes, head: bytes) -> None:
+    for data in (
+        tail,
+        b"\x01\x00" + tail,
+        b"\x01\x02" + tail,
+        b"\x01\x00\x94\x26" + tail,
+        head + tail,
+    ):
+        try:
+            expected: object = decode_frame(data).messages
+        except DecodeError:
+            expected = DecodeError
+        try:
+            got: object = _codec.decode_envelopes(data)
+        except DecodeError:
+            got = DecodeError
+        assert got == expected
+
+
+@given(msgs, st.integers(1, 40))
+def test_truncated_fast_frames_are_refused_like_the_wire(m: Msgs, cut: int) -> None:
+    frame = _codec.encode_envelopes([m])
+    data = frame[: max(0, len(frame) - cut)]
+    with pytest.raises(DecodeError):
+        decode_frame(data)
+    with pytest.raises(DecodeError):
+        _codec.decode_envelopes(data)
