@@ -26,7 +26,22 @@ socket monitor (a TCP disconnect kills the link at once, and the DEALER is
 closed so that ZeroMQ cannot silently reconnect it and lose frames in between).
 A listener has one receiver task for all its peers. Every socket is created and
 configured in :meth:`PortRuntime._make_socket`, the one place where CURVE keys
-and a ZAP handler will be set later.
+and a ZAP handler will be set later (``MAXMSGSIZE`` there already bounds what a
+peer can make us buffer).
+
+The runtime
+===========
+
+A :class:`PortRuntime` owns the zmq context, the sockets, the tables and the
+tasks of one trio run. :func:`open_runtime` gives an explicit one whose tasks
+live in the caller's ``async with`` block (tests run several in one process);
+the module-level ``listen``/``connect``/``MessageChannel()`` use
+:func:`current_runtime`, a per-run default kept in a ``trio.lowlevel.RunVar``
+and hosted by a ``trio.lowlevel.spawn_system_task``: nothing to set up, one
+runtime per run, and at the end of the run trio cancels the system task, whose
+``finally`` closes every socket (finite linger) and terminates the context, so
+nothing outlives ``trio.run``. A graceful end (relays released, ``Bye``
+behind what is queued) is ``await shutdown()`` / ``await rt.aclose()``.
 
 Sending is adaptive: when a link is idle, ``post_message`` encodes the frame and
 sends it from the caller at once (no task switch on the latency path); while
@@ -41,14 +56,19 @@ Handshake and liveness
 ======================
 
 The connecting (active) side speaks first: ``Hello`` (runtime id, protocol
-version, reachable endpoints, window); the listening side answers ``Welcome``
-or ``Bye`` with a reason. Then ``Open`` creates a logical port on the
-listener, which hands it to ``async for port in listener``. Each side pings an
-idle connection every ``heartbeat_interval_s`` and declares it dead after
-``heartbeat_timeout_s`` of silence (a SIGSTOPped peer), on EHOSTUNREACH or a
-TCP disconnect (a SIGKILLed peer) or on ``Bye`` (graceful close). A dead
-connection fires ``close`` on every port that used it, on both sides. ZeroMQ
-heartbeats run underneath.
+version, reachable endpoints, window, heartbeat timeout); the listening side
+answers ``Welcome`` or ``Bye`` with a reason. Then ``Open`` creates a logical
+port on the listener, which hands it to ``async for port in listener``. Each
+side pings an idle connection every ``heartbeat_interval_s`` (or faster, a
+quarter of the peer's announced timeout) and declares it dead after
+``heartbeat_timeout_s`` of silence (a SIGSTOPped peer, or one whose Python is
+stuck while libzmq still answers ZeroMQ pings), on EHOSTUNREACH or a TCP
+disconnect (a SIGKILLed peer) or on ``Bye`` (graceful close; it is queued
+behind everything already queued, so it never overtakes forwarded messages).
+A dead connection fires ``close`` on every port that used it, on both sides.
+ZeroMQ heartbeats run underneath. A frame that does not decode is counted,
+logged and dropped; a connection that sends more than ``BAD_FRAMES_MAX`` is
+dropped.
 
 Ports, flow control, ordering
 =============================
@@ -88,13 +108,16 @@ direct route may overtake ones still on the old route; sequence numbers
 restore the order. Who dials: if both sides listen, the one with the smaller
 runtime id; otherwise the one that can. If neither listens, the relays stay
 and traffic keeps flowing through them for as long as their runtime runs.
-A runtime closed with :meth:`PortRuntime.aclose` first waits (bounded) for its
-relays to be released, so that a broker can hand ports over and exit without
-losing a message in flight.
+A runtime closed with :meth:`PortRuntime.aclose` first waits (bounded) until
+its relays are released or idle, so that a broker can hand ports over and exit
+without losing a message in flight. When an end comes back to the runtime where
+its partner lives, the partner's old route ends there: a marker behind it
+releases the relays of the trip.
 
-Known limit: a port that returns to a runtime it already left, or that is
-carried through several hops, can leave relay entries that nothing uses; they
-are freed when their connection closes.
+Known limit: a runtime an end passed through can keep the relay it used for the
+partner direction, and a port carried through several hops can leave relays
+that nothing uses; they forward nothing, cost a table entry, and are freed
+when their connection closes.
 """
 
 from __future__ import annotations
