@@ -339,3 +339,38 @@ async def test_heartbeat_rate_follows_the_peers_timeout() -> None:
             while b_link.frames_received < start + 4:
                 await trio.sleep(FAST.heartbeat_timeout_s / 10)
         assert not p.closed and not q.closed
+
+
+async def test_full_accept_backlog_closes_the_new_port() -> None:
+    async with open_runtime(FAST) as a, open_runtime(attrs_evolve(FAST, accept_backlog=1)) as b:
+        listener = b.listen("tcp://127.0.0.1:*")
+        first = await a.connect(listener.endpoints[0])
+        second = await a.connect(listener.endpoints[0])
+        with trio.fail_after(5):
+            events = [e async for e in second]  # ends at its close
+        assert events == [] and second.closed
+        accepted = await listener.accept()
+        first.post_message("kept")
+        assert await recv(accepted) == ["kept"]
+
+
+async def test_closing_a_listener_closes_its_ports_and_ends_iteration() -> None:
+    async with pair() as (_a, b, p, _q):
+        listener = b._listeners[0]
+        closed = trio.Event()
+        p.on_close = lambda ev: closed.set()
+        ended = trio.Event()
+
+        async def iterate() -> None:
+            async for _ in listener:
+                pass
+            ended.set()
+
+        async with trio.open_nursery() as n:
+            n.start_soon(iterate)
+            await trio.testing.wait_all_tasks_blocked()
+            listener.close()
+            with trio.fail_after(5):
+                await closed.wait()
+                await ended.wait()
+        assert p.closed
