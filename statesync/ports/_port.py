@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable
 from threading import get_ident
 from typing import TYPE_CHECKING, Final, NamedTuple
@@ -272,24 +273,31 @@ class MessagePort:
         st = self._open()
         payload = self._prepare(st, data)
         transfer = tuple(transfer)
-        with trio.move_on_after(timeout_s if timeout_s is not None else float("inf")) as scope:
-            while True:
-                lot = st.runtime.room(st, len(payload))
-                if lot is None:
-                    break
-                await lot.park()
-                st = self._open()
-            ports = self._transfer_states(st, transfer) if transfer else ()
-            req_id = st.next_req
-            st.next_req += 1
-            pending = _Pending()
-            st.pending[req_id] = pending
-            try:
-                st.runtime.post(st, KIND_REQUEST, req_id, payload, ports, priority)
-                await pending.event.wait()
-            finally:
-                st.pending.pop(req_id, None)
-        if scope.cancelled_caught:
+        rt = st.runtime
+        deadline = trio.current_time() + timeout_s if timeout_s is not None else math.inf
+        if rt.room(st, len(payload)) is not None:
+            with trio.move_on_at(deadline):
+                while (lot := rt.room(st, len(payload))) is not None:
+                    await lot.park()
+                    st = self._open()
+            if rt.room(st, len(payload)) is not None:
+                raise RequestTimeout(
+                    f"no room to send the request within {timeout_s} s; the partner does not take messages"
+                )
+        ports = self._transfer_states(st, transfer) if transfer else ()
+        req_id = st.next_req
+        st.next_req += 1
+        pending = _Pending()
+        st.pending[req_id] = pending
+        try:
+            rt.post(st, KIND_REQUEST, req_id, payload, ports, priority)
+            if deadline != math.inf:
+                rt.add_deadline(deadline, pending)
+            await pending.wait()
+        finally:
+            pending.done = True  # the timer forgets it
+            st.pending.pop(req_id, None)
+        if pending.timed_out:
             raise RequestTimeout(
                 f"no response within {timeout_s} s; the partner is slow or gone (a late answer is dropped)"
             )

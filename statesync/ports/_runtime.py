@@ -122,8 +122,10 @@ when their connection closes.
 
 from __future__ import annotations
 
+import heapq
 import inspect
 import logging
+import math
 import secrets
 import threading
 from collections import deque
@@ -234,15 +236,48 @@ class _Relay:
 
 
 class _Pending:
-    """A request waiting for its response."""
+    """A request waiting for its response.
 
-    __slots__ = ("error", "event", "kind", "payload")
+    The requesting task sleeps in ``wait_task_rescheduled`` and is woken by the
+    response, a failure, or the runtime's timer task at its deadline: cheaper
+    than a cancel scope and an Event per request (about 25 us here).
+    """
+
+    __slots__ = ("done", "error", "kind", "payload", "task", "timed_out")
 
     def __init__(self) -> None:
-        self.event = trio.Event()
         self.kind = KIND_RESPONSE
         self.payload = b""
         self.error: PortsError | None = None
+        self.done = False
+        self.timed_out = False
+        self.task: trio.lowlevel.Task | None = None
+
+    def finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        task, self.task = self.task, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+
+    def fail(self, error: PortsError) -> None:
+        if not self.done:
+            self.error = error
+            self.finish()
+
+    async def wait(self) -> None:
+        """Until finished (cancellable: an outer cancel scope still applies)."""
+        if self.done:
+            await trio.lowlevel.checkpoint()
+            return
+        self.task = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self.task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
 
 @attrs.frozen
@@ -714,6 +749,10 @@ class PortRuntime:
         self._dialing: set[str] = set()
         self._relays_changed = trio.Event()
         self._handshake_lot = trio.lowlevel.ParkingLot()
+        self._deadlines: list[tuple[float, int, _Pending]] = []
+        self._deadline_seq = 0
+        self._timer_target = math.inf
+        self._timer_scope: trio.CancelScope | None = None
         self.closed = False
         self.bad_frames = 0
         self._handlers: dict[type, Callable[[Any, Link], None]] = {
@@ -745,6 +784,7 @@ class PortRuntime:
         self._nursery = nursery
         nursery.start_soon(self._heartbeat_task)
         nursery.start_soon(self._dispatch_task)
+        nursery.start_soon(self._timer_task)
         pending, self._pending_spawn = self._pending_spawn, []
         for fn, args in pending:
             nursery.start_soon(fn, *args)
@@ -1150,6 +1190,33 @@ class PortRuntime:
             return bool(link.sock.refresh() & zmq.POLLIN)
         except (zmq.ZMQError, SocketClosed):
             return False
+
+    def add_deadline(self, deadline: float, pending: _Pending) -> None:
+        """Time ``pending`` out at ``deadline`` (trio time) unless it finishes first."""
+        self._deadline_seq += 1
+        heapq.heappush(self._deadlines, (deadline, self._deadline_seq, pending))
+        if len(self._deadlines) > 4096 and len(self._deadlines) > 4 * sum(
+            1 for _, _, p in self._deadlines if not p.done
+        ):
+            self._deadlines = [d for d in self._deadlines if not d[2].done]
+            heapq.heapify(self._deadlines)
+        if deadline < self._timer_target and self._timer_scope is not None:
+            self._timer_scope.cancel()  # re-arm earlier (rare: timeouts mostly grow)
+
+    async def _timer_task(self) -> None:
+        while True:
+            now = trio.current_time()
+            heap = self._deadlines
+            while heap and (heap[0][0] <= now or heap[0][2].done):
+                _, _, pending = heapq.heappop(heap)
+                if not pending.done:
+                    pending.timed_out = True
+                    pending.finish()
+            self._timer_target = heap[0][0] if heap else math.inf
+            with trio.CancelScope(deadline=self._timer_target) as scope:
+                self._timer_scope = scope
+                await trio.sleep_forever()
+            self._timer_scope = None
 
     async def _dispatch_task(self) -> None:
         while True:
@@ -1604,7 +1671,7 @@ class PortRuntime:
             if pending is not None:
                 pending.kind = item.kind
                 pending.payload = item.payload
-                pending.event.set()
+                pending.finish()
             return  # a late answer is dropped
         st.queue.append(item)
 
@@ -1666,8 +1733,7 @@ class PortRuntime:
         self._forget_direct(st)
         err = PortClosedError(f"the port's partner is gone ({reason})")
         for p in st.pending.values():
-            p.error = err
-            p.event.set()
+            p.fail(err)
         st.pending.clear()
         st.writers.unpark_all()
         st.queue.append(CLOSE_ITEM)
@@ -1777,8 +1843,7 @@ class PortRuntime:
         st.done = True
         st.started = False
         for p in st.pending.values():
-            p.error = err
-            p.event.set()
+            p.fail(err)
         st.pending.clear()
         st.lot.unpark_all()
         st.writers.unpark_all()
@@ -1793,8 +1858,7 @@ class PortRuntime:
         err = PortTransferredError("the port was transferred; the receiver of the message owns it")
         st.started = False
         for p in st.pending.values():
-            p.error = err
-            p.event.set()
+            p.fail(err)
         st.pending.clear()
         self._ready.pop(st, None)
         st.lot.unpark_all()

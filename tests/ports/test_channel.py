@@ -348,3 +348,48 @@ async def test_channel_outside_trio_is_a_clear_error() -> None:
 
     await trio.to_thread.run_sync(in_thread)
     assert isinstance(result[0], RuntimeMismatch)
+
+
+async def test_cancelled_request_is_forgotten_and_its_answer_dropped() -> None:
+    ch = MessageChannel()
+    release = trio.Event()
+
+    async def slow(d: object) -> object:
+        await release.wait()
+        return "late"
+
+    ch.port2.set_request_handler(slow)
+    with trio.move_on_after(0.05) as scope:
+        await ch.port1.request(1, timeout_s=None)
+    assert scope.cancelled_caught
+    st = ch.port1._state
+    assert st is not None and not st.pending
+    release.set()
+    await settle()
+    ch.port2.set_request_handler(lambda d: ["fresh", d])
+    assert await ch.port1.request(2, timeout_s=5) == ["fresh", 2]
+
+
+async def test_many_request_timeouts_fire_in_deadline_order(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ch = MessageChannel()
+    gate = trio.Event()
+
+    async def never(d: object) -> object:
+        await gate.wait()
+        return None
+
+    ch.port2.set_request_handler(never)
+    order: list[float] = []
+
+    async def ask(timeout_s: float) -> None:
+        with pytest.raises(RequestTimeout):
+            await ch.port1.request(timeout_s, timeout_s=timeout_s)
+        order.append(timeout_s)
+
+    async with trio.open_nursery() as n:
+        for t in (0.3, 0.1, 0.2):  # a later request may time out first
+            n.start_soon(ask, t)
+    assert order == [0.1, 0.2, 0.3]
+    gate.set()

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from statesync.ports import _codec
-from statesync.ports._envelope import Credit, Marker, Msgs, Ping
+from statesync.ports._envelope import Credit, Marker, Msg, Msgs, Ping
 from statesync.wire import (
     DEFAULT_LIMITS,
     DataCloneError,
@@ -85,6 +85,15 @@ msgs = st.builds(
     envelope_ids,
     st.lists(st.binary(max_size=300), max_size=20).map(tuple),
 )
+plain_msg = st.builds(
+    Msg,
+    envelope_ids,
+    envelope_ids,
+    st.booleans(),
+    st.integers(0, 3),
+    envelope_ids,
+    st.binary(max_size=300),
+)
 other_envelopes = st.one_of(
     st.builds(Credit, envelope_ids, envelope_ids),
     st.builds(Marker, envelope_ids, envelope_ids),
@@ -92,7 +101,10 @@ other_envelopes = st.one_of(
 )
 
 
-@given(st.lists(st.one_of(msgs, msgs, other_envelopes), min_size=1, max_size=8), st.booleans())
+@given(
+    st.lists(st.one_of(msgs, msgs, plain_msg, other_envelopes), min_size=1, max_size=8),
+    st.booleans(),
+)
 def test_envelope_frames_are_the_wires(envs: list[object], priority: bool) -> None:
     frame = _codec.encode_envelopes(envs, priority=priority)
     assert frame == encode_frame(envs, priority=priority)
@@ -106,6 +118,8 @@ def test_garbage_frames_decode_like_the_wire(tail: bytes, head: bytes) -> None:
         b"\x01\x00" + tail,
         b"\x01\x02" + tail,
         b"\x01\x00\x94\x26" + tail,
+        b"\x01\x00\x98\x27" + tail,
+        b"\x01\x02\x92\x98\x27" + tail,
         head + tail,
     ):
         try:
@@ -119,8 +133,8 @@ def test_garbage_frames_decode_like_the_wire(tail: bytes, head: bytes) -> None:
         assert got == expected
 
 
-@given(msgs, st.integers(1, 40))
-def test_truncated_fast_frames_are_refused_like_the_wire(m: Msgs, cut: int) -> None:
+@given(st.one_of(msgs, plain_msg), st.integers(1, 40))
+def test_truncated_fast_frames_are_refused_like_the_wire(m: Msgs | Msg, cut: int) -> None:
     frame = _codec.encode_envelopes([m])
     data = frame[: max(0, len(frame) - cut)]
     with pytest.raises(DecodeError):
