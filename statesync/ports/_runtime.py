@@ -1378,6 +1378,8 @@ class PortRuntime:
                 "await port.wait_writable() or use await port.send()"
             )
         link = partner.hop
+        if link.closing:
+            raise PortClosedError(f"the port's connection is closing ({link.reason or 'Bye sent'})")
         size = len(payload)
         if link.user_count and (
             link.user_count >= link.options.link_queue_max
@@ -1390,11 +1392,10 @@ class PortRuntime:
         seq = st.seq_out
         st.seq_out = seq + 1
         st.sent += 1
-        if not link.closing:
-            link.normal.append((st.partner, seq, payload))
-            link.user_count += 1
-            link.user_bytes += size
-            link.kick()
+        link.normal.append((st.partner, seq, payload))
+        link.user_count += 1
+        link.user_bytes += size
+        link.kick()
 
     def post(  # noqa: PLR0917
         self,
@@ -1415,6 +1416,10 @@ class PortRuntime:
             )
         if isinstance(partner, _Relay):
             link = partner.hop
+            if link.closing:
+                raise PortClosedError(
+                    f"the port's connection is closing ({link.reason or 'Bye sent'})"
+                )
             if counted and not link.has_room(len(payload)):
                 raise PortQueueFull(
                     f"the connection's send queue is full ({link.user_count} messages, {link.user_bytes} bytes); "
