@@ -416,6 +416,7 @@ class Link:
         self.gone = trio.Event()
         self._dead = False
         self.closing = False  # a Bye is queued: nothing more is accepted
+        self.deferred = False  # a heartbeat verdict was put off once for waiting input
         self.reason = ""
         self.remote_id: str | None = None
         self.remote_endpoints: tuple[str, ...] = ()
@@ -1161,8 +1162,12 @@ class PortRuntime:
                         self._link_dead(link, "the handshake timed out")
                     continue
                 if now - link.last_recv > o.heartbeat_timeout_s:
-                    if self._input_waiting(link):
-                        continue  # this process was busy, not the peer: let the receiver run
+                    if not link.deferred and self._input_waiting(link):
+                        # Input is waiting: maybe this process was busy, not the peer.
+                        # Give the receiver one turn before judging (only one: a
+                        # listener's socket may always have input from other peers).
+                        link.deferred = True
+                        continue
                     logger.info(
                         "heartbeat timeout on %r: queued %d+%d, pending frame %s, sender parked %s, "
                         "last send %.2f s ago, events %d",
@@ -1179,7 +1184,9 @@ class PortRuntime:
                         f"nothing arrived for {now - link.last_recv:.1f} s (heartbeat timeout)",
                         send_bye=True,  # a stopped peer reads it when it resumes
                     )
-                elif now - link.last_send >= link.ping_interval_s:
+                    continue
+                link.deferred = False
+                if now - link.last_send >= link.ping_interval_s:
                     link.put(Ping(), prio=True)
                     link.kick()
             await trio.sleep(max(0.005, tick))
