@@ -120,7 +120,7 @@ class MessagePort:
             err = self._error
             assert err is not None
             raise type(err)(str(err))
-        st.runtime.check_run()
+        st.runtime._check_run()
         return st
 
     def _open(self) -> _PortState:
@@ -151,7 +151,7 @@ class MessagePort:
         st = self._state
         if st is None or st.partner_gone:
             return False
-        return st.runtime.room(st, 0) is None
+        return st.runtime._room(st, 0) is None
 
     # -- sending --------------------------------------------------------------------
 
@@ -219,9 +219,9 @@ class MessagePort:
             self._prepare(st, data)  # raises MessageTooLarge
         if transfer or priority:
             ports = self._transfer_states(st, transfer) if transfer else ()
-            rt.post(st, KIND_MESSAGE, 0, payload, ports, priority)
+            rt._post(st, KIND_MESSAGE, 0, payload, ports, priority)
         else:
-            rt.post_plain(st, payload)
+            rt._post_plain(st, payload)
 
     async def send(
         self, data: object, transfer: Iterable[MessagePort] = (), *, priority: bool = False
@@ -232,7 +232,7 @@ class MessagePort:
         transfer = tuple(transfer)
         ports = self._transfer_states(st, transfer) if transfer else ()
         while True:
-            lot = st.runtime.room(st, len(payload))
+            lot = st.runtime._room(st, len(payload))
             if lot is None:
                 break
             await lot.park()
@@ -240,14 +240,14 @@ class MessagePort:
             if transfer:
                 ports = self._transfer_states(st, transfer)
         await trio.lowlevel.checkpoint_if_cancelled()
-        st.runtime.post(st, KIND_MESSAGE, 0, payload, ports, priority)
+        st.runtime._post(st, KIND_MESSAGE, 0, payload, ports, priority)
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def wait_writable(self) -> None:
         """Wait until :meth:`post_message` has room (PortClosedError if the port closes)."""
         while True:
             st = self._open()
-            lot = st.runtime.room(st, 0)
+            lot = st.runtime._room(st, 0)
             if lot is None:
                 await trio.lowlevel.checkpoint()
                 return
@@ -275,12 +275,12 @@ class MessagePort:
         transfer = tuple(transfer)
         rt = st.runtime
         deadline = trio.current_time() + timeout_s if timeout_s is not None else math.inf
-        if rt.room(st, len(payload)) is not None:
+        if rt._room(st, len(payload)) is not None:
             with trio.move_on_at(deadline):
-                while (lot := rt.room(st, len(payload))) is not None:
+                while (lot := rt._room(st, len(payload))) is not None:
                     await lot.park()
                     st = self._open()
-            if rt.room(st, len(payload)) is not None:
+            if rt._room(st, len(payload)) is not None:
                 raise RequestTimeout(
                     f"no room to send the request within {timeout_s} s; the partner does not take messages"
                 )
@@ -290,9 +290,9 @@ class MessagePort:
         pending = _Pending()
         st.pending[req_id] = pending
         try:
-            rt.post(st, KIND_REQUEST, req_id, payload, ports, priority)
+            rt._post(st, KIND_REQUEST, req_id, payload, ports, priority)
             if deadline != math.inf:
-                rt.add_deadline(deadline, pending)
+                rt._add_deadline(deadline, pending)
             await pending.wait()
         finally:
             pending.done = True  # the timer forgets it

@@ -790,7 +790,7 @@ class PortRuntime:
         for fn, args in pending:
             nursery.start_soon(fn, *args)
 
-    def check_run(self) -> None:
+    def _check_run(self) -> None:
         """Raise unless called from the trio run (and thread) that owns this runtime."""
         if self.closed:
             raise PortClosedError("the port runtime is closed")
@@ -843,7 +843,7 @@ class PortRuntime:
 
     def listen(self, endpoint: str, options: PortOptions | None = None) -> Listener:
         """Bind ``endpoint`` (tcp://, ipc://, inproc://) and return its :class:`Listener`."""
-        self.check_run()
+        self._check_run()
         options = options or self.options
         sock = self._make_socket(zmq.ROUTER, options)
         try:
@@ -862,7 +862,7 @@ class PortRuntime:
 
     async def connect(self, endpoint: str, options: PortOptions | None = None) -> MessagePort:
         """Open a port to the listener at ``endpoint`` (sharing the connection if one exists)."""
-        self.check_run()
+        self._check_run()
         options = options or self.options
         link = await self._get_link(endpoint, options)
         if link.dead:
@@ -1198,7 +1198,7 @@ class PortRuntime:
         except (zmq.ZMQError, SocketClosed):
             return False
 
-    def add_deadline(self, deadline: float, pending: _Pending) -> None:
+    def _add_deadline(self, deadline: float, pending: _Pending) -> None:
         """Time ``pending`` out at ``deadline`` (trio time) unless it finishes first."""
         self._deadline_seq += 1
         heapq.heappush(self._deadlines, (deadline, self._deadline_seq, pending))
@@ -1352,7 +1352,7 @@ class PortRuntime:
         return h
 
     def new_channel(self) -> tuple[MessagePort, MessagePort]:
-        self.check_run()
+        self._check_run()
         window = self.options.port_window
         a = _PortState(self, self._new_id(), 0, window)
         self._entries[a.id] = a
@@ -1363,7 +1363,7 @@ class PortRuntime:
 
     # -- sending ---------------------------------------------------------------------
 
-    def room(self, st: _PortState, size: int) -> trio.lowlevel.ParkingLot | None:
+    def _room(self, st: _PortState, size: int) -> trio.lowlevel.ParkingLot | None:
         """None if ``st`` may post a message of ``size`` bytes now, else where to wait."""
         if st.sent - st.credited >= st.window:
             return st.writers
@@ -1373,11 +1373,11 @@ class PortRuntime:
             return st.writers
         return None
 
-    def post_plain(self, st: _PortState, payload: bytes) -> None:
-        """:meth:`post` for the common case (a normal message without ports), made short."""
+    def _post_plain(self, st: _PortState, payload: bytes) -> None:
+        """:meth:`_post` for the common case (a normal message without ports), made short."""
         partner = self._entries.get(st.partner)
         if type(partner) is not _Relay:
-            self.post(st, KIND_MESSAGE, 0, payload, (), False)
+            self._post(st, KIND_MESSAGE, 0, payload, (), False)
             return
         if st.sent - st.credited >= st.window:
             raise PortQueueFull(
@@ -1404,7 +1404,7 @@ class PortRuntime:
         link.user_bytes += size
         link.kick()
 
-    def post(  # noqa: PLR0917
+    def _post(  # noqa: PLR0917
         self,
         st: _PortState,
         kind: int,
@@ -1978,7 +1978,7 @@ class PortRuntime:
         if st.done or st.partner_gone:
             return
         with suppress(PortsError):
-            self.post(st, kind, req_id, payload, (), False)
+            self._post(st, kind, req_id, payload, (), False)
 
     # -- shutdown ---------------------------------------------------------------------------
 

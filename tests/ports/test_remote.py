@@ -191,7 +191,7 @@ async def test_messageerror_across_processes_and_port_keeps_working() -> None:
         q.on_messageerror = errors.append
         st = p._state
         assert st is not None
-        st.runtime.post(st, KIND_MESSAGE, 0, b"\xc1\x00", (), False)
+        st.runtime._post(st, KIND_MESSAGE, 0, b"\xc1\x00", (), False)
         p.post_message("ok")
         # async for yields the messageerror event too (data None), then goes on
         assert await recv(q, 2) == [None, "ok"]
