@@ -242,3 +242,18 @@ async def test_refresh_after_calls_wakes_reader_when_edge_eaten(ctx: zmq.Context
     assert received == count
     a.close(0)
     b.close(0)
+
+
+async def test_messages_queued_before_wrapping_are_seen(ctx: zmq.Context[Any]) -> None:
+    """The EVENTS cache starts fresh: a wrapped socket whose edge was already eaten still sees input."""
+    a = ctx.socket(zmq.PAIR)
+    b = ctx.socket(zmq.PAIR)
+    a.bind("inproc://zsocket-pre-wrapped")
+    b.connect("inproc://zsocket-pre-wrapped")
+    a.send(b"early")
+    assert b.poll(5000) == zmq.POLLIN  # processes the commands: the fd edge is consumed
+    tb = TrioSocket(b)
+    with trio.fail_after(5):
+        assert await tb.recv() == b"early"
+    tb.close(0)
+    a.close(0)
