@@ -428,6 +428,8 @@ class Link:
         self.last_recv = now
         self.last_send = now
         self.blocked_ports: set[_PortState] = set()
+        #: ids of ports whose carrier waits in the normal queue (see :meth:`put`)
+        self.in_transit: set[int] = set()
         self.bad_frames = 0
         self.monitor: TrioSocket | None = None
         self.frames_sent = 0
@@ -476,14 +478,29 @@ class Link:
         if self.closing:
             return
         size = len(msg.payload)
-        (self.prio if msg.prio else self.normal).append((msg, size))
+        prio = msg.prio and msg.dst not in self.in_transit
+        (self.prio if prio else self.normal).append((msg, size))
         self.user_count += 1
         self.user_bytes += size
+        if not prio and msg.ports:
+            self.in_transit.update(ref.id for ref in msg.ports)
 
     def put(self, msg: object, *, prio: bool = False) -> None:
-        """Queue a control (or forwarded) message; not bounded by the user limits."""
-        if not self.closing:
-            (self.prio if prio else self.normal).append(msg)
+        """Queue a control (or forwarded) message; not bounded by the user limits.
+
+        A priority message for a port whose carrier still waits in the normal
+        queue goes behind it: it must not reach the next runtime before the port.
+        """
+        if self.closing:
+            return
+        if prio and getattr(msg, "dst", None) in self.in_transit:
+            prio = False
+        if prio:
+            self.prio.append(msg)
+            return
+        self.normal.append(msg)
+        if type(msg) is Msg and msg.ports:
+            self.in_transit.update(ref.id for ref in msg.ports)
 
     def say_bye(self, reason: str) -> None:
         """Queue a Bye behind everything already queued (so that it cannot overtake
@@ -559,6 +576,9 @@ class Link:
                 envs.append(Msgs(run_dst, run_seq, tuple(run)))
                 run = []
                 run_dst = -1
+            if self.in_transit and type(msg) is Msg and msg.ports:
+                # the carrier leaves now: what follows cannot overtake it any more
+                self.in_transit.difference_update(ref.id for ref in msg.ports)
             envs.append(msg)
         if run:
             envs.append(Msgs(run_dst, run_seq, tuple(run)))

@@ -262,3 +262,27 @@ async def test_port_handed_back_to_its_partners_runtime_becomes_local() -> None:
         start = trio.current_time()
         assert await a.aclose(timeout_s=5, relay_idle_s=0.2)
         assert trio.current_time() - start < 2
+
+
+async def test_priority_messages_do_not_overtake_the_port_they_are_for() -> None:
+    async with runtimes(2) as (s, a):
+        s_to_a, a_from_s = await link_to(s, a)
+        ch = MessageChannel(runtime=s)
+        ch.port1.post_message("queued", priority=True)  # queued in port2, priority stream
+        s_to_a.post_message("first")  # goes at once: the link is now busy this turn
+        s_to_a.post_message("carrier", transfer=[ch.port2])  # waits in the normal queue
+        ch.port1.post_message("urgent", priority=True)  # must not overtake the carrier
+        ch.port1.post_message("normal")
+        with trio.fail_after(5):
+            async for ev in a_from_s:
+                if ev.ports:
+                    (moved,) = ev.ports
+                    break
+        got = []
+        with trio.fail_after(5):
+            async for ev in moved:
+                got.append(ev.data)
+                if len(got) == 3:
+                    break
+        assert sorted(got) == ["normal", "queued", "urgent"]  # type: ignore[type-var]
+        assert got.index("queued") < got.index("urgent")
