@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 
 from statesync.ports._errors import PortsError
+from statesync.wire import DEFAULT_LIMITS
 
 
 class InvalidOptions(PortsError, ValueError):
@@ -101,6 +102,13 @@ class PortOptions:
     transferred to it). Empty: the listeners' bound endpoints."""
 
     def __attrs_post_init__(self) -> None:
+        if self.payload_bytes_max > DEFAULT_LIMITS.bin_bytes_max:
+            # Payloads travel as one bytes field of a frame: a larger one would
+            # be refused when the frame is encoded, inside the sender task.
+            raise InvalidOptions(
+                f"PortOptions.payload_bytes_max = {self.payload_bytes_max} exceeds the wire's bound on one "
+                f"bytes field ({DEFAULT_LIMITS.bin_bytes_max}); send large data in parts"
+            )
         if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
             raise InvalidOptions(
                 "PortOptions.heartbeat_timeout_s must exceed heartbeat_interval_s "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from statesync import ports
@@ -23,3 +24,9 @@ async def test_priority_message_posted_at_once_after_connect_arrives() -> None:
                         break
             assert got == [f"first {i}", f"second {i}"]
             port.close()
+
+
+def test_options_refuse_payloads_the_wire_would_refuse() -> None:
+    with pytest.raises(ports.InvalidOptions, match="bytes field"):
+        ports.PortOptions(payload_bytes_max=8 << 20)
+    assert ports.PortOptions(payload_bytes_max=1 << 20).payload_bytes_max == 1 << 20
