@@ -86,7 +86,7 @@ def node_child(config_json: str) -> None:
     spec = json.loads(config_json)
 
     async def main() -> None:
-        async with open_node(NodeConfig.from_mapping(spec["config"])) as node:
+        async with open_node(NodeConfig.from_mapping({"tune_gc": True, **spec["config"]})) as node:
             print(json.dumps({"endpoints": list(node.endpoints)}), flush=True)
             target = spec.get("until")
             if target:
@@ -146,7 +146,7 @@ def replicated_writes(n: int, data_dir: str | None, durability: str = "process",
     try:
 
         async def main() -> float:
-            cfg: dict[str, Any] = {"node_id": "a", "peers": endpoints}
+            cfg: dict[str, Any] = {"node_id": "a", "peers": endpoints, "tune_gc": True}
             if data_dir:
                 cfg.update(data_dir=os.path.join(data_dir, "a"), durability=durability)
             async with open_node(NodeConfig.from_mapping(cfg)) as node:

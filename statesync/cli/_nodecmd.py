@@ -151,6 +151,7 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     if "node_id" not in data:
         raise UsageError("the node needs an id: give a CONFIG.toml with node_id, or --id NAME")
     data.setdefault("client", "auto")
+    data.setdefault("tune_gc", True)  # a node process: tune its collector (see NodeConfig.tune_gc)
     if "strategy" in data:
         data["strategy"] = resolve_strategy(data["strategy"], base)
     return NodeConfig.from_mapping(data, source=source)

@@ -83,6 +83,8 @@ class Replica:
         """Applied dots: always a pure version vector (causal delivery)."""
         self.log = OpLog(limits.log_ops_max)
         self._pending: dict[Dot, Op] = {}
+        self.last_ops: list[Op] = []
+        """The ops of the latest :meth:`put_many`, also when it stopped at a bad item."""
         self._waiting: dict[str, list[tuple[int, str, int]]] = {}
         self.pending_dropped = 0
 
@@ -155,6 +157,55 @@ class Replica:
                 type_name=type(value).__name__,
             )
         return self._write(p, PUT, value, wall_ms, changes)
+
+    def put_many(
+        self,
+        items: Iterable[tuple[PathLike, Value]],
+        wall_ms: int,
+        changes: list[Change] | None = None,
+    ) -> list[Op]:
+        """Several puts, each exactly as :meth:`put` would do it, in one tight loop.
+
+        Stops at the first invalid item (InvalidPath / InvalidValue); the
+        items before it are written, and their ops are in ``self.last_ops``.
+        """
+        ops: list[Op] = []
+        self.last_ops = ops
+        origin = self.node_id
+        vv = self.vv
+        clock = self.clock
+        write_local = self.tree.write_local
+        append = self.log.append
+        limits = self.limits
+        value_limits = limits.value
+        path_of = self._path
+        seq = vv.get(origin, 0)
+        for path, value in items:
+            p = path_of(path)
+            tv = type(value)
+            if tv is str:
+                if len(value) > value_limits.str_chars_max or len(value) > value_limits.value_bytes_max:  # type: ignore[arg-type]
+                    validate_value(value, value_limits)
+            elif tv is dict:
+                validate_value(value, value_limits)
+                check_tree_value(
+                    p, value, depth_max=limits.path_depth_max, segment_chars_max=limits.segment_chars_max
+                )
+            else:
+                validate_value(value, value_limits)
+            if not p and tv is not dict:
+                raise InvalidValue(
+                    f"the root holds a dict, not a {tv.__name__}; write under a path like 'app.x'",
+                    type_name=tv.__name__,
+                )
+            seq += 1
+            hlc = clock.last = max(clock.last + 1, wall_ms << COUNTER_BITS)
+            context = write_local(p, PUT, value, (hlc, origin, seq), changes)
+            op = _new_op(Op, (origin, seq, hlc, p, PUT, value, context))
+            vv[origin] = seq
+            append(op)
+            ops.append(op)
+        return ops
 
     def remove(self, path: PathLike, wall_ms: int, changes: list[Change] | None = None) -> Op:
         """Remove ``path`` and everything beneath it; return the op."""

@@ -377,9 +377,13 @@ class Replicator:
         """
         _check_ack(ack)
         changes = self._out.changes if self.record_changes else None
-        put = self.replica.put
-        wall_ms = now.wall_ms
-        ops = [put(path, value, wall_ms, changes) for path, value in items]
+        replica = self.replica
+        try:
+            ops = replica.put_many(items, now.wall_ms, changes)
+        except BaseException:
+            if replica.last_ops:  # the items before the bad one are written: they replicate
+                self._issue(replica.last_ops, "local", None, now)
+            raise
         if not ops:
             raise ValueError("write_many needs at least one item")
         return self._issue(ops, ack, timeout_s, now)

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from statesync.core import InvalidPath, InvalidValue, Op
+from statesync.core import InvalidPath, InvalidValue, Op, ValueLimits
 from statesync.core._replica import Replica, ReplicaLimits
 
 T = 1_700_000_000_000
@@ -129,3 +129,31 @@ def test_write_returns_op_with_scope_context() -> None:
     second = r.put("k", 2, T)
     assert first.context == () and second.context == (("a", 1),)
     assert second.dot == ("a", 2) and second.hlc > first.hlc
+
+
+values = st.one_of(st.none(), st.integers(-5, 5), st.text(max_size=3), st.just({"x": 1, "y": {"z": [2]}}), st.just({}))
+
+
+@settings(max_examples=100)
+@given(st.lists(st.tuples(st.lists(SEG, min_size=1, max_size=3).map(tuple), values), max_size=30), st.booleans())
+def test_put_many_is_a_sequence_of_puts(items: list[tuple[tuple[str, ...], object]], text: bool) -> None:
+    one, many = Replica("a"), Replica("a")
+    keyed = [(".".join(p) if text else p, v) for p, v in items]
+    ops_one = [one.put(p, v, T) for p, v in keyed]  # type: ignore[arg-type]
+    ops_many = many.put_many(keyed, T)  # type: ignore[arg-type]
+    assert ops_one == ops_many
+    assert one.digest() == many.digest() and one.get(()) == many.get(())
+
+
+def test_put_many_stops_at_a_bad_item_keeping_the_earlier_ones() -> None:
+    r = Replica("a")
+    with pytest.raises(InvalidValue):
+        r.put_many([("a", 1), ("b", 2), ("c", {1, 2}), ("d", 4)], T)  # type: ignore[list-item]
+    assert r.get(()) == {"a": 1, "b": 2}
+    assert [op.path for op in r.last_ops] == [("a",), ("b",)] and r.seq == 2
+    with pytest.raises(InvalidPath):
+        r.put_many([("e", 1), ("f..g", 2)], T)
+    with pytest.raises(InvalidValue, match="root"):
+        r.put_many([((), 5)], T)
+    with pytest.raises(InvalidValue, match="limit"):
+        Replica("b", limits=ReplicaLimits(value=ValueLimits(str_chars_max=3))).put_many([("k", "long")], T)
