@@ -14,6 +14,10 @@
   pair of processes.
 - ``await port.request(data)`` with ``port.set_request_handler(fn)`` on the
   other end; :class:`PortPool` spreads requests over several ports.
+- Security: ``PortOptions(curve=CurveKeys...)`` makes listeners CURVE servers
+  (the runtime's ``authorizer`` admits keys per ``zap_domain``) and
+  connections CURVE clients of ``tcp://host:port?key=<listener's key>``;
+  ``port.remote.public_key`` is the other side's authenticated key.
 
 See ``statesync/ports/_runtime.py`` for the socket layout, flow control and the
 relocation protocol.
@@ -21,8 +25,18 @@ relocation protocol.
 
 from __future__ import annotations
 
+from statesync.ports._curve import (
+    Authorizer,
+    AuthRequest,
+    CurveKeys,
+    is_key_text,
+    split_key,
+    with_key,
+)
 from statesync.ports._errors import (
     ConnectError,
+    HandshakeFailed,
+    InvalidKey,
     MessageTooLarge,
     PoolClosed,
     PoolQueueFull,
@@ -52,8 +66,13 @@ from statesync.wire import DataCloneError
 
 __all__ = [
     "DEFAULT_OPTIONS",
+    "AuthRequest",
+    "Authorizer",
     "ConnectError",
+    "CurveKeys",
     "DataCloneError",
+    "HandshakeFailed",
+    "InvalidKey",
     "InvalidOptions",
     "Listener",
     "MessageChannel",
@@ -76,7 +95,10 @@ __all__ = [
     "SocketClosed",
     "connect",
     "current_runtime",
+    "is_key_text",
     "listen",
     "open_runtime",
     "shutdown",
+    "split_key",
+    "with_key",
 ]

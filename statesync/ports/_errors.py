@@ -34,6 +34,17 @@ class ConnectError(PortsError):
     """A connection could not be established (no handshake answer, refused, or closed)."""
 
 
+class HandshakeFailed(ConnectError):
+    """The listener turned the connection away at the handshake: with CURVE, it does not
+    admit this side's key, the key given for it is wrong, or one side uses CURVE and
+    the other does not; or it refused the ports handshake (protocol version, too many
+    connections). The message says which and what to check. Retrying does not help."""
+
+
+class InvalidKey(PortsError, ValueError):
+    """A CURVE key (or an endpoint's ``?key=``) is not 40 Z85 characters of a valid key."""
+
+
 class RequestTimeout(PortsError, TimeoutError):
     """No response arrived within the request's timeout; a late answer is dropped."""
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import attrs
 
+from statesync.ports._curve import CurveKeys
 from statesync.ports._errors import PortsError
 from statesync.wire import DEFAULT_LIMITS
 
@@ -42,8 +43,12 @@ class PortOptions:
     connection from which nothing arrived for ``heartbeat_timeout_s`` is
     declared dead; every port on it then gets a ``close`` event.
 
-    Future security options (CURVE keys, a ZAP allowlist) will join this class;
-    all sockets are created and configured in one place (``_runtime._make_socket``).
+    Security: with ``curve`` set, a listener is a CURVE server whose ZAP domain
+    is ``zap_domain`` (the runtime's authorizer decides, per domain, which keys
+    it admits), and ``connect`` needs the listener's public key in the endpoint
+    (``tcp://host:port?key=<Z85>``); all traffic is then encrypted and both
+    ends authenticated. All sockets are created and configured in one place
+    (``PortRuntime._make_socket``).
     """
 
     # -- application-level liveness
@@ -96,6 +101,12 @@ class PortOptions:
     batch_bytes_max: int = attrs.field(default=256 << 10, validator=_positive)
     """Payload bytes in one frame (a larger single message still goes alone)."""
 
+    # -- security
+    curve: CurveKeys | None = None
+    """This side's CURVE key pair (None: no encryption, no authentication)."""
+    zap_domain: str = "statesync"
+    """A CURVE listener's ZAP domain: what the authorizer is told the listener is for."""
+
     # -- addresses
     advertise: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     """Endpoints other processes may use to reach this runtime (to follow a port
@@ -109,6 +120,8 @@ class PortOptions:
                 f"PortOptions.payload_bytes_max = {self.payload_bytes_max} exceeds the wire's bound on one "
                 f"bytes field ({DEFAULT_LIMITS.bin_bytes_max}); send large data in parts"
             )
+        if not 0 < len(self.zap_domain) <= 64 or not self.zap_domain.isascii():
+            raise InvalidOptions("PortOptions.zap_domain must be 1 to 64 ASCII characters")
         if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
             raise InvalidOptions(
                 "PortOptions.heartbeat_timeout_s must exceed heartbeat_interval_s "

@@ -26,8 +26,31 @@ socket monitor (a TCP disconnect kills the link at once, and the DEALER is
 closed so that ZeroMQ cannot silently reconnect it and lose frames in between).
 A listener has one receiver task for all its peers. Every socket is created and
 configured in :meth:`PortRuntime._make_socket`, the one place where CURVE keys
-and a ZAP handler will be set later (``MAXMSGSIZE`` there already bounds what a
-peer can make us buffer).
+and the ZAP domain are set (``MAXMSGSIZE`` there bounds what a peer can make us
+buffer).
+
+Security (CURVE)
+================
+
+With ``PortOptions.curve`` (a key pair), a listener's ROUTER is a CURVE server
+and ``connect`` makes a CURVE client of the key named in the endpoint
+(``tcp://host:port?key=<Z85>``; a CURVE listener reports its endpoints that way,
+so they travel with their key). The runtime serves ZAP (RFC 27) itself: a REP
+socket on ``inproc://zeromq.zap.01`` in its own zmq context, bound before the
+first CURVE listener binds, read by a trio task through the adapter (no thread,
+no asyncio). Each request goes to the runtime's *authorizer* with the
+listener's ZAP domain, so one runtime can admit different keys on different
+listeners; an admitted connection gets its key as ``User-Id``. The listener's
+receiver reads that metadata from every frame: the first one (the ``Hello``) is
+checked with the authorizer again, and later ones must carry the link's key.
+``RemoteInfo.public_key`` tells the code above who is on the other side.
+ZAP only runs at the handshake, so after a policy change
+:meth:`PortRuntime.recheck_links` closes the connections whose key is no
+longer admitted. A connecting side whose handshake fails (refused key, wrong
+server key, CURVE on one side only) would be retried by ZeroMQ forever in
+silence; its socket monitor turns the failure into a
+:class:`~statesync.ports.HandshakeFailed` that says which and what to check,
+and a CURVE listener's monitor logs, rate-limited, the handshakes it failed.
 
 The runtime
 ===========
@@ -136,10 +159,22 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import attrs
 import trio
 import zmq
+from zmq.utils import z85
 from zmq.utils.monitor import parse_monitor_message
 
+from statesync._ratelimit import RateLimitedLog
 from statesync.core import Value
 from statesync.ports import _codec
+from statesync.ports._curve import (
+    HANDSHAKE_EVENTS,
+    ZAP_ENDPOINT,
+    Authorizer,
+    AuthRequest,
+    describe_connect_failure,
+    describe_listen_failure,
+    split_key,
+    with_key,
+)
 from statesync.ports._envelope import (
     CLOSE_NOW,
     KIND_ERROR,
@@ -162,6 +197,8 @@ from statesync.ports._envelope import (
 )
 from statesync.ports._errors import (
     ConnectError,
+    HandshakeFailed,
+    InvalidKey,
     PortClosedError,
     PortQueueFull,
     PortsError,
@@ -286,10 +323,18 @@ class RemoteInfo:
 
     ``runtime_id`` identifies the remote process's port runtime; ``endpoints``
     are the endpoints it advertised (empty when it does not listen).
+    ``public_key`` is the other side's CURVE public key (Z85) when the
+    connection uses CURVE: authenticated by the handshake (on a listener, the
+    ``User-Id`` the ZAP handler gave the connection; on the connecting side,
+    the listener's key named in the endpoint, which the listener proved it
+    holds). None without CURVE. ``address`` is the peer's IP address as the
+    listener saw it (None on the connecting side or without CURVE).
     """
 
     runtime_id: str
     endpoints: tuple[str, ...]
+    public_key: str | None = None
+    address: str | None = None
 
 
 RequestHandler = Callable[[Value], object]
@@ -434,6 +479,11 @@ class Link:
         self.monitor: TrioSocket | None = None
         self.frames_sent = 0
         self.frames_received = 0
+        #: the other side's CURVE public key (authenticated), None without CURVE
+        self.remote_key: str | None = None
+        self.remote_address: str | None = None
+        #: why the handshake failed (a CURVE refusal or mismatch), for ``connect``'s error
+        self.failure: str | None = None
 
     def __repr__(self) -> str:
         return f"<link {self.role} {self.endpoint or self.rid!r} to {self.remote_id}>"
@@ -455,7 +505,9 @@ class Link:
     def info(self) -> RemoteInfo | None:
         if self.remote_id is None:
             return None
-        return RemoteInfo(self.remote_id, self.remote_endpoints)
+        return RemoteInfo(
+            self.remote_id, self.remote_endpoints, self.remote_key, self.remote_address
+        )
 
     # -- queues ---------------------------------------------------------------------
 
@@ -674,6 +726,9 @@ class Listener:
         self.options = options
         self.sock = sock
         self.endpoints = endpoints
+        self.curve = options.curve is not None
+        #: handshake failures (CURVE listeners only), watched to log who was refused
+        self.monitor: TrioSocket | None = None
         self.links: dict[bytes, Link] = {}
         self._queue: deque[_PortState] = deque()
         self._lot = trio.lowlevel.ParkingLot()
@@ -723,6 +778,10 @@ class Listener:
         self._lot.unpark_all()
         if self in rt._listeners:
             rt._listeners.remove(self)
+        if self.monitor is not None:
+            with suppress(zmq.ZMQError):
+                self.sock.sock.disable_monitor()
+            self.monitor.close(0)
         self.sock.close(self.options.linger_s)
 
     async def __aenter__(self) -> Listener:
@@ -730,6 +789,14 @@ class Listener:
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
+
+
+def _frame_property(frame: zmq.Frame, name: str) -> str:
+    """A metadata property of a received frame ("" when the connection has none)."""
+    try:
+        return str(frame.get(name))
+    except zmq.ZMQError:
+        return ""
 
 
 def _normalize_endpoint(endpoint: str) -> str:
@@ -746,9 +813,20 @@ class PortRuntime:
     """
 
     def __init__(
-        self, options: PortOptions | None = None, *, context: zmq.Context[Any] | None = None
+        self,
+        options: PortOptions | None = None,
+        *,
+        context: zmq.Context[Any] | None = None,
+        authorizer: Authorizer | None = None,
     ) -> None:
         self.options = options or DEFAULT_OPTIONS
+        self._authorizer = authorizer
+        self._zap: TrioSocket | None = None
+        #: connections refused by the authorizer (at the handshake or the first frame)
+        self.refused = 0
+        self._handshake_log = RateLimitedLog(
+            logger, logging.WARNING, what="failed CURVE handshakes"
+        )
         self.id = secrets.token_hex(8)
         self._ctx: zmq.Context[Any] = context if context is not None else zmq.Context()
         self._own_ctx = context is None
@@ -836,7 +914,10 @@ class PortRuntime:
 
     # -- sockets (the one place they are created and configured) ---------------------
 
-    def _make_socket(self, kind: int, options: PortOptions) -> zmq.Socket[Any]:
+    def _make_socket(
+        self, kind: int, options: PortOptions, server_key: str | None = None
+    ) -> zmq.Socket[Any]:
+        """A socket configured from ``options``; ``server_key``: the listener's key (DEALER)."""
         s: zmq.Socket[Any] = self._ctx.socket(kind)
         s.setsockopt(zmq.LINGER, int(options.linger_s * 1000))
         s.setsockopt(zmq.SNDHWM, options.sndhwm)
@@ -856,28 +937,168 @@ class PortRuntime:
         elif kind == zmq.DEALER:
             s.setsockopt(zmq.ROUTING_ID, secrets.token_bytes(12))
             s.setsockopt(zmq.IMMEDIATE, 1)
-        # Security (CURVE keys, ZAP domain) will be applied here.
+        keys = options.curve
+        if keys is not None:
+            # A handshake that stalls (a peer that opens TCP and says nothing) is
+            # dropped by libzmq after this long.
+            s.setsockopt(zmq.HANDSHAKE_IVL, max(1, int(options.connect_timeout_s * 1000)))
+            s.setsockopt(zmq.CURVE_PUBLICKEY, keys.public.encode("ascii"))
+            s.setsockopt(zmq.CURVE_SECRETKEY, keys.secret.encode("ascii"))
+            if kind == zmq.ROUTER:
+                s.setsockopt(zmq.CURVE_SERVER, 1)
+                # the ZAP handler (see _ensure_zap) decides per domain which keys it admits
+                s.setsockopt(zmq.ZAP_DOMAIN, options.zap_domain.encode("ascii"))
+            else:
+                assert server_key is not None
+                s.setsockopt(zmq.CURVE_SERVERKEY, server_key.encode("ascii"))
         return s
+
+    # -- CURVE: the ZAP handler ------------------------------------------------------
+
+    def set_authorizer(self, authorizer: Authorizer | None) -> None:
+        """Replace the function that decides which keys CURVE listeners admit."""
+        self._authorizer = authorizer
+
+    def _ensure_zap(self) -> None:
+        """Bind the ZAP handler in this runtime's context (before any CURVE listener binds).
+
+        libzmq asks the handler at ``inproc://zeromq.zap.01`` of the socket's own
+        context about every CURVE handshake; with no handler bound it would admit
+        every key. The handler is a REP socket served by a task of this runtime,
+        through the trio adapter (a zmq call, then a refresh of ``EVENTS``: a
+        skipped refresh loses handshakes).
+        """
+        if self._zap is not None:
+            return
+        if self._authorizer is None:
+            raise ConnectError(
+                "a CURVE listener needs an authorizer (open_runtime(..., authorizer=fn)) "
+                "to decide which keys it admits"
+            )
+        sock: zmq.Socket[Any] = self._ctx.socket(zmq.REP)
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            sock.bind(ZAP_ENDPOINT)
+        except zmq.ZMQError as e:
+            sock.close(0)
+            raise ConnectError(
+                f"cannot start the CURVE authenticator ({e.strerror}): another port runtime "
+                "already authenticates in this zmq context; give each runtime with CURVE "
+                "listeners its own context"
+            ) from None
+        self._zap = TrioSocket(sock)
+        self._spawn(self._zap_task, self._zap)
+
+    async def _zap_task(self, zap: TrioSocket) -> None:
+        try:
+            while True:
+                (request,) = await zap.recv_multipart_batch(1)
+                reply = self._zap_reply(request)
+                if reply is not None and not zap.try_send_multipart(reply):
+                    await zap.send_multipart(reply)
+        except SocketClosed:
+            pass
+
+    def _zap_reply(self, msg: list[bytes]) -> list[bytes] | None:
+        """The ZAP reply (RFC 27) to one request: 200 with the key as User-Id, or 400."""
+        if len(msg) < 6:
+            logger.warning("dropped a malformed ZAP request (%d frames)", len(msg))
+            return [b"1.0", msg[1], b"400", b"malformed request", b"", b""] if len(msg) > 1 else None
+        version, request_id, domain, address, _identity, mechanism = msg[:6]
+        credentials = msg[6:]
+        if version != b"1.0" or mechanism != b"CURVE" or len(credentials) != 1 or len(credentials[0]) != 32:
+            return [b"1.0", request_id, b"400", b"CURVE is required", b"", b""]
+        key = z85.encode(credentials[0]).decode("ascii")
+        request = AuthRequest(
+            domain.decode("ascii", "replace"), key, address.decode("ascii", "replace"), "handshake"
+        )
+        reason = self._authorize(request)
+        if reason is not None:
+            return [b"1.0", request_id, b"400", reason.encode("utf-8", "replace")[:200], b"", b""]
+        return [b"1.0", request_id, b"200", b"OK", key.encode("ascii"), b""]
+
+    def _authorize(self, request: AuthRequest) -> str | None:
+        authorizer = self._authorizer
+        if authorizer is None:
+            return "this runtime has no authorizer"
+        try:
+            reason = authorizer(request)
+        except Exception:  # a broken policy refuses; it never crashes the runtime
+            logger.exception("the authorizer failed; refusing %s", request.public_key)
+            reason = "the authorizer failed"
+        if reason is not None:
+            self.refused += 1
+        return reason
+
+    def recheck_links(self) -> list[tuple[RemoteInfo, str]]:
+        """Ask the authorizer again about every connection authenticated with CURVE.
+
+        Call it after the policy changed (a key removed): ZAP checks a key only
+        at the handshake. Connections it now refuses are closed (a Bye with the
+        reason; their ports get ``close``). Returns what was closed and why.
+        Connections this runtime made are checked against the domain of the
+        options they were made with.
+        """
+        closed: list[tuple[RemoteInfo, str]] = []
+        for link in list(self._links):
+            key = link.remote_key
+            if key is None or link.dead:
+                continue
+            domain = (link.listener.options if link.listener is not None else link.options).zap_domain
+            reason = self._authorize(
+                AuthRequest(domain, key, link.remote_address or "", "recheck")
+            )
+            if reason is None:
+                continue
+            info = link.info or RemoteInfo(link.remote_id or "", (), key, link.remote_address)
+            closed.append((info, reason))
+            self._link_dead(link, f"access withdrawn: {reason}", send_bye=True)
+        return closed
 
     # -- listen / connect ------------------------------------------------------------
 
     def listen(self, endpoint: str, options: PortOptions | None = None) -> Listener:
-        """Bind ``endpoint`` (tcp://, ipc://, inproc://) and return its :class:`Listener`."""
+        """Bind ``endpoint`` (tcp://, ipc://, inproc://) and return its :class:`Listener`.
+
+        With ``options.curve`` the listener is a CURVE server: only keys the
+        runtime's authorizer admits for ``options.zap_domain`` get through the
+        handshake, and its ``endpoints`` carry its public key (``?key=``).
+        """
         self._check_run()
         options = options or self.options
+        address, key = split_key(endpoint)
+        if key is not None:
+            raise InvalidKey(
+                f"listen on {address}: a listener uses its own key pair (PortOptions.curve); "
+                "drop ?key= from the endpoint"
+            )
+        if options.curve is not None:
+            self._ensure_zap()  # before the bind: a handshake must never find no handler
         sock = self._make_socket(zmq.ROUTER, options)
+        monitor: zmq.Socket[Any] | None = None
+        if options.curve is not None:
+            monitor = sock.get_monitor_socket(HANDSHAKE_EVENTS)
         try:
             sock.bind(_normalize_endpoint(endpoint))
         except zmq.ZMQError as e:
+            if monitor is not None:
+                sock.disable_monitor()
+                monitor.close(0)
             sock.close(0)
             raise ConnectError(
                 f"cannot listen on {endpoint}: {e.strerror}; pick another endpoint"
             ) from None
         bound = sock.getsockopt(zmq.LAST_ENDPOINT)
-        eps = (bound.decode() if isinstance(bound, bytes) else str(bound),)
+        bound_text = bound.decode() if isinstance(bound, bytes) else str(bound)
+        eps = (with_key(bound_text, options.curve.public if options.curve else None),)
         listener = Listener(self, options, TrioSocket(sock), eps)
         self._listeners.append(listener)
-        self._spawn(self._router_receiver, listener)
+        if monitor is not None:
+            listener.monitor = TrioSocket(monitor)
+            self._spawn(self._router_curve_receiver, listener)
+            self._spawn(self._listener_monitor_task, listener)
+        else:
+            self._spawn(self._router_receiver, listener)
         return listener
 
     async def connect(self, endpoint: str, options: PortOptions | None = None) -> MessagePort:
@@ -910,6 +1131,8 @@ class PortRuntime:
                 while not link.up.is_set() and not link.dead:
                     await self._handshake_lot.park()
             if not link.up.is_set():
+                if link.failure is not None:
+                    raise HandshakeFailed(link.failure)
                 if not link.dead:
                     self._link_dead(link, "no handshake answer")
                 raise ConnectError(
@@ -919,10 +1142,21 @@ class PortRuntime:
         return link
 
     def _open_dealer(self, endpoint: str, options: PortOptions) -> Link:
-        sock = self._make_socket(zmq.DEALER, options)
-        mon = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        address, server_key = split_key(endpoint)
+        if server_key is not None and options.curve is None:
+            raise ConnectError(
+                f"{address} is a CURVE endpoint (it has ?key=) and this side has no key pair: "
+                "set PortOptions.curve"
+            )
+        if server_key is None and options.curve is not None:
+            raise ConnectError(
+                f"connecting to {address} with CURVE needs the listener's public key: "
+                f"write the endpoint as {address}?key=<its public key>"
+            )
+        sock = self._make_socket(zmq.DEALER, options, server_key)
+        mon = sock.get_monitor_socket(int(zmq.EVENT_DISCONNECTED) | HANDSHAKE_EVENTS)
         try:
-            sock.connect(_normalize_endpoint(endpoint))
+            sock.connect(_normalize_endpoint(address))
         except zmq.ZMQError as e:
             sock.disable_monitor()
             mon.close(0)
@@ -932,6 +1166,7 @@ class PortRuntime:
             ) from None
         link = Link(self, options, role="active", sock=TrioSocket(sock), endpoint=endpoint)
         link.monitor = TrioSocket(mon)
+        link.remote_key = server_key
         self._links.add(link)
         self._dealers[endpoint] = link
         link.put(
@@ -971,11 +1206,41 @@ class PortRuntime:
             while not link.dead:
                 parts = await mon.recv_multipart()
                 try:
-                    event = parse_monitor_message(parts)["event"]
+                    parsed = parse_monitor_message(parts)
+                    event, value = int(parsed["event"]), int(parsed["value"])
                 except Exception:
                     continue
                 if event == zmq.EVENT_DISCONNECTED and link.up.is_set():
                     self._link_dead(link, "the connection was lost")
+                elif event & HANDSHAKE_EVENTS and not link.up.is_set():
+                    # ZeroMQ would retry the handshake forever, silently: fail now, saying why.
+                    link.failure = describe_connect_failure(
+                        event, value, link.endpoint, link.options.curve
+                    )
+                    self._link_dead(link, link.failure)
+        except SocketClosed:
+            pass
+
+    async def _listener_monitor_task(self, listener: Listener) -> None:
+        """Log (rate-limited) the connections a CURVE listener's handshake turned away."""
+        mon = listener.monitor
+        assert mon is not None
+        try:
+            while not listener.closed:
+                parts = await mon.recv_multipart()
+                try:
+                    parsed = parse_monitor_message(parts)
+                    event, value = int(parsed["event"]), int(parsed["value"])
+                except Exception:
+                    continue
+                if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                    continue  # the authorizer's refusal was logged where it was decided
+                self._handshake_log.log(
+                    "a connection to %s (%s) failed the CURVE handshake: %s",
+                    listener.endpoints[0],
+                    listener.options.zap_domain,
+                    describe_listen_failure(event, value),
+                )
         except SocketClosed:
             pass
 
@@ -1001,7 +1266,44 @@ class PortRuntime:
         except SocketClosed:
             pass
 
-    def _on_unknown_peer(self, listener: Listener, rid: bytes, data: bytes) -> None:
+    async def _router_curve_receiver(self, listener: Listener) -> None:
+        """The receiver of a CURVE listener: frames come with the ZAP handler's ``User-Id``
+        (the key the handshake authenticated), checked against the link on every frame."""
+        sock = listener.sock
+        try:
+            while not listener.closed:
+                batch = await sock.recv_frames_batch(256)
+                now = trio.current_time()
+                for parts in batch:
+                    if len(parts) != 2:
+                        self.bad_frames += 1
+                        continue
+                    rid_frame, data_frame = parts
+                    rid = rid_frame.bytes
+                    user_id = _frame_property(data_frame, "User-Id")
+                    link = listener.links.get(rid)
+                    if link is None:
+                        address = _frame_property(data_frame, "Peer-Address")
+                        self._on_unknown_peer(listener, rid, data_frame.bytes, user_id, address)
+                        continue
+                    if user_id != link.remote_key:
+                        self._link_dead(link, "a frame came with another key", send_bye=True)
+                        continue
+                    link.last_recv = now
+                    link.inline_ok = True
+                    self._on_frame(link, data_frame.bytes)
+                self._run_ready()
+        except SocketClosed:
+            pass
+
+    def _on_unknown_peer(
+        self,
+        listener: Listener,
+        rid: bytes,
+        data: bytes,
+        user_id: str | None = None,
+        address: str | None = None,
+    ) -> None:
         try:
             frame = decode_frame(data)
         except DecodeError:
@@ -1011,6 +1313,19 @@ class PortRuntime:
         if not isinstance(hello, Hello):
             self._send_raw_bye(listener, rid, "unknown connection; it was closed, reconnect")
             return
+        if listener.curve:
+            # ZAP admitted this key at the handshake; the policy may have changed since.
+            if not user_id:
+                self._send_raw_bye(listener, rid, "no authenticated key")
+                return
+            reason = self._authorize(
+                AuthRequest(listener.options.zap_domain, user_id, address or "", "hello")
+            )
+            if reason is not None:
+                self._send_raw_bye(
+                    listener, rid, "the node refused this key: not on its authorized list"
+                )
+                return
         if hello.version != PROTOCOL_VERSION:
             self._send_raw_bye(
                 listener, rid, f"protocol version {hello.version} is not {PROTOCOL_VERSION}"
@@ -1024,6 +1339,9 @@ class PortRuntime:
         )
         link.remote_id = hello.runtime_id
         link.remote_endpoints = hello.endpoints
+        if listener.curve:
+            link.remote_key = user_id
+            link.remote_address = address
         link.window = min(listener.options.port_window, hello.window)
         link.peer_timeout(hello.heartbeat_timeout_ms)
         listener.links[rid] = link
@@ -1101,6 +1419,8 @@ class PortRuntime:
         pass
 
     def _on_bye(self, m: Bye, link: Link) -> None:
+        if link.role == "active" and not link.up.is_set() and link.failure is None:
+            link.failure = f"{split_key(link.endpoint)[0]} refused the connection: {m.reason}"
         self._link_dead(link, f"the peer closed the connection ({m.reason})")
 
     def _link_up(self, link: Link) -> None:
@@ -2079,6 +2399,8 @@ class PortRuntime:
             self._link_dead(link, "the process is closing")
         for listener in list(self._listeners):
             listener.close()
+        if self._zap is not None:
+            self._zap.close(0)
         for e in list(self._entries.values()):
             if type(e) is _PortState:
                 self._retire(e, PortClosedError("the port runtime is closed"))
@@ -2132,10 +2454,16 @@ async def shutdown(timeout_s: float = 5.0) -> bool:
 
 @asynccontextmanager
 async def open_runtime(
-    options: PortOptions | None = None, *, context: zmq.Context[Any] | None = None
+    options: PortOptions | None = None,
+    *,
+    context: zmq.Context[Any] | None = None,
+    authorizer: Authorizer | None = None,
 ) -> AsyncIterator[PortRuntime]:
-    """An explicit port runtime whose tasks live in this block; closed gracefully at exit."""
-    rt = PortRuntime(options, context=context)
+    """An explicit port runtime whose tasks live in this block; closed gracefully at exit.
+
+    ``authorizer`` decides which keys CURVE listeners admit (see :class:`AuthRequest`).
+    """
+    rt = PortRuntime(options, context=context, authorizer=authorizer)
     try:
         async with trio.open_nursery() as n:
             rt._attach(n)

@@ -221,6 +221,20 @@ class TrioSocket:
             self.refresh()
         return out
 
+    def drain_frames(self, max_count: int) -> list[list[zmq.Frame]]:
+        """Like :meth:`drain_multipart`, as ``zmq.Frame`` objects (they carry metadata,
+        such as the ``User-Id`` a ZAP handler gave the connection)."""
+        self._check_open()
+        out: list[list[zmq.Frame]] = []
+        recv = self.sock.recv_multipart
+        try:
+            while self.events & _POLLIN and len(out) < max_count:
+                out.append(recv(_NOBLOCK, copy=False))
+                self.refresh()
+        except zmq.Again:
+            self.refresh()
+        return out
+
     # -- blocking (async) calls ------------------------------------------------
 
     async def _wait_writable_after_again(self, backoff_s: float) -> float:
@@ -319,6 +333,20 @@ class TrioSocket:
             await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             out = self.drain_multipart(max_count)
+            if out:
+                return out
+            if not await self.wait_for(_POLLIN):
+                await trio.lowlevel.checkpoint()  # never spin, even on a racy EVENTS
+
+    async def recv_frames_batch(self, max_count: int = 1024) -> list[list[zmq.Frame]]:
+        """Wait for at least one multipart message, then drain up to ``max_count`` (as Frames)."""
+        self._check_open()
+        if self.events & _POLLIN:
+            await trio.lowlevel.checkpoint()
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            out = self.drain_frames(max_count)
             if out:
                 return out
             if not await self.wait_for(_POLLIN):
