@@ -323,7 +323,7 @@ class Node:
 
     def _await_ticket(self, ticket: WriteTicket) -> Awaitable[Receipt]:
         event = self._waiters.setdefault(ticket.id, trio.Event())
-        self._mark_dirty()
+        self._flush()
 
         async def wait() -> Receipt:
             await event.wait()
@@ -476,7 +476,7 @@ class Node:
                         self._on_broadcast(msg)
                     else:
                         self._rep.received(link.id, msg, now)
-                self._mark_dirty()
+                self._flush()
         except (ports.PortsError, trio.ClosedResourceError, trio.BrokenResourceError):
             pass
         finally:
@@ -513,6 +513,19 @@ class Node:
             link.dropped_frames += 1
             self.counters["frames_dropped_full"] += 1
             return
+        if not link.queue:
+            # Nothing waiting: hand the frame to the port now (no task switch on
+            # the latency path); the sender task only deals with a backlog.
+            try:
+                link.port.post_message(frame, priority=priority)
+            except ports.PortQueueFull:
+                pass
+            except ports.PortsError:
+                self._close_link(link, "send failed")
+                return
+            else:
+                self.counters["frames_out"] += 1
+                return
         link.queue.append((frame, priority))
         link.queued_bytes += len(frame)
         if link.drained.is_set():
@@ -576,6 +589,26 @@ class Node:
             self._busy = False
             self._progress.set()
             self._progress = trio.Event()
+
+    def _flush(self) -> None:
+        """Have the replicator's output handled: now if that cannot wait, else by the flusher.
+
+        A node without a data dir commits nothing, so handling its output
+        never waits: doing it here, in the task that produced it, spares a
+        task switch on every write and every received frame. A durable node
+        leaves it to the flusher, which groups commits.
+        """
+        if self._durable or self._busy:
+            self._mark_dirty()
+            return
+        out = self._rep.take_output()
+        if out:
+            if out.persist:
+                self.counters["commits"] += 1
+            self._after_commit(out)
+        self._timer_reset.set()
+        self._progress.set()
+        self._progress = trio.Event()
 
     async def _drain(self) -> None:
         """Wait until every output produced so far is committed and handed to the links."""
