@@ -157,3 +157,16 @@ def test_put_many_stops_at_a_bad_item_keeping_the_earlier_ones() -> None:
         r.put_many([((), 5)], T)
     with pytest.raises(InvalidValue, match="limit"):
         Replica("b", limits=ReplicaLimits(value=ValueLimits(str_chars_max=3))).put_many([("k", "long")], T)
+
+
+@settings(max_examples=100)
+@given(st.data())
+def test_receive_many_equals_receive_one_by_one(data: st.DataObject) -> None:
+    ops = history(data)
+    order = data.draw(st.permutations(ops)) if ops else []
+    order = order + data.draw(st.lists(st.sampled_from(ops), max_size=5)) if ops else order
+    one, many = Replica("x"), Replica("x")
+    applied_one = [a for op in order for a in one.receive(op)]
+    applied_many = many.receive_many(order)
+    assert applied_one == applied_many
+    assert one.digest() == many.digest() and one.vv == many.vv and one.clock.last == many.clock.last
