@@ -25,6 +25,14 @@ says it may or may not have been applied). Watches re-subscribe on their own
 and then deliver one ``lagged`` event carrying the whole current subtree,
 since changes made while disconnected are not replayed one by one.
 
+Against a node with keys (CURVE), the client needs its own key pair and the
+node's public key: ``Client(endpoint, secret_key_file="me.key_secret",
+server_key=...)``, or the key in the endpoint (``tcp://host:7111?key=<Z85>``,
+as the node's log prints it), or the ``STATESYNC_KEY`` and
+``STATESYNC_SERVER_KEY`` environment variables. A node that refuses the key
+raises :class:`NodeRefused` at once (no retry); a request the key may not make
+raises :class:`AccessDenied`.
+
 The wire protocol is described in ``statesync/node/_service.py``.
 """
 
@@ -56,8 +64,10 @@ from statesync.core import (
     as_path,
     format_path,
 )
+from statesync.security import load_public_key, load_secret_key_file
 
 __all__ = [
+    "AccessDenied",
     "Client",
     "ClientClosed",
     "ClientError",
@@ -65,6 +75,7 @@ __all__ = [
     "ConnectionLost",
     "InvalidArgument",
     "NodeError",
+    "NodeRefused",
     "NodeUnavailable",
     "Watch",
     "WatchEvent",
@@ -76,6 +87,10 @@ log = logging.getLogger("statesync.client")
 PROTOCOL: Final = 1
 ENV_NODE: Final = "STATESYNC_NODE"
 """Environment variable naming the default node endpoint."""
+ENV_KEY: Final = "STATESYNC_KEY"
+"""Environment variable naming the client's secret key file (``NAME.key_secret``)."""
+ENV_SERVER_KEY: Final = "STATESYNC_SERVER_KEY"
+"""Environment variable holding the node's public key (Z85, or a ``NAME.key`` file)."""
 _READS: Final = frozenset({"hello", "get", "conflicts", "status", "sync", "cut", "heal"})
 _BACKOFF_MIN_S: Final = 0.02
 _BACKOFF_MAX_S: Final = 1.0
@@ -92,6 +107,12 @@ class ClientError(StatesyncError):
 
 class NodeUnavailable(ClientError):
     """No node answered at the endpoint in time; the message says what to check."""
+
+
+class NodeRefused(ClientError):
+    """The node turned this client away at the handshake: it does not admit this key, the
+    server key is wrong, or one side uses keys and the other does not. Retrying does not
+    help; the message says what to check."""
 
 
 class ConnectionLost(ClientError):
@@ -120,6 +141,11 @@ class NodeError(StatesyncError):
         self.type_name = type_name
 
 
+class AccessDenied(NodeError):
+    """This client's key may not do that on the node (a read-only key writing, a write
+    key outside its prefixes); nothing was changed."""
+
+
 def _raise_for(reply: Value, endpoint: str) -> dict[str, Any]:
     if not isinstance(reply, dict):
         raise NodeError(f"the node at {endpoint} sent an answer this client does not understand", type_name="Protocol")
@@ -138,6 +164,8 @@ def _raise_for(reply: Value, endpoint: str) -> dict[str, Any]:
         raise InvalidPath(text)
     if type_name == "InvalidValue":
         raise InvalidValue(text)
+    if type_name == "AccessDenied":
+        raise AccessDenied(f"the node at {endpoint} refused: {text}", type_name=type_name)
     raise NodeError(text, type_name=type_name)
 
 
@@ -398,7 +426,9 @@ class _Loop:
     async def _amain(self) -> None:
         # Payloads stay under the wire's 1 MiB limit on one bytes field: a larger
         # request fails at the call with MessageTooLarge.
-        options = ports.PortOptions(payload_bytes_max=1_040_000, heartbeat_interval_s=1.0, heartbeat_timeout_s=5.0)
+        options = ports.PortOptions(
+            payload_bytes_max=1_040_000, heartbeat_interval_s=1.0, heartbeat_timeout_s=5.0, curve=self.client._keys
+        )
         async with ports.open_runtime(options) as runtime:
             self.runtime = runtime
             self.token = trio.lowlevel.current_trio_token()
@@ -436,8 +466,9 @@ class _Loop:
 
     def _unavailable(self, waited: float, detail: str) -> NodeUnavailable:
         endpoint = self.client.endpoint
+        address, _ = ports.split_key(endpoint)
         hint = ""
-        if endpoint.startswith("ipc://") and not os.path.exists(endpoint[len("ipc://") :]):
+        if address.startswith("ipc://") and not os.path.exists(address[len("ipc://") :]):
             hint = " (its socket file does not exist)"
         return NodeUnavailable(
             f"no statesync node answered at {endpoint}{hint} within {waited:g} s{detail}; "
@@ -459,12 +490,14 @@ class _Loop:
             options = attrs.evolve(self.runtime.options, connect_timeout_s=max(remaining, 0.05))
             try:
                 with trio.fail_after(remaining):
-                    port = await self.runtime.connect(client.endpoint, options)
+                    port = await self.runtime.connect(client._dial, options)
                     try:
                         reply = _raise_for(await port.request({"op": "hello", "protocol": PROTOCOL}, timeout_s=remaining), client.endpoint)
                     except BaseException:
                         port.close()
                         raise
+            except ports.HandshakeFailed as exc:
+                raise NodeRefused(str(exc)) from None
             except (ports.PortsError, trio.TooSlowError, OSError) as exc:
                 detail = f" (last error: {exc})" if not isinstance(exc, trio.TooSlowError) else ""
                 await trio.sleep(min(backoff, max(0.0, limit - trio.current_time())))
@@ -683,6 +716,12 @@ class Client:
     ``timeout_s`` bounds each call (a write with ``ack`` other than ``local``
     gets its own ``timeout_s`` plus a margin); ``connect_timeout_s`` is how
     long a call waits for an unreachable node before :class:`NodeUnavailable`.
+
+    Keys, for a node that has them: ``secret_key_file`` (default
+    ``$STATESYNC_KEY``) is this client's key pair; ``server_key`` (a public key,
+    or a ``NAME.key`` file) is the node's, by default the endpoint's
+    ``?key=``, else ``$STATESYNC_SERVER_KEY``, else, when the key file is the
+    node's own, its public key.
     """
 
     def __init__(
@@ -692,15 +731,25 @@ class Client:
         timeout_s: float = 10.0,
         connect_timeout_s: float = 5.0,
         watch_buffer_max: int = 10_000,
+        secret_key_file: str | os.PathLike[str] | None = None,
+        server_key: str | os.PathLike[str] | None = None,
     ) -> None:
         endpoint = endpoint or os.environ.get(ENV_NODE)
         if not endpoint:
             raise ClientError(f"no node endpoint: pass Client('ipc:///path/to/client.sock') or set {ENV_NODE}")
-        if "://" not in endpoint or endpoint.split("://", 1)[0] not in ("ipc", "tcp", "inproc"):
-            raise ClientError(f"{endpoint!r} is not a node endpoint; use ipc:///path/to/client.sock or tcp://host:port")
+        try:
+            address, endpoint_key = ports.split_key(endpoint)
+        except ports.InvalidKey as exc:
+            raise ClientError(str(exc)) from None
+        if "://" not in address or address.split("://", 1)[0] not in ("ipc", "tcp", "inproc"):
+            raise ClientError(f"{address!r} is not a node endpoint; use ipc:///path/to/client.sock or tcp://host:port")
         if timeout_s <= 0 or connect_timeout_s <= 0 or watch_buffer_max <= 0:
             raise ClientError("timeout_s, connect_timeout_s and watch_buffer_max must be positive")
+        self._keys, server = _client_keys(secret_key_file, server_key, endpoint_key)
         self.endpoint = endpoint
+        self.server_key: str | None = server
+        """The node's public key this client checks (None: no CURVE)."""
+        self._dial = ports.with_key(address, server)
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.watch_buffer_max = watch_buffer_max
@@ -879,6 +928,31 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _client_keys(
+    secret_key_file: str | os.PathLike[str] | None,
+    server_key: str | os.PathLike[str] | None,
+    endpoint_key: str | None,
+) -> tuple[ports.CurveKeys | None, str | None]:
+    """This client's key pair and the node's public key (None, None: no CURVE)."""
+    key_file = secret_key_file if secret_key_file is not None else os.environ.get(ENV_KEY) or None
+    keys = load_secret_key_file(key_file) if key_file is not None else None
+    server: str | None
+    if server_key is not None:
+        server = load_public_key(server_key)
+    elif endpoint_key is not None:
+        server = endpoint_key
+    elif os.environ.get(ENV_SERVER_KEY):
+        server = load_public_key(os.environ[ENV_SERVER_KEY], f"${ENV_SERVER_KEY}")
+    else:
+        server = keys.public if keys is not None else None  # the node's own key file
+    if server is not None and keys is None:
+        raise ClientError(
+            f"a server key is given but no key pair for this client: pass secret_key_file= or set {ENV_KEY} "
+            "(statesync keygen NAME makes one; the node must list its public key)"
+        )
+    return keys, server
 
 
 def _run_callback(watch: Watch, callback: Callable[[WatchEvent], object]) -> None:

@@ -6,6 +6,7 @@ its code; this module gathers the ones a user may meet.
 
 from __future__ import annotations
 
+from statesync.client import AccessDenied, NodeRefused
 from statesync.core._errors import (
     ClockSkewError,
     InvalidPath,
@@ -19,6 +20,8 @@ from statesync.node._config import ConfigError
 from statesync.node._node import NodeClosedError
 from statesync.ports._errors import (
     ConnectError,
+    HandshakeFailed,
+    InvalidKey,
     MessageTooLarge,
     PoolClosed,
     PoolQueueFull,
@@ -29,6 +32,7 @@ from statesync.ports._errors import (
     RequestFailed,
     RequestTimeout,
 )
+from statesync.security._keys import KeyFileError
 from statesync.storage._errors import (
     DataDirInUse,
     DataDirMismatch,
@@ -39,6 +43,7 @@ from statesync.storage._errors import (
 from statesync.wire._errors import DataCloneError, DecodeError, EncodeError
 
 __all__ = [
+    "AccessDenied",
     "ClockSkewError",
     "ConfigError",
     "ConnectError",
@@ -47,10 +52,14 @@ __all__ = [
     "DataDirMismatch",
     "DecodeError",
     "EncodeError",
+    "HandshakeFailed",
+    "InvalidKey",
     "InvalidPath",
     "InvalidValue",
+    "KeyFileError",
     "MessageTooLarge",
     "NodeClosedError",
+    "NodeRefused",
     "PoolClosed",
     "PoolQueueFull",
     "PortClosedError",

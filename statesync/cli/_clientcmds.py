@@ -62,7 +62,13 @@ def node_endpoint(flag: str | None) -> str:
 
 def open_client(args: argparse.Namespace) -> Client:
     timeout = float(args.timeout)
-    return Client(node_endpoint(args.node), timeout_s=timeout, connect_timeout_s=min(timeout, 3.0))
+    return Client(
+        node_endpoint(args.node),
+        timeout_s=timeout,
+        connect_timeout_s=min(timeout, 3.0),
+        secret_key_file=getattr(args, "key", None),
+        server_key=getattr(args, "server_key", None),
+    )
 
 
 def _ack(text: str) -> Any:

@@ -11,7 +11,7 @@ from pathlib import Path
 import trio
 
 from statesync import __version__
-from statesync.cli import _clientcmds, _demo, _launch, _nodecmd
+from statesync.cli import _clientcmds, _demo, _keygen, _launch, _nodecmd
 from statesync.cli._errors import (
     EXIT_CODES_HELP,
     EXIT_FAILED,
@@ -26,6 +26,8 @@ from statesync.cli._output import err, use_color
 from statesync.client import ClientError, NodeUnavailable
 from statesync.core import StatesyncError
 from statesync.node import ConfigError
+from statesync.ports import InvalidKey
+from statesync.security import KeyFileError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -45,9 +47,12 @@ examples:
   statesync get user
   statesync watch user                        # stream changes until Ctrl-C
   statesync status --node tcp://127.0.0.1:7112
+  statesync keygen keys/ops                   # a key pair; prints the public key
 
 The node a command talks to: --node ENDPOINT, else $STATESYNC_NODE, else the
-first node defined in ./nodes/*.toml.
+first node defined in ./nodes/*.toml. A node with keys also needs --key FILE
+(or $STATESYNC_KEY) and its public key: --node ENDPOINT?key=KEY, --server-key,
+or $STATESYNC_SERVER_KEY.
 """
 
 
@@ -72,6 +77,17 @@ def _client_options(p: argparse.ArgumentParser) -> None:
         "(default: $STATESYNC_NODE, else the first node in ./nodes/)",
     )
     p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="give up after S seconds (default 10)")
+    p.add_argument(
+        "--key",
+        metavar="FILE",
+        help="this client's secret key file (NAME.key_secret), for a node with keys (default: $STATESYNC_KEY)",
+    )
+    p.add_argument(
+        "--server-key",
+        metavar="KEY",
+        help="the node's public key, or its NAME.key file (default: the endpoint's ?key=, else "
+        "$STATESYNC_SERVER_KEY, else the public half of --key when it is the node's own key)",
+    )
 
 
 def _write_options(p: argparse.ArgumentParser) -> None:
@@ -113,7 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 Flags replace the file's values. The node serves clients (the CLI,
 statesync.Client) on its client endpoint: --client auto (the default) is
-ipc://DATA_DIR/client.sock; its log says where.""",
+ipc://DATA_DIR/client.sock; its log says where.
+
+Without keys a node binds only loopback, ipc:// and inproc:// endpoints;
+--insecure lifts that (with a warning). With --key and --authorized-keys
+every connection is encrypted and authenticated; SIGHUP re-reads the
+authorized keys (removed keys lose access at once).""",
         _nodecmd.run,
     )
     p.add_argument("config", nargs="?", metavar="CONFIG.toml", help="the node's TOML file (every option of the configuration reference)")
@@ -131,10 +152,34 @@ ipc://DATA_DIR/client.sock; its log says where.""",
         "for a custom resolver; PREFIX= sets it for one subtree (repeatable)",
     )
     p.add_argument("--client", metavar="ENDPOINT", help="client endpoint: auto (default), ipc:///path, tcp://127.0.0.1:PORT, or none")
+    p.add_argument("--key", metavar="FILE", help="this node's secret key file (secret_key_file): CURVE on every connection")
+    p.add_argument("--authorized-keys", metavar="FILE", help="the keys it admits, one 'ROLE KEY [PREFIX...]' a line (authorized_keys_file)")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow binding non-loopback addresses without keys (allow_insecure): anyone who reaches them can read and write",
+    )
     p.add_argument("--sync-interval", type=float, metavar="S", help="seconds between anti-entropy rounds")
     p.add_argument("-o", "--option", action="append", metavar="NAME=VALUE", help="any other configuration option, VALUE in TOML syntax (repeatable)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default: info")
     p.add_argument("--check", action="store_true", help="print the resolved configuration as JSON and exit")
+
+    # -- keygen
+    p = command(
+        "keygen",
+        "make a CURVE key pair: NAME.key_secret (secret, mode 0600) and NAME.key (public); prints the public key",
+        """\
+  statesync keygen keys/a                 # a node's key pair: keys/a.key_secret, keys/a.key
+  statesync keygen ops                    # a client's (CLI, statesync.Client)
+  PUB=$(statesync keygen keys/b)          # the public key alone goes to stdout
+
+Give a node its secret file (secret_key_file, or --key) and list public keys
+with their role in its authorized_keys_file. An existing pair is never
+replaced unless --force (everything using it would lose access).""",
+        _keygen.run,
+    )
+    p.add_argument("name", metavar="NAME", help="a name or path; the files are NAME.key_secret and NAME.key")
+    p.add_argument("--force", action="store_true", help="replace an existing key pair")
 
     # -- launch
     p = command(
@@ -317,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NotFound as exc:
         err(str(exc))
         return EXIT_NOT_FOUND
-    except (UsageError, ConfigError) as exc:
+    except (UsageError, ConfigError, KeyFileError, InvalidKey) as exc:
         err(f"error: {exc}")
         return EXIT_USAGE
     except NodeUnavailable as exc:

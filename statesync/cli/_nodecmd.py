@@ -23,6 +23,7 @@ import trio
 from statesync.cli._errors import UsageError
 from statesync.core import StatesyncError
 from statesync.node import Node, NodeConfig, open_node
+from statesync.node._config import RELATIVE_PATHS
 from statesync.node._service import client_endpoint
 
 log = logging.getLogger("statesync.cli")
@@ -131,8 +132,9 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
         data = read_toml(path)
         base = path.resolve().parent
         source = str(path)
-        if isinstance(data.get("data_dir"), str) and not os.path.isabs(data["data_dir"]):
-            data["data_dir"] = str(base / data["data_dir"])
+        for name in RELATIVE_PATHS:  # data_dir, key files: relative to the file's folder
+            if isinstance(data.get(name), str) and not os.path.isabs(data[name]):
+                data[name] = str(base / data[name])
     flags: dict[str, Any] = {
         "node_id": args.id,
         "listen": args.listen or None,
@@ -143,6 +145,9 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
         "client": args.client,
         "strategy": parse_strategy_flags(args.strategy) if args.strategy else None,
         "sync_interval_s": args.sync_interval,
+        "secret_key_file": os.path.abspath(args.key) if getattr(args, "key", None) else None,
+        "authorized_keys_file": os.path.abspath(args.authorized_keys) if getattr(args, "authorized_keys", None) else None,
+        "allow_insecure": True if getattr(args, "insecure", False) else None,
     }
     data.update({k: v for k, v in flags.items() if v is not None})
     for item in args.option or ():
@@ -207,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _serve(config: NodeConfig) -> int:
     node_id = config.node_id
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with open_node(config) as node:
             clients = ", ".join(getattr(node, "client_endpoints", ())) or "none"
             data = config.data_dir or "memory only"
@@ -225,12 +230,26 @@ async def _serve(config: NodeConfig) -> int:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_progress, node)
                 async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        _reload_keys(node)
+                        continue
                     log.info("%s: %s: stopping (flushing the log, saying BYE to peers)", node_id, signal.Signals(signum).name)
                     break
                 nursery.cancel_scope.cancel()
         # Signals that arrive while the node stops are absorbed by the receiver.
     log.info("%s: stopped", node_id)
     return 0
+
+
+def _reload_keys(node: Node) -> None:
+    """SIGHUP: re-read the authorized keys; a bad file keeps the old list (and says why)."""
+    if not node.security.enabled:
+        log.warning("%s: SIGHUP: this node has no keys to reload (set secret_key_file and authorized_keys_file)", node.node_id)
+        return
+    try:
+        node.reload_keys()  # logs what it did
+    except StatesyncError as exc:
+        log.error("%s: SIGHUP: the authorized keys were NOT reloaded, the old list stays: %s", node.node_id, exc)
 
 
 class ProgressReporter:

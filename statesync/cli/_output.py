@@ -159,6 +159,7 @@ def render_status(status: dict[str, Any], *, color: bool = False) -> str:
     )
     vv = status.get("vv", {})
     lines.append(f"  versions    {' '.join(f'{k}:{v}' for k, v in sorted(vv.items())) or '-'}")
+    lines.append(f"  security    {security_line(status.get('security', {}))}")
     peers: dict[str, Any] = status.get("peers", {})
     progress: dict[str, Any] = status.get("snapshot_progress", {})
     lines.append("")
@@ -181,6 +182,23 @@ def render_status(status: dict[str, Any], *, color: bool = False) -> str:
         )
     lines.append(table(["PEER", "LINK", "THEY LACK", "WE LACK", "UNACKED", "LAST SYNC", "TRANSFER"], rows, indent="  "))
     return "\n".join(lines)
+
+
+def security_line(sec: dict[str, Any]) -> str:
+    """CURVE or not, the node's public key, keys per role, refusals (public facts only)."""
+    if not sec:
+        return "-"
+    if not sec.get("curve"):
+        insecure = sec.get("insecure_endpoints") or []
+        if insecure:
+            return f"NO KEYS, reachable from other hosts on {', '.join(insecure)} (allow_insecure)"
+        return "no keys (loopback, ipc and inproc only)"
+    counts = sec.get("authorized", {})
+    return (
+        f"CURVE, key {sec.get('public_key')}; authorized {counts.get('peer', 0)} peer, "
+        f"{counts.get('read', 0)} read, {counts.get('write', 0)} write; refused "
+        f"{sec.get('refused_connections', 0)} connections, {sec.get('refused_requests', 0)} requests"
+    )
 
 
 def clock() -> str:

@@ -9,6 +9,7 @@ exist, so a typo never passes silently.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -19,6 +20,7 @@ import attrs
 
 from statesync.core import ReplicatorConfig, StatesyncError, StrategySpec, ValueLimits
 from statesync.core._strategy import Strategies
+from statesync.ports import InvalidKey, split_key
 
 FRAME_BYTES_LIMIT = 1_000_000
 """Node frames travel as one bytes payload of a port; the wire refuses bytes over 1 MiB."""
@@ -31,6 +33,7 @@ class ConfigError(StatesyncError, ValueError):
 
 
 def _endpoints(value: object) -> tuple[str, ...]:
+    """Endpoints of other nodes: each may name that node's public key (``?key=<Z85>``)."""
     if value is None:
         return ()
     if isinstance(value, str):
@@ -41,11 +44,46 @@ def _endpoints(value: object) -> tuple[str, ...]:
     for item in value:
         if not isinstance(item, str) or "://" not in item:
             raise ConfigError(f"endpoint {item!r} is not of the form tcp://host:port, ipc:///path or inproc://name")
-        scheme = item.split("://", 1)[0]
+        try:
+            address, _ = split_key(item)
+        except InvalidKey as exc:
+            raise ConfigError(str(exc)) from None
+        scheme = address.split("://", 1)[0]
         if scheme not in ("tcp", "ipc", "inproc"):
-            raise ConfigError(f"endpoint {item!r} uses {scheme}://; use tcp://, ipc:// or inproc://")
+            raise ConfigError(f"endpoint {address!r} uses {scheme}://; use tcp://, ipc:// or inproc://")
         out.append(item)
     return tuple(out)
+
+
+def _own_endpoints(value: object) -> tuple[str, ...]:
+    """This node's own endpoints (listen, advertise): its key is added, never written."""
+    out = _endpoints(value)
+    for item in out:
+        address, key = split_key(item)
+        if key is not None:
+            raise ConfigError(
+                f"endpoint {address}?key=...: this node's own endpoints carry its key "
+                "automatically (from secret_key_file); drop ?key="
+            )
+    return out
+
+
+_LOOPBACK_NAMES = frozenset({"localhost", "lo", "ip6-localhost"})
+
+
+def is_local_endpoint(endpoint: str) -> bool:
+    """Whether binding ``endpoint`` is reachable from this host only (loopback, ipc, inproc)."""
+    address, _ = split_key(endpoint)
+    scheme, _, rest = address.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return True
+    host = rest.rsplit(":", 1)[0].strip("[]").lower()
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # an interface name, a host name, or * (every interface)
 
 
 @attrs.frozen
@@ -77,11 +115,12 @@ class NodeConfig:
     """Everything a node needs. Only ``node_id`` is required."""
 
     node_id: str
-    listen: tuple[str, ...] = attrs.field(default=("tcp://127.0.0.1:*",), converter=_endpoints)
+    listen: tuple[str, ...] = attrs.field(default=("tcp://127.0.0.1:*",), converter=_own_endpoints)
     """Endpoints to accept peers on. ``*`` or ``0`` as a port picks a free one."""
     peers: tuple[str, ...] = attrs.field(default=(), converter=_endpoints)
-    """Endpoints of nodes to connect to; more are learned from them."""
-    advertise: tuple[str, ...] = attrs.field(default=(), converter=_endpoints)
+    """Endpoints of nodes to connect to; more are learned from them. With keys, each
+    names that node's public key: ``tcp://10.0.0.2:7000?key=<Z85>``."""
+    advertise: tuple[str, ...] = attrs.field(default=(), converter=_own_endpoints)
     """Endpoints other nodes should use to reach this one (default: the bound ``listen`` ones)."""
     data_dir: str | None = None
     """Where the op log and snapshots live; ``None`` keeps everything in memory."""
@@ -122,6 +161,15 @@ class NodeConfig:
     Off by default because it changes a process-wide setting; ``statesync
     node`` turns it on."""
     gc_interval_s: float = 60.0
+    secret_key_file: str | None = None
+    """This node's CURVE key pair (``statesync keygen NAME`` writes ``NAME.key_secret``).
+    With it, every peer and client connection is encrypted and authenticated."""
+    authorized_keys_file: str | None = None
+    """Which public keys may connect, and as what (``peer``, ``read``, ``write``); reloaded
+    on SIGHUP (``Node.reload_keys()``). Required with ``secret_key_file``."""
+    allow_insecure: bool = False
+    """Without keys a node binds only loopback, ipc:// and inproc:// endpoints; this lets it
+    bind other addresses unauthenticated and unencrypted (it logs a warning at start)."""
     faults: FaultConfig | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -158,10 +206,61 @@ class NodeConfig:
             )
         if not self.listen:
             raise ConfigError("listen must name at least one endpoint, for example tcp://127.0.0.1:7001")
+        self._check_security()
         try:
             Strategies.from_spec(self.strategy)
         except StatesyncError as exc:
             raise ConfigError(f"strategy: {exc}") from None
+
+    def _check_security(self) -> None:
+        for name in ("secret_key_file", "authorized_keys_file"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"{name} must be the path of a file")
+        if not isinstance(self.allow_insecure, bool):
+            raise ConfigError(f"allow_insecure = {self.allow_insecure!r} must be true or false")
+        if (self.secret_key_file is None) != (self.authorized_keys_file is None):
+            raise ConfigError(
+                "set both secret_key_file (this node's key pair) and authorized_keys_file "
+                "(the keys it admits), or neither"
+            )
+        if self.secret_key_file is not None:
+            for peer in self.peers:
+                address, key = split_key(peer)
+                if key is None:
+                    raise ConfigError(
+                        f"peer {address} has no key: with keys configured, write each peer as "
+                        f"{address}?key=<that node's public key>"
+                    )
+            return
+        for peer in self.peers:
+            address, key = split_key(peer)
+            if key is not None:
+                raise ConfigError(
+                    f"peer {address} names a key but this node has none: set secret_key_file "
+                    "and authorized_keys_file, or drop ?key="
+                )
+        if self.allow_insecure:
+            return
+        client = self.client.strip() if isinstance(self.client, str) else None
+        client_ep = client if client is not None and "://" in client else None
+        for endpoint in (*self.listen, *([client_ep] if client_ep else [])):
+            if not is_local_endpoint(endpoint):
+                raise ConfigError(
+                    f"{endpoint} is reachable from other hosts and this node has no keys: anyone "
+                    "could read and write its tree; set secret_key_file and authorized_keys_file "
+                    "(README: Securing a cluster), or allow_insecure = true (statesync node "
+                    "--insecure) on a network you trust"
+                )
+
+    @property
+    def insecure_endpoints(self) -> tuple[str, ...]:
+        """Endpoints this node binds that other hosts can reach without keys (warned about)."""
+        if self.secret_key_file is not None:
+            return ()
+        client = self.client.strip() if isinstance(self.client, str) else ""
+        bound = (*self.listen, *([client] if "://" in client else []))
+        return tuple(e for e in bound if not is_local_endpoint(e))
 
     # ------------------------------------------------------------------ derived
 
@@ -238,8 +337,10 @@ class NodeConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
         data.update({k: v for k, v in overrides.items() if v is not None})
-        if isinstance(data.get("data_dir"), str) and not os.path.isabs(data["data_dir"]):
-            data["data_dir"] = os.path.join(os.path.dirname(os.path.abspath(path)), data["data_dir"])
+        base = os.path.dirname(os.path.abspath(path))
+        for name in RELATIVE_PATHS:
+            if isinstance(data.get(name), str) and not os.path.isabs(data[name]):
+                data[name] = os.path.join(base, data[name])
         return cls.from_mapping(data, source=path)
 
     def to_mapping(self) -> dict[str, Any]:
@@ -256,3 +357,6 @@ class NodeConfig:
 
 
 StrategyConfig = StrategySpec | Mapping[str, StrategySpec]
+
+RELATIVE_PATHS = ("data_dir", "secret_key_file", "authorized_keys_file")
+"""Options holding paths; relative ones in a TOML file are taken from the file's folder."""

@@ -63,6 +63,7 @@ from statesync.core import (
 )
 from statesync.node._config import FaultConfig, NodeConfig
 from statesync.node._faults import FaultInjector
+from statesync.node._security import PEER_DOMAIN, NodeSecurity
 from statesync.node._service import serve_clients
 from statesync.node._watch import Watch, WatchHub
 from statesync.storage import Durability, Loaded, Store, open_store
@@ -393,7 +394,38 @@ class Node:
         status["snapshot_progress"] = {k: list(v) for k, v in self._rep.snapshot_progress().items()}
         if self._faults is not None:
             status["faults"] = {"dropped": self._faults.dropped, "duplicated": self._faults.duplicated, "cut": sorted(self._faults.cut)}
+        status["security"] = self.security.status(self._runtime.refused)
         return status
+
+    def reload_keys(self) -> dict[str, Any]:
+        """Re-read the authorized-keys file (what SIGHUP does to ``statesync node``).
+
+        Connections whose key lost its access are closed at once (peers and
+        clients alike); from now on every handshake and every client request is
+        checked against the new list. On an error (KeyFileError, one line
+        naming file:line) the old list stays in force. Returns the keys per
+        role and how many connections were closed.
+        """
+        authorized = self.security.reload()
+        closed = self._runtime.recheck_links()
+        for info, reason in closed:
+            log.warning("%s: closed the connection of key %s: %s", self.node_id, info.public_key, reason)
+        # a peer key added by this reload makes an endpoint refused before worth trying
+        for endpoint in list(self.security.stopped_dials):
+            if self.security.may_dial(endpoint) is None:
+                self.security.stopped_dials.discard(endpoint)
+                self._start_connector(endpoint)
+        counts = authorized.counts()
+        log.info(
+            "%s: reloaded %s: %d peer, %d read, %d write keys; closed %d connections",
+            self.node_id,
+            self.config.authorized_keys_file,
+            counts["peer"],
+            counts["read"],
+            counts["write"],
+            len(closed),
+        )
+        return {"authorized": counts, "closed": len(closed)}
 
     @property
     def replica(self) -> Replica:
@@ -735,11 +767,19 @@ class Node:
             gc.collect()
 
     async def _accept(self, listener: Any) -> None:
+        security = self.security
         async for port in listener:
             if self._closing:
                 with _quietly():
                     port.close()
                 continue
+            if security.enabled:
+                key = port.remote.public_key if port.remote is not None else None
+                grant = security.grant(key)
+                if grant is None or grant.role != "peer":  # the list changed since the handshake
+                    with _quietly():
+                        port.close()
+                    continue
             self._open_link(port, active=False, endpoint=None)
 
     def _start_connector(self, endpoint: str) -> None:
@@ -753,6 +793,13 @@ class Node:
         backoff = cfg.reconnect_min_s
         rng = random.Random()
         while not self._closing:
+            refusal = self.security.may_dial(endpoint)
+            if refusal is not None:
+                # A peer gossiped it, or the list changed: never connect to a server this
+                # node does not trust. A reload that admits the key starts it again.
+                self.security.refusals.log("%s: not connecting to %s", self.node_id, refusal)
+                self.security.stopped_dials.add(endpoint)
+                break
             peer = self._endpoint_peer.get(endpoint)
             linked = self._rep.peers.get(peer) if peer is not None else None
             if peer is not None and linked is not None and linked.link is not None:
@@ -762,6 +809,11 @@ class Node:
             try:
                 with trio.fail_after(cfg.handshake_timeout_s):
                     port = await self._runtime.connect(endpoint, self._port_options)
+            except ports.HandshakeFailed as exc:
+                self.security.refusals.log("%s: cannot link with a peer: %s", self.node_id, exc)
+                await trio.sleep(backoff * (0.5 + rng.random()))
+                backoff = min(backoff * 2, cfg.reconnect_max_s)
+                continue
             except (ports.PortsError, trio.TooSlowError, OSError) as exc:
                 log.debug("%s: cannot reach %s: %s", self.node_id, endpoint, exc)
                 await trio.sleep(backoff * (0.5 + rng.random()))
@@ -780,13 +832,14 @@ class Node:
 
     @property
     def _port_options(self) -> ports.PortOptions:
-        return port_options(self.config)
+        return self.security.options(port_options(self.config), PEER_DOMAIN)
 
     # ------------------------------------------------------------- lifecycle
 
     _store_threaded = True
     _store_limiter: trio.CapacityLimiter
     _runtime: ports.PortRuntime
+    security: NodeSecurity
 
     async def _run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         self._store_limiter = trio.CapacityLimiter(1)
@@ -799,7 +852,14 @@ class Node:
                 endpoints.extend(listener.endpoints)
                 nursery.start_soon(self._accept, listener)
             self.endpoints = tuple(endpoints)
-            self._rep.endpoints = self.config.advertise or self.endpoints
+            self._rep.endpoints = self.security.advertised(self.config.advertise) or self.endpoints
+            for endpoint in self.config.insecure_endpoints:
+                log.warning(
+                    "%s: listening on %s WITHOUT keys (allow_insecure): anyone who can reach it can "
+                    "read and write the tree; see README, Securing a cluster",
+                    self.node_id,
+                    endpoint,
+                )
             nursery.start_soon(self._flusher)
             nursery.start_soon(self._timer)
             if self.config.tune_gc:
@@ -906,13 +966,18 @@ async def open_node(config: NodeConfig | None = None, /, **options: Any) -> Asyn
     elif options:
         config = attrs.evolve(config, **options)
     durability = Durability(config.durability)
+    security = NodeSecurity.load(config)  # bad key files fail here, before anything starts
     store = await trio.to_thread.run_sync(lambda: open_store(config.data_dir, config.node_id, durability=durability))
     body_error: BaseException | None = None
     try:
         loaded = await trio.to_thread.run_sync(store.load)
         node = _build_node(config, store, loaded)
         node._store_threaded = config.data_dir is not None
-        async with ports.open_runtime(port_options(config)) as runtime:
+        node.security = security
+        authorizer = security.authorize if security.enabled else None
+        async with ports.open_runtime(
+            security.options(port_options(config), PEER_DOMAIN), authorizer=authorizer
+        ) as runtime:
             node._runtime = runtime
             async with trio.open_nursery() as outer:
                 await outer.start(node._run)

@@ -46,6 +46,7 @@ watch buffer and then gets a ``lagged`` event: memory stays bounded.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import tempfile
@@ -69,6 +70,7 @@ from statesync.core import (
     validate_value,
 )
 from statesync.node._config import ConfigError
+from statesync.node._security import CLIENT_DOMAIN, WRITE_OPS
 
 if TYPE_CHECKING:
     from statesync.node._node import Node, Receipt
@@ -229,19 +231,22 @@ class ClientService:
             folder = os.path.dirname(endpoint[len("ipc://") :])
             if folder:
                 os.makedirs(folder, exist_ok=True)
-        listener = node._runtime.listen(endpoint, node._port_options)
+        options = node.security.options(node._port_options, CLIENT_DOMAIN)
+        listener = node._runtime.listen(endpoint, options)
         node._listeners.append(listener)  # the node closes its listeners when it stops
         log.info("%s: serving clients on %s", node.node_id, ", ".join(listener.endpoints))
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started(listener.endpoints)
             async for port in listener:
-                port.set_request_handler(self._handle)
-                port.on_message = lambda event, port=port: self._on_message(port, event)
+                # the client's key, authenticated by CURVE (None without keys)
+                key = port.remote.public_key if port.remote is not None else None
+                port.set_request_handler(functools.partial(self._handle, key=key))
+                port.on_message = self._stream_opener(port, key)
 
     # ------------------------------------------------------------ requests
 
-    async def _handle(self, data: Value) -> dict[str, Value]:
+    async def _handle(self, data: Value, key: str | None = None) -> dict[str, Value]:
         self.requests += 1
         if not isinstance(data, dict) or not isinstance(data.get("op"), str):
             return {"ok": False, "type": "ClientProtocolError", "error": "a request is a dict with an 'op'"}
@@ -254,6 +259,8 @@ class ClientService:
                 "error": f"unknown request {op!r}; known: {', '.join(sorted(self._ops))}",
             }
         try:
+            if self.node.security.enabled:
+                self._permit(key, op, data)
             return {"ok": True, **(await fn(data))}
         except WriteConcernError as exc:
             return {
@@ -267,6 +274,28 @@ class ClientService:
             return {"ok": False, "type": type(exc).__name__, "error": str(exc)}
         except (KeyError, TypeError, ValueError) as exc:
             return {"ok": False, "type": "ClientProtocolError", "error": f"bad {op} request: {exc!r}"}
+
+    def _permit(self, key: str | None, op: str, data: dict[str, Any]) -> None:
+        """Raise AccessDenied unless the client's key may do this request now."""
+        touched: list[tuple[Path, bool]] = []
+        if op in WRITE_OPS:
+            if op == "set_many":
+                items = data.get("items")
+                if not isinstance(items, list):
+                    raise ClientProtocolError("items must be a list of [path, value] pairs")
+                for item in items:
+                    if not isinstance(item, list) or len(item) != 2:
+                        raise ClientProtocolError("items must be a list of [path, value] pairs")
+                    touched.append((_path({"path": item[0]}), True))
+            else:
+                touched.append((_path(data), op == "set"))
+        node = self.node
+
+        def leaf_at(path: Path) -> bool:
+            value = node.get(path, ABSENT)
+            return value is not ABSENT and not isinstance(value, dict)
+
+        node.security.check_request(key, op, touched, leaf_at)
 
     async def _hello(self, data: dict[str, Any]) -> dict[str, Value]:
         node = self.node
@@ -357,12 +386,24 @@ class ClientService:
 
     # ------------------------------------------------------------- streams
 
-    def _on_message(self, port: ports.MessagePort, event: ports.MessageEvent) -> None:
+    def _stream_opener(self, port: ports.MessagePort, key: str | None) -> Callable[[ports.MessageEvent], None]:
+        def opened(event: ports.MessageEvent) -> None:
+            self._on_message(port, event, key)
+
+        return opened
+
+    def _on_message(self, port: ports.MessagePort, event: ports.MessageEvent, key: str | None = None) -> None:
         data = event.data
         port.on_message = None  # a stream port takes one opening message
         if not isinstance(data, dict) or data.get("op") not in ("watch", "snapshot"):
             self._refuse(port, "a stream opens with {'op': 'watch' | 'snapshot', 'prefix': ...}")
             return
+        if self.node.security.enabled:
+            try:
+                self.node.security.check_request(key, str(data["op"]), (), lambda _: False)
+            except StatesyncError as exc:
+                self._refuse(port, str(exc), type(exc).__name__)
+                return
         if self.streams >= STREAMS_MAX or self._nursery is None:
             self._refuse(port, f"the node serves at most {STREAMS_MAX} watches and snapshots at once; close some")
             return

@@ -165,9 +165,9 @@ def describe_connect_failure(event: int, value: int, endpoint: str, keys: CurveK
         )
     return (
         f"the CURVE handshake with {address} failed: the listener did not accept this side's "
-        "hello; check that the key after ?key= is that node's public key (statesync keygen "
-        "printed it; the node's log shows its endpoints with it) and that the node uses "
-        "CURVE keys"
+        "hello; check that the server key given for it (the endpoint's ?key=; for the CLI "
+        "also --server-key or $STATESYNC_SERVER_KEY) is that node's public key (its log "
+        "shows its endpoints with it) and that the node uses CURVE keys"
     )
 
 
@@ -179,4 +179,6 @@ def describe_listen_failure(event: int, value: int) -> str:
         return "it connected without CURVE (a peer or client with no keys configured)"
     if value == _CRYPTOGRAPHIC:
         return "its hello did not decrypt (it used a wrong server key for this node)"
+    if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        return "it hung up during the handshake (most likely a peer or client with no keys configured)"
     return f"protocol error {value:#x}"

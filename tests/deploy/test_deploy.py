@@ -17,6 +17,7 @@ from statesync.cli import build_parser
 from statesync.cli._nodecmd import build_config
 from statesync.node import NodeConfig
 from statesync.node._service import client_endpoint
+from statesync.ports import split_key
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
 ROOT = DEPLOY.parent
@@ -31,7 +32,7 @@ def node_config(argv: list[str], files: dict[str, Path]) -> NodeConfig:
 
 
 def host(endpoint: str) -> str:
-    return endpoint.split("://", 1)[1].rsplit(":", 1)[0]
+    return split_key(endpoint)[0].split("://", 1)[1].rsplit(":", 1)[0]
 
 
 def yaml_module() -> Any:
@@ -76,6 +77,9 @@ def test_compose_nodes_form_one_valid_cluster() -> None:
         assert client_endpoint(config.node_id, config.data_dir, config.client) == "ipc:///var/lib/statesync/client.sock"
         assert {host(p) for p in config.peers} == set(services)  # every peer is a service of this file
         assert config.listen == ("tcp://0.0.0.0:7000",)
+        # no keys: binding 0.0.0.0 is allowed explicitly, and the node warns about it
+        assert config.allow_insecure and config.secret_key_file is None
+        assert config.insecure_endpoints == ("tcp://0.0.0.0:7000",)
     assert len({c.node_id for c in configs.values()}) == 3
 
 
@@ -118,6 +122,7 @@ def test_kubernetes_statefulset_pods_form_one_valid_cluster(tmp_path: Path) -> N
         assert client_endpoint(config.node_id, config.data_dir, config.client) == env["STATESYNC_NODE"]["value"]
         for field in ("POD_NAME", "POD_NAMESPACE"):
             assert "fieldRef" in env[field]["valueFrom"]
+        assert config.allow_insecure and config.secret_key_file is None  # see the file's Security note
 
 
 def parse_unit(text: str) -> dict[str, list[tuple[str, str]]]:
@@ -151,3 +156,8 @@ def test_systemd_unit_runs_a_valid_node() -> None:
     env = dict(v.split("=", 1) for k, v in unit["Service"] if k == "Environment")
     assert env["STATESYNC_NODE"].replace("%i", "a") == client_endpoint(config.node_id, config.data_dir, config.client)
     assert dict(unit["Install"])["WantedBy"] == "multi-user.target"
+    # nodes on separate hosts use keys: every peer names its public key; SIGHUP reloads
+    assert config.secret_key_file == "/etc/statesync/a.key_secret"
+    assert config.authorized_keys_file == "/etc/statesync/authorized_keys"
+    assert not config.allow_insecure and all(split_key(p)[1] for p in config.peers)
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"

@@ -1,18 +1,20 @@
 """Three hosts for real: Linux network namespaces joined by veth pairs and a bridge.
 
 Each namespace has its own address and runs one node configured by
-deploy/compose/nodeN.toml, exactly as the compose file runs them (listen on
-0.0.0.0, advertise and peers by host name; ``ip netns exec`` puts
-/etc/netns/<ns>/hosts in place of /etc/hosts, so node1..node3 resolve to the
-namespaces' addresses). Only the data folder, the client socket and faster
-timers are overridden. The test: the three converge; one namespace's link goes
-down and the other two keep working (and the cut-off node keeps accepting
-writes); the link comes back and all three converge.
+deploy/compose/nodeN.toml, as the compose file runs them (listen on 0.0.0.0,
+advertise and peers by host name; ``ip netns exec`` puts /etc/netns/<ns>/hosts
+in place of /etc/hosts, so node1..node3 resolve to the namespaces' addresses).
+Overridden: the data folder, the client socket, faster timers, and security:
+the compose files run without keys (``allow_insecure``), while here every node
+gets a key pair made by the test, an authorized-keys file listing the three,
+and its peers written with their keys (``tcp://nodeN:7000?key=...``), so the
+cluster runs CURVE across real network interfaces. The test: the three
+converge; one namespace's link goes down and the other two keep working (and
+the cut-off node keeps accepting writes); the link comes back and all three
+converge. No secret key appears in any node's output.
 
 Needs root and iproute2 (`apt-get install iproute2`); skips, saying why, where
-namespaces cannot be made. Note: the deploy files bind 0.0.0.0 without keys,
-which the security issue's insecure-binding rule will later require a flag (or
-keys) for; no flag exists or is needed today.
+namespaces cannot be made.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from statesync.client import Client
+from statesync.security import write_keypair
 
 pytestmark = pytest.mark.process
 
@@ -134,21 +137,29 @@ def test_three_hosts_converge_survive_a_cut_and_heal(hosts: Hosts, tmp_path: Pat
     sockets.mkdir(exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []
     clients: list[Client] = []
+    keys = {name: write_keypair(tmp_path / name)[0] for name in NAMES}
+    (tmp_path / "authorized_keys").write_text("".join(f"peer {keys[n].public}  # {n}\n" for n in NAMES))
     try:
         for i, (ns, name) in enumerate(zip(hosts.ns, NAMES, strict=True)):
+            secured = ["--key", str(tmp_path / f"{name}.key_secret"), "--authorized-keys", str(tmp_path / "authorized_keys")]
+            for other in NAMES:
+                secured += ["--peer", f"tcp://{other}:7000?key={keys[other].public}"]
             argv = [
                 "ip", "netns", "exec", ns, sys.executable, "-m", "statesync.cli", "node", str(DEPLOY / "compose" / f"{name}.toml"),
-                "--data-dir", str(tmp_path / name), "--client", f"ipc://{sockets}/{name}.sock", *FAST,
+                "--data-dir", str(tmp_path / name), "--client", f"ipc://{sockets}/{name}.sock", *secured, *FAST,
             ]
             log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
             procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "STATESYNC_PARENT_PID": str(os.getpid())}))
             log.close()
-            clients.append(Client(f"ipc://{sockets}/{name}.sock", timeout_s=10, connect_timeout_s=30))
+            # the node's own key pair works on its own client endpoint (server key: its public half)
+            own = str(tmp_path / f"{name}.key_secret")
+            clients.append(Client(f"ipc://{sockets}/{name}.sock", timeout_s=10, connect_timeout_s=30, secret_key_file=own))
             assert i == len(clients) - 1
         c1, c2, c3 = clients
         for c, name in zip(clients, NAMES, strict=True):
             assert c.ping()["node_id"] == name
-            assert c.ping()["endpoints"] == ["tcp://0.0.0.0:7000"]
+            assert c.ping()["endpoints"] == [f"tcp://0.0.0.0:7000?key={keys[name].public}"]
+            assert c.status()["security"]["curve"] is True
         wait_until(lambda: all(connected(c) == set(NAMES) - {n} for c, n in zip(clients, NAMES, strict=True)), 30, "the three hosts to link")
 
         for i, c in enumerate(clients):
@@ -187,3 +198,7 @@ def test_three_hosts_converge_survive_a_cut_and_heal(hosts: Hosts, tmp_path: Pat
                 p.kill()
                 p.wait(10)
         shutil.rmtree(sockets, ignore_errors=True)
+    logs = "\n".join((tmp_path / f"{name}.log").read_text() for name in NAMES)
+    assert "linked with" in logs and "WITHOUT keys" not in logs
+    for k in keys.values():
+        assert k.secret not in logs, "a secret key appeared in a node's log"

@@ -140,7 +140,7 @@ async def test_a_wrong_server_key_fails_fast_and_says_to_check_the_key() -> None
         listener = b.listen("tcp://127.0.0.1:*")
         wrong = with_key(listener.endpoints[0], OTHER.public)
         start = trio.current_time()
-        with pytest.raises(HandshakeFailed, match=r"check that the key after \?key= is"):
+        with pytest.raises(HandshakeFailed, match="check that the server key given for it"):
             await a.connect(wrong)
         assert trio.current_time() - start < FAST.connect_timeout_s
 
@@ -160,7 +160,7 @@ async def test_a_plaintext_side_and_a_curve_side_do_not_connect(
         with pytest.raises(ConnectError, match="has no key pair"):
             await plain.connect(listener.endpoints[0])
         with trio.fail_after(5):  # the listener's monitor logs it (rate-limited)
-            while not any("without CURVE" in r.getMessage() for r in caplog.records):
+            while not any("no keys configured" in r.getMessage() for r in caplog.records):
                 await trio.sleep(0.01)
     async with open_runtime(opts(CLIENT)) as a, open_runtime(FAST) as plain:
         plain_listener = plain.listen("tcp://127.0.0.1:*")
