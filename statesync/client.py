@@ -284,11 +284,15 @@ class Watch:
     empty); the events that follow are the changes after that moment. The
     buffer holds at most ``buffer_max`` events; a consumer that falls that far
     behind loses them and next reads one ``lagged`` event with the whole
-    current subtree. ``close()`` (or leaving a ``with`` block) ends it.
+    current subtree. ``close()`` (or leaving a ``with`` block) ends it. A watch
+    the node stops admitting (its key was removed) ends too: iteration stops
+    and ``error`` says why.
     """
 
     def __init__(self, client: Client, prefix: Path, buffer_max: int) -> None:
         self.prefix = prefix
+        self.error: ClientError | None = None
+        """What ended the watch when it was not ``close()`` (for example NodeRefused)."""
         self.initial: Value = None
         self.lag_count = 0
         self.reconnects = 0
@@ -630,9 +634,14 @@ class _Loop:
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX_S)
                 continue
-            except ClientError:
+            except ClientError as exc:
                 if first:
                     raise
+                log.warning("the watch of %r ended: %s", format_path(watch.prefix), exc)
+                with watch._cond:
+                    watch.error = exc
+                    watch._closed = True
+                    watch._cond.notify_all()
                 return
             if watch._is_closed():
                 port.close()
@@ -947,6 +956,11 @@ def _client_keys(
         server = load_public_key(os.environ[ENV_SERVER_KEY], f"${ENV_SERVER_KEY}")
     else:
         server = keys.public if keys is not None else None  # the node's own key file
+    if keys is not None and server == keys.secret:
+        raise ClientError(
+            "the server key given is this client's SECRET key; give the node's public key, and make a "
+            "new key pair (the secret one was exposed)"
+        )
     if server is not None and keys is None:
         raise ClientError(
             f"a server key is given but no key pair for this client: pass secret_key_file= or set {ENV_KEY} "

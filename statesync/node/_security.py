@@ -80,6 +80,11 @@ class NodeSecurity:
         authorized = AuthorizedKeys.load(config.authorized_keys_file, secrets=[keys.secret])
         security = cls(config, keys, authorized)
         for peer in config.peers:
+            if ports.split_key(peer)[1] == keys.secret:
+                raise ConfigError(
+                    "peers: an endpoint's ?key= is this node's SECRET key; name the peer's public "
+                    "key there, and make a new key pair (the secret one was exposed)"
+                )
             refusal = security.may_dial(peer)
             if refusal is not None:
                 raise ConfigError(

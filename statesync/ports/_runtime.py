@@ -1040,6 +1040,8 @@ class PortRuntime:
         options they were made with.
         """
         closed: list[tuple[RemoteInfo, str]] = []
+        if self._authorizer is None:
+            return closed  # nothing decides about keys here: nothing to withdraw
         for link in list(self._links):
             key = link.remote_key
             if key is None or link.dead:

@@ -160,12 +160,17 @@ def test_a_secured_cluster(tmp_path: Path, procs: list[Proc]) -> None:
             assert plain.get("app") is None and connected(plain) == set()
         assert "p" not in admin_a.status()["peers"]
 
-        # SIGHUP after removing the writer's key and node b's: both lose access at once
+        # SIGHUP after removing the keys of the writer, the reader and node b: all lose access at once
         writer.ping()  # connected now
-        auth.write_text("\n".join(v for k, v in lines.items() if k not in ("writer", "b")) + "\n")
+        watcher = Client(sockets["a"], secret_key_file=str(tmp_path / "reader.key_secret"), server_key=keys["a"].public)
+        clients.append(watcher)
+        watch = watcher.watch("app")
+        auth.write_text("\n".join(v for k, v in lines.items() if k not in ("writer", "reader", "b")) + "\n")
         a.p.send_signal(signal.SIGHUP)
         wait_until(lambda: a.saw("reloaded"), what="a to reload its keys")
         wait_until(lambda: connected(admin_a) == set(), what="a to drop b")
+        wait_until(lambda: watch.closed, what="the reader's watch to end")
+        assert isinstance(watch.error, NodeRefused)
         with pytest.raises(NodeRefused, match="not on its authorized list"):
             writer.set("app.release", "v3")
         with pytest.raises(NodeRefused):
