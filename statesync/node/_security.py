@@ -149,9 +149,10 @@ class NodeSecurity:
 
     def may_dial(self, endpoint: str) -> str | None:
         """None if this node may connect to ``endpoint`` as a peer, else why not."""
-        if self.keys is None:
-            return None
         address, key = ports.split_key(endpoint)
+        if self.keys is None:
+            # (an endpoint remembered from a run with keys)
+            return None if key is None else f"{address} names a key and this node has none"
         if key is None:
             return f"{address} names no key (peers of a node with keys are written address?key=<public key>)"
         grant = self.grant(key)

@@ -993,17 +993,21 @@ class PortRuntime:
         try:
             while True:
                 (request,) = await zap.recv_multipart_batch(1)
-                reply = self._zap_reply(request)
-                if reply is not None and not zap.try_send_multipart(reply):
+                try:
+                    reply = self._zap_reply(request)
+                except Exception:  # never leave the REP socket without its reply
+                    logger.exception("the ZAP handler failed on a request; refusing it")
+                    reply = [b"1.0", request[1] if len(request) > 1 else b"", b"500", b"error", b"", b""]
+                if not zap.try_send_multipart(reply):
                     await zap.send_multipart(reply)
         except SocketClosed:
             pass
 
-    def _zap_reply(self, msg: list[bytes]) -> list[bytes] | None:
+    def _zap_reply(self, msg: list[bytes]) -> list[bytes]:
         """The ZAP reply (RFC 27) to one request: 200 with the key as User-Id, or 400."""
         if len(msg) < 6:
-            logger.warning("dropped a malformed ZAP request (%d frames)", len(msg))
-            return [b"1.0", msg[1], b"400", b"malformed request", b"", b""] if len(msg) > 1 else None
+            logger.warning("refused a malformed ZAP request (%d frames)", len(msg))
+            return [b"1.0", msg[1] if len(msg) > 1 else b"", b"400", b"malformed request", b"", b""]
         version, request_id, domain, address, _identity, mechanism = msg[:6]
         credentials = msg[6:]
         if version != b"1.0" or mechanism != b"CURVE" or len(credentials) != 1 or len(credentials[0]) != 32:

@@ -44,6 +44,7 @@ def test_every_command_is_in_the_tutorial() -> None:
 
 def test_sections_are_in_place() -> None:
     for heading in ("## Try it", "## Run the tests", "## Tutorial: the command line", "## Tutorial: Python",
-                    "## Conflict strategies", "## Configuration reference", "## Deployment", "## Guarantees", "## Benchmarks"):
+                    "## Conflict strategies", "## Configuration reference", "## Deployment", "## Securing a cluster",
+                    "## Guarantees", "## Benchmarks"):
         assert heading in README
     assert "docs/benchmarks.md" in README[README.index("## Benchmarks") :]

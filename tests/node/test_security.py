@@ -151,6 +151,9 @@ def test_may_dial_only_peer_keys(tmp_path: Path) -> None:
     assert sec.may_dial(f"tcp://10.0.0.2:7000?key={peer.public}") is None
     assert "is not a peer key" in str(sec.may_dial(f"tcp://10.0.0.3:7000?key={reader.public}"))
     assert "names no key" in str(sec.may_dial("tcp://10.0.0.3:7000"))
+    plain = NodeSecurity.load(NodeConfig(node_id="p"))
+    assert plain.may_dial("tcp://127.0.0.1:7000") is None
+    assert "names a key and this node has none" in str(plain.may_dial(f"tcp://127.0.0.1:7000?key={peer.public}"))
     (tmp_path / "x").mkdir()
     with pytest.raises(ConfigError, match="add a line 'peer <that key>'"):
         make_security(tmp_path / "x", "", (f"tcp://10.0.0.3:7000?key={reader.public}",))

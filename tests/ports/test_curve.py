@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 
 import attrs
 import pytest
@@ -212,3 +213,47 @@ async def test_a_curve_listener_needs_an_authorizer_and_one_per_context() -> Non
                 two.listen("tcp://127.0.0.1:*")
     finally:
         ctx.term()
+
+
+async def forwarder(target_port: int, seen: bytearray, task_status: trio.TaskStatus[int]) -> None:
+    """A TCP relay to 127.0.0.1:target_port that keeps a copy of every byte, both ways."""
+
+    async def pump(src: trio.SocketStream, dst: trio.SocketStream) -> None:
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            async for chunk in src:
+                seen.extend(chunk)
+                await dst.send_all(chunk)
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await dst.aclose()
+
+    async def handle(client: trio.SocketStream) -> None:
+        server = await trio.open_tcp_stream("127.0.0.1", target_port)
+        async with trio.open_nursery() as n:
+            n.start_soon(pump, client, server)
+            n.start_soon(pump, server, client)
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    task_status.started(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(handle, listeners)
+
+
+@pytest.mark.parametrize("curve", [False, True])
+async def test_what_crosses_the_wire_is_encrypted_with_curve(curve: bool) -> None:
+    marker = "plain-text-marker-" * 4
+    seen = bytearray()
+    async with (
+        open_runtime(opts(SERVER if curve else None), authorizer=Policy(CLIENT.public)) as b,
+        open_runtime(opts(CLIENT if curve else None)) as a,
+        trio.open_nursery() as n,
+    ):
+        listener = b.listen("tcp://127.0.0.1:*")
+        address, key = split_key(listener.endpoints[0])
+        relay_port = await n.start(forwarder, int(address.rsplit(":", 1)[1]), seen)
+        p = await a.connect(with_key(f"tcp://127.0.0.1:{relay_port}", key))
+        with trio.fail_after(5):
+            q = await listener.accept()
+        q.set_request_handler(lambda data: {"echo": data})
+        assert await p.request(marker, timeout_s=5) == {"echo": marker}
+        n.cancel_scope.cancel()
+    assert len(seen) > 200
+    assert (marker.encode() in bytes(seen)) is not curve  # the control run shows the marker
