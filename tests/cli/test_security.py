@@ -111,6 +111,7 @@ def test_a_secured_cluster(tmp_path: Path, procs: list[Proc]) -> None:
         # a known key is accepted, and its write replicates (encrypted) to b
         admin_a.set("app.config", {"threads": 4}, ack="all", timeout_s=10)
         assert admin_b.get("app.config") == {"threads": 4}
+        before = [admin_a.status()["vv"], admin_b.status()["vv"], admin_a.snapshot(), admin_b.snapshot()]
 
         # an unknown key receives nothing and cannot write
         stranger = Client(sockets["a"], secret_key_file=str(tmp_path / "stranger.key_secret"), server_key=keys["a"].public)
@@ -133,7 +134,6 @@ def test_a_secured_cluster(tmp_path: Path, procs: list[Proc]) -> None:
         reader = Client(sockets["b"], secret_key_file=str(tmp_path / "reader.key_secret"), server_key=keys["b"].public)
         clients.append(reader)
         assert reader.get("app.config.threads") == 4
-        before = [admin_a.status()["vv"], admin_b.status()["vv"], admin_a.snapshot(), admin_b.snapshot()]
         with pytest.raises(AccessDenied, match="read-only on node b: it may read and watch, not write"):
             reader.set("app.config.threads", 64)
         with pytest.raises(AccessDenied, match="read-only"):
@@ -146,6 +146,7 @@ def test_a_secured_cluster(tmp_path: Path, procs: list[Proc]) -> None:
             writer.set("secrets.x", "nope")
         with pytest.raises(AccessDenied, match="may not write"):
             writer.set_many([("app.ok", 1), ("secrets.y", 2)])  # all or nothing
+        # nothing the stranger, the reader or the scoped writer tried changed anything anywhere
         assert [admin_a.status()["vv"], admin_b.status()["vv"], admin_a.snapshot(), admin_b.snapshot()] == before
         writer.set("app.release", "v2", ack="all", timeout_s=10)
         assert admin_b.get("app.release") == "v2" and admin_b.get("secrets") is None
