@@ -59,6 +59,31 @@ def remote_applies(n: int) -> float:
     return n / (time.perf_counter() - t)
 
 
+def batch_puts(n: int) -> float:
+    """Replica.put_many in batches of 1000 text paths (the path a node's set_many takes)."""
+    items = [(f"user.k{i}", "v") for i in range(n)]
+    r = Replica("node-a")
+    gc.collect()
+    t = time.perf_counter()
+    for i in range(0, n, 1000):
+        r.put_many(items[i : i + 1000], WALL_MS)
+    return n / (time.perf_counter() - t)
+
+
+def batch_applies(n: int) -> float:
+    """Replica.receive_many in batches of 1000 (the path a node takes for a received frame)."""
+    src = Replica("node-a")
+    for i in range(n):
+        src.put(("user", f"k{i}"), "v", WALL_MS)
+    ops = list(src.log)
+    dst = Replica("node-b")
+    gc.collect()
+    t = time.perf_counter()
+    for i in range(0, n, 1000):
+        dst.receive_many(ops[i : i + 1000])
+    return n / (time.perf_counter() - t)
+
+
 def memory_child(kind: str, n: int) -> None:
     """Run in a fresh process: print RSS growth per key for one structure.
 
@@ -130,7 +155,9 @@ def main() -> None:
     print(f"# statesync core benchmark, python {sys.version.split()[0]}, one core")
     print(f"local puts/s (tuple paths, {n_ops:,} new keys):   {best_of(3, lambda: local_puts(n_ops, False)):>12,.0f}")
     print(f"local puts/s (text paths 'user.kN'):          {best_of(3, lambda: local_puts(n_ops, True)):>12,.0f}")
-    print(f"remote applies/s ({n_ops:,} ops):              {best_of(3, lambda: remote_applies(n_ops)):>12,.0f}")
+    print(f"local puts/s (put_many, batches of 1000):     {best_of(3, lambda: batch_puts(n_ops)):>12,.0f}")
+    print(f"remote applies/s ({n_ops:,} ops, one by one):  {best_of(3, lambda: remote_applies(n_ops)):>12,.0f}")
+    print(f"remote applies/s (receive_many, batches):     {best_of(3, lambda: batch_applies(n_ops)):>12,.0f}")
     d = memory_per_key("dict", n_keys)
     tree = memory_per_key("tree", n_keys)
     full = memory_per_key("tree+log", n_keys)

@@ -16,6 +16,8 @@ sends it (one frame per link per output, compressed when it pays).
 from __future__ import annotations
 
 import argparse
+import random
+import string
 import time
 
 from statesync import wire
@@ -28,8 +30,9 @@ T = 1_700_000_000_000
 class Wire:
     """Replicators wired by hand; every send is encoded and counted."""
 
-    def __init__(self, reps: dict[str, Replicator]) -> None:
+    def __init__(self, reps: dict[str, Replicator], compression: wire.Compression | None = wire.DEFAULT_COMPRESSION) -> None:
         self.reps = reps
+        self.compression = compression
         self.t = 0.0
         self.links: dict[tuple[str, int], tuple[str, int]] = {}
         self.messages = 0
@@ -60,7 +63,7 @@ class Wire:
                     dest = self.links.get((node, link))
                     if dest is None:
                         continue
-                    frame = wire.encode_frame(msgs)
+                    frame = wire.encode_frame(msgs, compression=self.compression)
                     self.messages += len(msgs)
                     self.bytes += len(frame)
                     pair = frozenset((node, dest[0]))
@@ -131,11 +134,13 @@ def idle_traffic(seconds: float) -> float:
     return sum(w.pair_bytes.values()) / (w.t - start)
 
 
-def catch_up(n: int, k: int) -> tuple[int, int]:
+def catch_up(n: int, k: int, *, compression: wire.Compression | None = wire.DEFAULT_COMPRESSION, random_values: bool = False) -> tuple[int, int]:
     """Bytes (and messages) to bring a replica missing the last k of n writes up to date."""
+    rng = random.Random(1)
     src = Replica("a", limits=ReplicaLimits(log_ops_max=n + 1))
     for i in range(n):
-        src.put(("data", f"k{i}"), "v", T)
+        value = "".join(rng.choices(string.ascii_letters, k=8)) if random_values else "v"
+        src.put(("data", f"k{i}"), value, T)
     lagging = Replica("b", limits=ReplicaLimits(log_ops_max=n + 1))
     ops = list(src.log)
     for op in ops[: n - k]:
@@ -144,7 +149,7 @@ def catch_up(n: int, k: int) -> tuple[int, int]:
         "a": Replicator(src, rand=lambda: 0.5, known_peers=["b"]),
         "b": Replicator(lagging, rand=lambda: 0.5, known_peers=["a"]),
     }
-    w = Wire(reps)
+    w = Wire(reps, compression)
     w.connect("b", "a")
     w.pump()
     assert lagging.vv == src.vv and lagging.digest() == src.digest()
@@ -166,6 +171,10 @@ def main() -> None:
     big_bytes, big_msgs = catch_up(big, 100)
     print(f"catch-up, k=100 missing of N=10,000:   {small_bytes:7,} bytes in {small_msgs} messages")
     print(f"catch-up, k=100 missing of N={big:,}: {big_bytes:7,} bytes in {big_msgs} messages  (ratio {big_bytes / small_bytes:.2f}x)")
+    for label, kwargs in (("uncompressed", {"compression": None}), ("random 8-char values, zstd", {"random_values": True}), ("random values, uncompressed", {"compression": None, "random_values": True})):
+        a, _ = catch_up(10_000, 100, **kwargs)  # type: ignore[arg-type]
+        b, _ = catch_up(big, 100, **kwargs)  # type: ignore[arg-type]
+        print(f"catch-up, k=100, {label}: N=10,000 {a:,} bytes, N={big:,} {b:,} bytes ({b / a:.2f}x)")
 
 
 if __name__ == "__main__":
