@@ -6,6 +6,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 from threading import get_ident
+from time import perf_counter
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 import trio
@@ -41,8 +42,11 @@ logger = logging.getLogger("statesync.ports")
 EventType = str
 Listener = Callable[["MessageEvent"], object]
 
-#: An ``async for`` over a port yields to other tasks at least this often.
+#: An ``async for`` over a port yields to other tasks at least every this many
+#: messages, and whenever this long has passed since it last yielded (a consumer
+#: that spends milliseconds on each message must not starve the heartbeats).
 _ITER_YIELD_EVERY: Final = 64
+_ITER_YIELD_AFTER_S: Final = 0.005
 
 
 class MessageEvent(NamedTuple):
@@ -421,12 +425,13 @@ class MessagePort:
 
 
 class _PortIterator:
-    __slots__ = ("_count", "_port", "_st")
+    __slots__ = ("_count", "_port", "_st", "_yielded_at")
 
     def __init__(self, port: MessagePort) -> None:
         self._port = port
         self._st: _PortState | None = None
         self._count = 0
+        self._yielded_at = perf_counter()
 
     def __aiter__(self) -> Self:
         return self
@@ -448,8 +453,9 @@ class _PortIterator:
     async def __anext__(self) -> MessageEvent:
         port = self._port
         self._count += 1
-        if self._count % _ITER_YIELD_EVERY == 0:
+        if self._count % _ITER_YIELD_EVERY == 0 or perf_counter() - self._yielded_at > _ITER_YIELD_AFTER_S:
             await trio.lowlevel.checkpoint()
+            self._yielded_at = perf_counter()
         else:
             await trio.lowlevel.checkpoint_if_cancelled()
         while True:

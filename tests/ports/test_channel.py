@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import trio
 import trio.testing
@@ -65,6 +67,37 @@ async def test_messages_are_copies() -> None:
     async for ev in ch.port2:
         assert ev.data == {"a": [1, 2, {"b": b"x"}], "t": [1, 2]}
         break
+
+
+async def test_a_slow_consumer_lets_other_tasks_run() -> None:
+    """A consumer that spends milliseconds per message still yields (heartbeats must run)."""
+    ch = MessageChannel()
+    for i in range(12):
+        ch.port1.post_message(i)
+    others_ran = 0
+    done = False
+
+    async def other() -> None:
+        nonlocal others_ran
+        while not done:
+            others_ran += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other)
+        await trio.lowlevel.checkpoint()
+        start = others_ran
+        got = 0
+        async for _ in ch.port2:
+            end = time.perf_counter() + 0.003  # work, not waiting: the CPU is busy
+            while time.perf_counter() < end:
+                pass
+            got += 1
+            if got == 12:
+                break
+        done = True
+    # 12 messages of 3 ms: the iterator yields at least every ~5 ms, not only every 64 messages.
+    assert others_ran - start >= 4
 
 
 async def test_close_fires_close_on_the_other_end() -> None:
