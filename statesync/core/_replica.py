@@ -343,26 +343,35 @@ class Replica:
         """
         svv = snap.vv
         lvv = self.vv
-        snap_regs: dict[Path, tuple[Version, ...]] = {path: vs for path, vs in snap.entries}
+        local: dict[Path, tuple[Version, ...]] = dict(self.tree.iter_registers())
         updates: list[tuple[Path, tuple[Version, ...]]] = []
-        for path, versions in list(self.tree.iter_registers()):
-            theirs = snap_regs.pop(path, ())
+        fresh: list[tuple[Path, tuple[Version, ...]]] = []
+        lvv_get = lvv.get
+        for path, theirs in snap.entries:
+            versions = local.pop(path, None) if local else None
+            if versions is None:  # a path only the snapshot holds (every path, for a new node)
+                if len(theirs) == 1:
+                    v = theirs[0]
+                    if lvv_get(v.origin, 0) < v.seq:
+                        fresh.append((path, theirs))
+                    continue
+                added = [v for v in theirs if lvv_get(v.origin, 0) < v.seq]
+                if added:
+                    fresh.append((path, tuple(sorted(added, key=_vkey))))
+                continue
             their_dots = {(v.origin, v.seq) for v in theirs}
-            kept = [
-                v
-                for v in versions
-                if (v.origin, v.seq) in their_dots or svv.get(v.origin, 0) < v.seq
-            ]
+            kept = [v for v in versions if (v.origin, v.seq) in their_dots or svv.get(v.origin, 0) < v.seq]
             mine = {(v.origin, v.seq) for v in versions}
-            added = [v for v in theirs if (v.origin, v.seq) not in mine and lvv.get(v.origin, 0) < v.seq]
+            added = [v for v in theirs if (v.origin, v.seq) not in mine and lvv_get(v.origin, 0) < v.seq]
             if len(kept) != len(versions) or added:
                 updates.append((path, tuple(sorted((*kept, *added), key=_vkey))))
-        for path, theirs in snap_regs.items():
-            added = [v for v in theirs if lvv.get(v.origin, 0) < v.seq]
-            if added:
-                updates.append((path, tuple(sorted(added, key=_vkey))))
+        for path, versions in local.items():  # paths the snapshot lacks: keep what it has not seen
+            kept = [v for v in versions if svv.get(v.origin, 0) < v.seq]
+            if len(kept) != len(versions):
+                updates.append((path, tuple(kept)))
         for path, versions in updates:
             self.tree.replace_register(path, versions, changes)
+        self.tree.add_registers(fresh, changes)
         for origin, n in svv.items():
             if lvv.get(origin, 0) < n:
                 lvv[origin] = n

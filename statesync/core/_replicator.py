@@ -117,6 +117,9 @@ class ReplicatorConfig:
     bad_messages_max: int = 20
     """Protocol violations tolerated from one link before it is closed."""
     capabilities: tuple[str, ...] = ("batch", "zstd", "snapshot")
+    persists: bool = True
+    """False when the host keeps nothing durable (an in-memory node): an installed
+    snapshot is then not copied into ``Output.snapshot`` for saving."""
 
 
 _NOBODY: frozenset[str] = frozenset()
@@ -156,7 +159,7 @@ class Output:
 
     persist: list[Op] = attrs.field(factory=list)
     snapshot: Snapshot | None = None
-    """Set when a snapshot was installed: persist the whole state."""
+    """Set when a snapshot was installed (and ``persists``): persist the whole state."""
     sends: list[tuple[LinkId, Message]] = attrs.field(factory=list)
     closes: list[tuple[LinkId, str]] = attrs.field(factory=list)
     completed: list[WriteTicket] = attrs.field(factory=list)
@@ -801,7 +804,8 @@ class Replicator:
         self.replica.install_snapshot(
             Snapshot(inc.vv, hlc, entries), self._out.changes if self.record_changes else None
         )
-        self._out.snapshot = self.replica.snapshot()
+        if self.config.persists:
+            self._out.snapshot = self.replica.snapshot()
         self.counters["snapshots_installed"] += 1
         self._out.notices.append(f"installed a snapshot of {inc.total} paths from {peer.node_id}")
         self._send(link.id, SnapshotRequest(inc.transfer_id, -1))

@@ -686,6 +686,21 @@ class StateTree:
                 Change(path, old, new, top.origin if top else "", top.seq if top else 0)
             )
 
+    def add_registers(
+        self, items: Iterable[tuple[Path, tuple[Version, ...]]], changes: list[Change] | None = None
+    ) -> None:
+        """Make each ``versions`` the register at its path, where there is no register now."""
+        insert = self._insert
+        for path, versions in items:
+            if not path or not versions:
+                continue
+            old = self._read_leaf(path) if changes is not None else ABSENT
+            for v in versions:
+                insert(path, v, None)
+            if changes is not None:
+                top = max(versions, key=version_key)
+                changes.append(Change(path, old, self._read_leaf(path), top.origin, top.seq))
+
     def _drop_register(self, path: Path) -> None:
         node = self._root
         walked: list[tuple[_Node, str]] = []

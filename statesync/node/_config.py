@@ -278,6 +278,7 @@ class NodeConfig:
             ops_message_bytes_max=quarter,
             sync_chunk_bytes_max=quarter,
             snapshot_chunk_bytes_max=quarter,
+            persists=self.data_dir is not None,
         )
 
     def value_limits(self) -> ValueLimits:

@@ -24,8 +24,17 @@ column with a few passes that run in C instead of one Python call per op)::
   ``ctx_ns``.
 
 Versions (``Version`` is a NamedTuple) travel as plain msgpack arrays
-``[value, hlc, origin, seq]``, which msgpack packs natively; snapshot entries
-as ``[path, [version, ...]]``.
+``[value, hlc, origin, seq]``, which msgpack packs natively. Snapshot entries
+(a path and its versions) travel as one columnar *entry block*, for the same
+reasons as ops (a chunk holds thousands; a million-key join decodes a million)::
+
+    [n, table, counts, paths, values, hlcs, origins, seqs]
+
+- ``counts``: versions per entry, an int (every entry has that many) or
+  bytes or an array of ints; the versions follow, flattened, in the
+  ``values``, ``hlcs`` (int column), ``origins`` (str column) and ``seqs``
+  (int column) columns, which have the forms described above.
+- ``paths``: an array of ``n`` paths.
 
 Decoding validates every field: types, the ranges (seq >= 1, 0 <= hlc < 2**64,
 kind 0 or 1), paths (non-empty str segments within the depth and length
@@ -61,6 +70,7 @@ from statesync.wire._values import SCALAR_TYPES, check_payload, fix_value
 
 U64_MAX: Final = 2**64 - 1
 _BLOCK_LEN: Final = 11
+_ENTRY_BLOCK_LEN: Final = 8
 _LITTLE: Final = sys.byteorder == "little"
 
 # Typecodes in order of width: unsigned ones for non-decreasing columns, signed ones else.
@@ -313,24 +323,66 @@ def encode_versions(versions: Sequence[Version]) -> Sequence[Version]:
     return versions
 
 
-def encode_entries(entries: Sequence[tuple[tuple[str, ...], Sequence[Version]]]) -> object:
+def encode_entries(entries: Sequence[tuple[tuple[str, ...], Sequence[Version]]]) -> list[object]:
+    """The entry block of snapshot ``entries`` (see the module docstring); raise DataCloneError."""
+    n = len(entries)
+    if n == 0:
+        return [0, (), 0, (), (), None, None, None]
+    try:
+        paths, groups = zip(*entries, strict=True)
+        if not _TUPLE.issuperset(map(type, paths)):
+            raise TypeError
+        segments = tuple(chain.from_iterable(paths))
+        if not _STR.issuperset(map(type, segments)) or "" in segments:
+            raise TypeError
+        lens = list(map(len, groups))
+        flat = tuple(chain.from_iterable(groups))
+        if flat:
+            values, hlcs, origins, seqs = zip(*flat, strict=True)
+        else:
+            values = hlcs = origins = seqs = ()
+        index: dict[str, int] = dict.fromkeys(origins, 0)
+        table = list(index)
+        for i, name in enumerate(table):
+            if type(name) is not str or not name or len(name) > DEFAULT_LIMITS.node_id_chars_max:
+                raise TypeError
+            index[name] = i
+        hlc_col = _enc_ints(hlcs, 0)
+        seq_col = _enc_ints(seqs, 1)
+        if not SCALAR_TYPES.issuperset(map(type, values)):
+            for value in values:
+                if type(value) not in SCALAR_TYPES:
+                    check_payload(value)
+        return [n, table, _enc_lens(lens), paths, values, hlc_col, _enc_strs(origins, index), seq_col]
+    except Exception:
+        raise _locate_bad_entry(entries) from None
+
+
+def _locate_bad_entry(entries: Sequence[object]) -> DataCloneError:
+    """The DataCloneError naming the first snapshot entry that cannot be encoded."""
     for i, entry in enumerate(entries):
         if not (isinstance(entry, tuple) and len(entry) == 2 and type(entry[0]) is tuple):
-            raise DataCloneError(
+            return DataCloneError(
                 f"entries[{i}] is not a (path, versions) pair", type_name=type(entry).__qualname__, where=f"$[{i}]"
             )
         if not all(type(s) is str and s for s in entry[0]):
-            raise DataCloneError(
+            return DataCloneError(
                 f"entries[{i}] has the path {entry[0]!r}; segments are non-empty str",
                 type_name="tuple",
                 where=f"$[{i}][0]",
+            )
+        if not isinstance(entry[1], Sequence):
+            return DataCloneError(
+                f"entries[{i}] has versions of type {type(entry[1]).__qualname__}, not a sequence",
+                type_name=type(entry[1]).__qualname__,
+                where=f"$[{i}][1]",
             )
         try:
             encode_versions(entry[1])
         except DataCloneError as e:
             e.where = f"$[{i}][1]{e.where[1:]}"
-            raise
-    return entries
+            return e
+    return DataCloneError("the snapshot entries cannot be encoded", type_name="tuple", where="$")
 
 
 # ---------------------------------------------------------------- decoding
@@ -738,11 +790,13 @@ def decode_version(obj: Any, limits: DecodeLimits) -> Version:
     return versions[0]
 
 
-def decode_entries(obj: Any, limits: DecodeLimits) -> tuple[tuple[tuple[str, ...], tuple[Version, ...]], ...]:
-    """Decode snapshot entries ``[[path, [version, ...]], ...]``."""
-    if type(obj) is not tuple:
-        raise _malformed("the snapshot entries are not an array")
-    n = len(obj)
+def decode_entries(block: Any, limits: DecodeLimits) -> tuple[tuple[tuple[str, ...], tuple[Version, ...]], ...]:
+    """Decode and validate an entry block (snapshot entries, see the module docstring)."""
+    if type(block) is not tuple or len(block) != _ENTRY_BLOCK_LEN:
+        raise _malformed(f"the snapshot entries are not an array of {_ENTRY_BLOCK_LEN} columns")
+    n, table, ccol, paths, values, hcol, ocol, scol = block
+    if type(n) is not int or n < 0:
+        raise _malformed(f"the entry count is {n!r}")
     if n > limits.ops_len_max:
         raise BatchTooLong(
             f"a snapshot chunk holds {n} entries; ops_len_max is {limits.ops_len_max}",
@@ -750,24 +804,61 @@ def decode_entries(obj: Any, limits: DecodeLimits) -> tuple[tuple[tuple[str, ...
             bound=limits.ops_len_max,
             value=n,
         )
+    check_paths(paths, n, limits)  # bounds n by real data before anything is sized by it
     if not n:
         return ()
-    if not _TUPLE.issuperset(map(type, obj)) or set(map(len, obj)) != {2}:
-        raise _malformed("a snapshot entry is not an array [path, versions]")
-    paths, groups = zip(*obj, strict=True)
-    check_paths(paths, n, limits)
-    if not _TUPLE.issuperset(map(type, groups)):
-        raise _malformed("a snapshot entry's versions are not an array")
-    lens = tuple(map(len, groups))
-    total = sum(lens)
-    if total > limits.container_len_max:
+    if type(table) is not tuple:
+        raise _malformed("the node id table is not an array")
+    check_node_ids(table, limits, "a node id")
+    tc = type(ccol)
+    lens: Any = None
+    if tc is int:
+        if ccol < 0:
+            raise _malformed(f"the version count is {ccol}")
+        uniform = ccol
+        m = ccol * n
+    elif tc is bytes or tc is tuple:
+        if len(ccol) != n:
+            raise _malformed(f"the version counts column has {len(ccol)} entries, not {n}")
+        if tc is tuple and (not _INT.issuperset(map(type, ccol)) or min(ccol) < 0):
+            raise _malformed("the version counts column holds a negative or non-int count")
+        uniform = -1
+        m = sum(ccol)
+        lens = ccol
+    else:
+        raise _malformed(f"the version counts column is a {tc.__name__}")
+    if m > limits.container_len_max:
         raise ContainerTooLong(
-            f"a snapshot chunk holds {total} versions; container_len_max is {limits.container_len_max}",
+            f"a snapshot chunk holds {m} versions; container_len_max is {limits.container_len_max}",
             limit="container_len_max",
             bound=limits.container_len_max,
-            value=total,
+            value=m,
         )
-    flat = decode_versions(tuple(chain.from_iterable(groups)), limits)
-    it = iter(flat)
-    return tuple(zip(paths, map(tuple, map(islice, repeat(it), lens)), strict=True))
-
+    values = fix_values(values, m, limits, None, None)
+    origins = _dec_strs(ocol, table, m, "version origins")
+    hlcs, lo, hi = _dec_ints(hcol, m, "hlc")
+    if m and (lo < 0 or hi > U64_MAX):
+        raise OutOfRange(
+            f"a version's hlc is {lo if lo < 0 else hi}; hlcs run from 0 to 2**64-1",
+            limit="hlc",
+            bound=(0, U64_MAX),
+            value=lo if lo < 0 else hi,
+        )
+    seqs, lo, hi = _dec_ints(scol, m, "seq")
+    if m and (lo < 1 or hi > U64_MAX):
+        raise OutOfRange(
+            f"a version's seq is {lo if lo < 1 else hi}; seqs run from 1 to 2**64-1",
+            limit="seq",
+            bound=(1, U64_MAX),
+            value=lo if lo < 1 else hi,
+        )
+    versions = map(_new_op, repeat(Version), zip(values, hlcs, origins, seqs, strict=True))
+    if uniform == 1:
+        groups: Any = zip(versions)
+    elif uniform == 0:
+        groups = ((),) * n
+    elif uniform > 1:
+        groups = zip(*([versions] * uniform), strict=False)  # one shared iterator, k at a time
+    else:
+        groups = map(tuple, map(islice, repeat(versions), lens))
+    return tuple(zip(paths, groups, strict=True))

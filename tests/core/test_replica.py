@@ -53,9 +53,16 @@ def test_snapshot_join_equals_op_delivery(data: st.DataObject) -> None:
     for op in sorted({o.dot: o for o in [*mine, *theirs]}.values(), key=lambda o: o.hlc):
         expected.receive(op)
     changes: list = []
+    paths = {p for p, _ in a.tree.iter_registers()} | {p for p, _ in b.tree.iter_registers()}
+    before = {p: a.tree._read_leaf(p) for p in paths}
     a.install_snapshot(b.snapshot(), changes)
     assert a.digest() == expected.digest()
     assert a.get(()) == expected.get(())
+    # the changes reported are exactly the leaves that changed, old and new values right
+    after = {p: a.tree._read_leaf(p) for p in paths}
+    assert {c.path for c in changes} >= {p for p in paths if before[p] != after[p]}
+    for c in changes:
+        assert (c.old, c.new) == (before[c.path], after[c.path])
     # the rest arrives later through the log and changes nothing more
     for op in ops:
         a.receive(op)

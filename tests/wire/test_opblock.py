@@ -235,22 +235,47 @@ def test_snapshot_entries_checks() -> None:
     chunk = SnapshotChunk("t", 0, 1, {}, ((("a",), (Version("x", 1, "n", 1),)),))
     raw = msgpack.unpackb(encode_message(chunk))
     assert decode_message(msgpack.packb(raw)) == chunk
+    assert raw[5] == [1, ["n"], 1, [["a"]], ["x"], 1, 0, 1]  # the entry block
+
+    def block(**change: Any) -> list[Any]:
+        cols = {"n": 1, "table": ["n"], "counts": 1, "paths": [["a"]], "values": ["x"], "hlcs": 1, "origins": 0, "seqs": 1}
+        cols.update(change)
+        return list(cols.values())
+
     bad_entries: list[tuple[Any, type[DecodeError]]] = [
-        ([[["a"], [["x", 1, "n", 0]]]], OutOfRange),  # seq 0
-        ([[["a"], [["x", -1, "n", 1]]]], OutOfRange),
-        ([[["a"], [["x", 1, "", 1]]]], OutOfRange),
-        ([[["a"], [["x", 1, 5, 1]]]], WrongType),
-        ([[["a"], [["x", 1.0, "n", 1]]]], WrongType),
-        ([[["a"], [["x", 1, "n"]]]], MalformedFrame),
-        ([[["a"], "versions"]], MalformedFrame),
-        ([[["a", ""], []]], BadPath),
-        ([[["a"]]], MalformedFrame),
-        ([[["a"], [[{b"k": 1}, 1, "n", 1]]]], WrongType),
+        (block(seqs=0), OutOfRange),
+        (block(hlcs=-1), OutOfRange),
+        (block(table=[""]), OutOfRange),
+        (block(table=[5]), WrongType),
+        (block(hlcs=1.0), MalformedFrame),
+        (block(origins=1), OutOfRange),  # outside the table
+        (block(counts=2), MalformedFrame),  # one version where two are announced
+        (block(counts=b"\x01\x01"), MalformedFrame),
+        (block(counts=[-1]), MalformedFrame),
+        (block(counts="x"), MalformedFrame),
+        (block(counts=10**9), ContainerTooLong),  # sized from the count: refused before anything is built
+        (block(n=10**9), BatchTooLong),
+        (block(n=2), MalformedFrame),  # one path where two entries are announced
+        (block(paths=[["a", ""]]), BadPath),
+        (block(values=[{b"k": 1}]), WrongType),
+        (block()[:7], MalformedFrame),
+        ([[["a"], [["x", 1, "n", 1]]]], MalformedFrame),  # the old row form
+        ("entries", MalformedFrame),
     ]
     for entries, error in bad_entries:
         raw[5] = entries
         with pytest.raises(error):
             decode_message(msgpack.packb(raw, use_bin_type=True))
+
+
+def test_entry_blocks_round_trip_every_column_form() -> None:
+    many = tuple(
+        (("p", f"k{i}"), tuple(Version(f"v{j}", 10**15 - 7 * i + j, f"node{(i + j) % 300}", 1 + i * j) for j in range(i % 3)))
+        for i in range(600)
+    )
+    for entries in (many, many[:1], many[1:2], tuple((p, vs[:1]) for p, vs in many if vs), ((("a",), ()),)):
+        chunk = SnapshotChunk("t", 0, len(entries), {"n": 1}, entries)
+        assert decode_message(encode_message(chunk)) == chunk
 
 
 def test_versions_keep_list_values() -> None:
