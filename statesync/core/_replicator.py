@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable
-from typing import Literal, NamedTuple, TypeAlias
+from typing import Final, Literal, NamedTuple, TypeAlias
 
 import attrs
 
@@ -233,6 +233,11 @@ class _OutgoingSnapshot:
     snapshot: Snapshot
     touched_s: float
     sent_entries: int = 0
+    """Entries sent from the start without a gap (a resend from an offset lowers it)."""
+    requested: int = -1
+    """The offset of the latest SNAPSHOT_REQUEST (-1: none yet)."""
+    ends: dict[int, int] = attrs.Factory(dict)
+    """Where the chunk starting at an offset ends (computed once per chunk)."""
 
 
 def op_size(op: Op) -> int:
@@ -249,9 +254,16 @@ def op_size(op: Op) -> int:
     return 24 + len(op.origin) + sum(map(len, path)) + len(path) + v + 10 * len(op.context)
 
 
+_SNAPSHOT_WINDOW_CHUNKS: Final = 2
+"""Snapshot chunks out at once: the one requested and the next."""
+_SNAPSHOT_ENDS_MAX: Final = 1 << 16
+"""Chunk boundaries remembered per transfer (beyond that they are recomputed)."""
+
+
 def _entry_size(entry: SnapshotEntry) -> int:
+    """An upper bound of an entry's encoded size in bytes."""
     path, versions = entry
-    size = 8 + sum(len(s) + 1 for s in path)
+    size = 8 + len(path) + sum(map(len, path))
     for v in versions:
         value = v.value
         size += 24 + len(v.origin) + (
@@ -746,9 +758,32 @@ class Replicator:
         self._out.notices.append(
             f"sending a snapshot of {len(transfer.snapshot.entries)} paths to {peer.node_id} (its log position was compacted away)"
         )
-        self._send_chunk(link, transfer, 0, now)
+        self._send_window(link, transfer, 0, now)
 
-    def _send_chunk(self, link: _Link, transfer: _OutgoingSnapshot, offset: int, now: Now) -> None:
+    def _send_window(self, link: _Link, transfer: _OutgoingSnapshot, offset: int, now: Now) -> None:
+        """Have the chunk at ``offset`` and the one after it sent (skipping what already went).
+
+        One chunk stays in flight ahead of the receiver's requests, so that the
+        sender's encoding and the receiver's decoding overlap instead of taking
+        turns. A request for an offset not beyond the previous one (a repeat:
+        a chunk or the request was lost) sends again from there.
+        """
+        if offset <= transfer.requested:
+            transfer.sent_entries = min(transfer.sent_entries, offset)
+        transfer.requested = offset
+        total = len(transfer.snapshot.entries)
+        pos = offset
+        for _ in range(_SNAPSHOT_WINDOW_CHUNKS):
+            if pos >= total:
+                break
+            if pos >= transfer.sent_entries:
+                self._send_chunk(link, transfer, pos, now)
+            pos = self._chunk_end(transfer, pos)
+
+    def _chunk_end(self, transfer: _OutgoingSnapshot, offset: int) -> int:
+        end = transfer.ends.get(offset)
+        if end is not None:
+            return end
         entries = transfer.snapshot.entries
         budget = self.config.snapshot_chunk_bytes_max
         end = offset
@@ -757,7 +792,15 @@ class Replicator:
             if budget < 0 and end > offset:
                 break
             end += 1
-        transfer.sent_entries = max(transfer.sent_entries, end)
+        if len(transfer.ends) < _SNAPSHOT_ENDS_MAX:
+            transfer.ends[offset] = end
+        return end
+
+    def _send_chunk(self, link: _Link, transfer: _OutgoingSnapshot, offset: int, now: Now) -> None:
+        entries = transfer.snapshot.entries
+        end = self._chunk_end(transfer, offset)
+        if offset <= transfer.sent_entries:
+            transfer.sent_entries = max(transfer.sent_entries, end)
         transfer.touched_s = now.mono_s
         self.counters["snapshot_chunks_sent"] = self.counters.get("snapshot_chunks_sent", 0) + 1
         self._send(
@@ -781,7 +824,7 @@ class Replicator:
             self._start_snapshot(link, peer, now, fresh=True)
             return
         if msg.offset < len(transfer.snapshot.entries):
-            self._send_chunk(link, transfer, msg.offset, now)
+            self._send_window(link, transfer, msg.offset, now)
 
     def _on_snapshot_chunk(self, link: _Link, peer: PeerState, msg: SnapshotChunk, now: Now) -> None:
         inc = peer.snapshot_in
@@ -792,7 +835,11 @@ class Replicator:
             self._send(link.id, SnapshotRequest("", 0))
             return
         if msg.offset != len(inc.entries):
-            self._send(link.id, SnapshotRequest(inc.transfer_id, len(inc.entries)))
+            # A gap (a chunk was lost) or the sender offering the first chunk again
+            # (it heard nothing for a while): say where we are. Any other chunk
+            # behind us is a duplicate of one we hold: nothing to do.
+            if msg.offset > len(inc.entries) or msg.offset == 0:
+                self._send(link.id, SnapshotRequest(inc.transfer_id, len(inc.entries)))
             return
         inc.entries.extend(msg.entries)
         if len(inc.entries) < inc.total:
