@@ -51,6 +51,7 @@ Protocol, per link (a connection to one peer):
 from __future__ import annotations
 
 import enum
+import heapq
 from collections.abc import Callable, Iterable
 from typing import Final, Literal, NamedTuple, TypeAlias
 
@@ -108,6 +109,9 @@ class ReplicatorConfig:
     ops_message_count_max: int = 4096
     ops_message_bytes_max: int = 1 << 20
     sync_chunk_bytes_max: int = 1 << 20
+    sync_cloud_dots_max: int = 1024
+    """Buffered dots named in a SYNC_REQUEST at most (the lowest ones). Naming fewer
+    only means the peer may send again ops that are already buffered here."""
     snapshot_chunk_bytes_max: int = 1 << 20
     snapshot_ttl_s: float = 120.0
     snapshot_transfers_max: int = 4
@@ -691,7 +695,14 @@ class Replicator:
     def _request_sync(self, link: _Link) -> None:
         ctx = self.replica.received_context()
         self.counters["sync_requests"] += 1
-        self._send(link.id, SyncRequest(ctx.vv, tuple(sorted(ctx.cloud))))
+        cloud = ctx.cloud
+        bound = self.config.sync_cloud_dots_max
+        if len(cloud) <= bound:
+            dots = sorted(cloud)
+        else:  # the lowest above the applied front: what the peer would send first
+            front = ctx.vv
+            dots = sorted(heapq.nsmallest(bound, cloud, key=lambda d: d[1] - front.get(d[0], 0)))
+        self._send(link.id, SyncRequest(ctx.vv, tuple(dots)))
 
     def sync_now(self, now: Now) -> None:
         """Start an anti-entropy round with every up link now."""

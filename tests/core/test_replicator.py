@@ -328,6 +328,26 @@ def test_anti_entropy_sends_only_what_is_missing_in_bounded_chunks() -> None:
     assert len(net.sent_of(SyncRequest)) == 1
 
 
+def test_a_sync_request_names_a_bounded_number_of_buffered_dots() -> None:
+    net = Net("a", "b", config=ReplicatorConfig(sync_cloud_dots_max=5, sync_interval_s=1000))
+    net.connect("a", "b")
+    net.pump()
+    for i in range(30):
+        net.reps["a"].write(f"k{i}", i, now=net.now("a"))
+    # the first op is lost; the other 29 arrive and wait in b's causal buffer
+    out = net.reps["a"].take_output()
+    la = next(link for (node, link) in net.links if node == "a")
+    lb = net.links[("a", la)][1]
+    ops = [op for _, m in out.sends if isinstance(m, Ops) for op in m.ops]
+    net.reps["b"].received(lb, Ops(tuple(ops[1:])), net.now("b"))
+    assert net.reps["b"].replica.pending_count == 29
+    net.sent.clear()
+    net.pump()
+    requests = [m for n, m in net.sent_of(SyncRequest) if n == "b"]
+    assert requests and requests[0].cloud == tuple(("a", s) for s in range(2, 7))
+    assert net.reps["b"].replica.get(()) == net.reps["a"].replica.get(())
+
+
 def test_two_cut_off_nodes_converge_through_a_third() -> None:
     net = Net("a", "b", "c")
     net.reps["a"].write("from.a", 1, now=net.now("a"))
