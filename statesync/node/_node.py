@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import math
 import os
 import random
 import time
@@ -240,6 +241,7 @@ class Node:
         self._next_link = 1
         self._dirty = trio.Event()
         self._timer_reset = trio.Event()
+        self._timer_deadline = math.inf
         self._waiters: dict[int, trio.Event] = {}
         self._connectors: set[str] = set()
         self._endpoint_peer: dict[str, str] = {}
@@ -262,7 +264,15 @@ class Node:
 
     def _mark_dirty(self) -> None:
         self._dirty.set()
-        self._timer_reset.set()
+        self._poke_timer()
+
+    def _poke_timer(self) -> None:
+        """Wake the timer task only if the replicator now wants a tick sooner than it waits for.
+
+        (Waking it on every write and every frame cost a task switch and a
+        cancel scope on the latency path.)"""
+        if self._rep.next_tick_s() < self._timer_deadline:
+            self._timer_reset.set()
 
     def _check_open(self) -> None:
         if self._closing:
@@ -638,7 +648,7 @@ class Node:
             if out.persist:
                 self.counters["commits"] += 1
             self._after_commit(out)
-        self._timer_reset.set()
+        self._poke_timer()
         self._progress.set()
         self._progress = trio.Event()
 
@@ -743,7 +753,7 @@ class Node:
 
     async def _timer(self) -> None:
         while True:
-            deadline = self._rep.next_tick_s()
+            deadline = self._timer_deadline = self._rep.next_tick_s()
             with trio.move_on_at(deadline):
                 await self._timer_reset.wait()
             self._timer_reset = trio.Event()
