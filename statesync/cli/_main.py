@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"statesync {__version__}")
+    parser.add_argument(
+        "--node",
+        "-n",
+        dest="global_node",
+        metavar="ENDPOINT",
+        help="the node a client command talks to; the same as --node after the command",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, help: str, examples: str, handler: Handler) -> argparse.ArgumentParser:
@@ -347,6 +354,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    if args.global_node is not None:
+        if not hasattr(args, "node"):
+            err(f"error: --node applies to the client commands, not to {args.command}; leave it out")
+            return EXIT_USAGE
+        if args.node is None:
+            args.node = args.global_node
     try:
         try:
             code: int = args.func(args)

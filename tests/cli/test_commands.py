@@ -68,6 +68,11 @@ def test_client_commands_against_a_node(pair: NodeThread, capsys: pytest.Capture
     code, out, _ = run(capsys, "dump", "--compact", "--node", a)
     assert code == 0 and "user" not in json.loads(out)["cli"]
     assert run(capsys, "dump", "cli.nothing", "--node", a)[0] == 4
+    # --node also goes before the command; after it, it wins
+    assert run(capsys, "--node", a, "get", "cli.age")[1] == "36\n"
+    assert run(capsys, "-n", "tcp://127.0.0.1:9", "get", "cli.age", "--node", a)[1] == "36\n"
+    code, _, err = run(capsys, "--node", a, "keygen", "x")
+    assert code == 2 and "--node applies to the client commands" in err
 
 
 def test_bytes_values_print_as_base64_and_parse_back(pair: NodeThread, capsys: pytest.CaptureFixture[str]) -> None:
