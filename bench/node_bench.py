@@ -226,9 +226,13 @@ def join(n: int) -> float:
     try:
 
         async def fill() -> None:
-            async with open_node(node_id="filler", peers=endpoints) as f:
+            async with open_node(NodeConfig.from_mapping({"node_id": "filler", "peers": endpoints, "tune_gc": True})) as f:
                 for start in range(0, n, 5000):
-                    await f.set_many([(("data", f"k{i}"), "v") for i in range(start, min(n, start + 5000))])
+                    # ack="all": a pace a can follow (a flood it cannot follow ends in dropped
+                    # frames and anti-entropy, which is slower for everyone)
+                    await f.set_many(
+                        [(("data", f"k{i}"), "v") for i in range(start, min(n, start + 5000))], ack="all", timeout_s=60
+                    )
                 while True:
                     st = f.status()["peers"].get("a")
                     if st and st["connected"] and st["they_lack_ops"] == 0:

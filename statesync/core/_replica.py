@@ -343,6 +343,15 @@ class Replica:
         """
         svv = snap.vv
         lvv = self.vv
+        if not lvv and not self.tree.leaf_count and not self._pending:
+            # A new replica (a node joining): everything in the snapshot is new here.
+            self.tree.add_registers(snap.entries, changes)
+            for origin, n in svv.items():
+                if n > 0:
+                    lvv[origin] = n
+                    self.log.reset_origin(origin, n)
+            self.clock.observe(snap.hlc)
+            return
         local: dict[Path, tuple[Version, ...]] = dict(self.tree.iter_registers())
         updates: list[tuple[Path, tuple[Version, ...]]] = []
         fresh: list[tuple[Path, tuple[Version, ...]]] = []

@@ -689,8 +689,16 @@ class StateTree:
     def add_registers(
         self, items: Iterable[tuple[Path, tuple[Version, ...]]], changes: list[Change] | None = None
     ) -> None:
-        """Make each ``versions`` the register at its path, where there is no register now."""
+        """Make each ``versions`` the register at its path, where there is no register now.
+
+        Built for loading a whole snapshot (a million paths when a node joins):
+        paths in snapshot order share their parents, so the last parent found
+        is reused instead of walking from the root for each path.
+        """
         insert = self._insert
+        if changes is None:
+            self._add_registers_bulk(items)
+            return
         for path, versions in items:
             if not path or not versions:
                 continue
@@ -700,6 +708,49 @@ class StateTree:
             if changes is not None:
                 top = max(versions, key=version_key)
                 changes.append(Change(path, old, self._read_leaf(path), top.origin, top.seq))
+
+    def _add_registers_bulk(self, items: Iterable[tuple[Path, tuple[Version, ...]]]) -> None:
+        insert = self._insert
+        root = self._root
+        node = root
+        last: Path | None = None
+        added = 0
+        for path, versions in items:
+            if not path or not versions:
+                continue
+            if len(versions) != 1:
+                for v in versions:
+                    insert(path, v, None)
+                continue
+            prefix = path[:-1]
+            if prefix != last:
+                # Interior nodes are only ever created here, never replaced, so
+                # the node found for a prefix stays valid for the whole load.
+                node = root
+                for seg in prefix:
+                    entry = node.children.get(seg)
+                    if type(entry) is _Node:
+                        node = entry
+                        continue
+                    nxt = _Node()
+                    if entry is not None:
+                        nxt.reg = entry  # type: ignore[assignment]
+                    node.children[seg] = nxt
+                    node = nxt
+                last = prefix
+            seg = path[-1]
+            children = node.children
+            entry = children.get(seg)
+            if entry is None:
+                children[seg] = versions[0]
+                added += 1
+            elif type(entry) is _Node:
+                if entry.reg is None:
+                    added += 1
+                entry.reg = _add_version(entry.reg, versions[0])
+            else:
+                children[seg] = _add_version(entry, versions[0])  # type: ignore[arg-type]
+        self.leaf_count += added
 
     def _drop_register(self, path: Path) -> None:
         node = self._root

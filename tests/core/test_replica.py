@@ -52,6 +52,12 @@ def test_snapshot_join_equals_op_delivery(data: st.DataObject) -> None:
         b.receive(op)
     for op in sorted({o.dot: o for o in [*mine, *theirs]}.values(), key=lambda o: o.hlc):
         expected.receive(op)
+    plain = Replica("a")  # the same join without recording changes (the bulk path)
+    for op in mine:
+        plain.receive(op)
+    plain.install_snapshot(b.snapshot())
+    assert plain.digest() == expected.digest() and plain.get(()) == expected.get(())
+    assert plain.tree.leaf_count == expected.tree.leaf_count
     changes: list = []
     paths = {p for p, _ in a.tree.iter_registers()} | {p for p, _ in b.tree.iter_registers()}
     before = {p: a.tree._read_leaf(p) for p in paths}

@@ -6,6 +6,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from statesync.core import (
     PROTOCOL_VERSION,
     Ack,
@@ -20,10 +23,19 @@ from statesync.core import (
     SnapshotRequest,
     SyncRequest,
     SyncResponse,
+    Version,
     Welcome,
 )
 from statesync.core._replica import Replica, ReplicaLimits
-from statesync.core._replicator import Now, Output, Replicator, ReplicatorConfig, WriteStatus
+from statesync.core._replicator import (
+    Now,
+    Output,
+    Replicator,
+    ReplicatorConfig,
+    WriteStatus,
+    _entries_size,
+)
+from statesync.wire import encode_message
 
 T = 1_700_000_000_000
 
@@ -509,3 +521,54 @@ def test_status_reports_lag_each_way() -> None:
     peer = status["peers"]["b"]  # type: ignore[index]
     assert peer["connected"] and peer["they_lack_ops"] == 1 and peer["unacked_own_ops"] == 1
     assert status["log_ops"] == 1
+
+
+_segment = st.text(st.characters(codec="utf-8", exclude_characters="."), min_size=1, max_size=12)
+_value = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False),
+    st.text(max_size=40),
+    st.binary(max_size=40),
+    st.lists(st.integers(0, 9), max_size=5),
+    st.dictionaries(st.text(min_size=1, max_size=5), st.text(max_size=5), max_size=4),
+)
+_version = st.builds(
+    Version, _value, st.integers(0, 2**64 - 1), st.text(st.characters(codec="utf-8"), min_size=1, max_size=8), st.integers(1, 2**64 - 1)
+)
+_entries = st.lists(
+    st.tuples(st.lists(_segment, min_size=1, max_size=4).map(tuple), st.lists(_version, min_size=1, max_size=3).map(tuple)),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=200)
+@given(_entries)
+def test_snapshot_entry_sizes_bound_their_encoding(entries: list[tuple[tuple[str, ...], tuple[Version, ...]]]) -> None:
+    """The sender sizes chunks with an estimate: it must never be below the real size."""
+    chunk = tuple(entries)
+    encoded = encode_message(SnapshotChunk("t", 0, len(chunk), {}, chunk))
+    bare = encode_message(SnapshotChunk("t", 0, len(chunk), {}, ()))
+    assert len(encoded) - len(bare) <= _entries_size(chunk)
+
+
+def test_snapshot_chunks_stay_within_their_budget() -> None:
+    budget = 2_000
+    net = Net("a", "b", config=ReplicatorConfig(snapshot_chunk_bytes_max=budget, sync_interval_s=1000), log_ops_max=10)
+    for i in range(400):
+        value = "ü" * (i % 50) if i % 3 else b"\x00" * (i % 70)
+        net.reps["a"].write(("p", f"k{i}"), value, now=net.now("a"))
+    net.reps["a"].write(("big",), "x" * 5_000, now=net.now("a"))  # alone over the budget: a chunk of one
+    net.reps["a"].take_output()
+    net.connect("a", "b")
+    net.pump()
+    chunks = [m for _, m in net.sent_of(SnapshotChunk)]
+    assert len(chunks) > 5
+    for m in chunks:
+        size = len(encode_message(m)) - len(encode_message(SnapshotChunk(m.transfer_id, m.offset, m.total, m.vv, ())))
+        assert size <= budget or len(m.entries) == 1
+        assert len(m.entries) == 1 or _entries_size(m.entries) <= budget
+    assert sum(len(m.entries) for m in chunks) == 401
+    assert net.reps["a"].replica.digest() == net.reps["b"].replica.digest()
