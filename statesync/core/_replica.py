@@ -341,24 +341,33 @@ class Replica:
         causally closed: a side that saw a dot and lacks its version had an op
         that overwrote it.
         """
+        if self.vv or self.tree.leaf_count or self._pending:
+            self._join_registers(snap, changes)
+        else:  # a new replica (a node joining): everything in the snapshot is new here
+            self.tree.add_registers(snap.entries, changes)
         svv = snap.vv
         lvv = self.vv
-        if not lvv and not self.tree.leaf_count and not self._pending:
-            # A new replica (a node joining): everything in the snapshot is new here.
-            self.tree.add_registers(snap.entries, changes)
-            for origin, n in svv.items():
-                if n > 0:
-                    lvv[origin] = n
-                    self.log.reset_origin(origin, n)
-            self.clock.observe(snap.hlc)
-            return
+        for origin, n in svv.items():
+            if lvv.get(origin, 0) < n:
+                lvv[origin] = n
+                self.log.reset_origin(origin, n)
+        self.clock.observe(snap.hlc)
+        if self._pending:
+            pending = list(self._pending.values())
+            self.drop_pending()
+            for op in sorted(pending, key=lambda o: o.hlc):
+                self.receive(op, changes)
+
+    def _join_registers(self, snap: Snapshot, changes: list[Change] | None) -> None:
+        """The registers of the join of this tree and ``snap`` (see :meth:`install_snapshot`)."""
+        svv = snap.vv
+        lvv_get = self.vv.get
         local: dict[Path, tuple[Version, ...]] = dict(self.tree.iter_registers())
         updates: list[tuple[Path, tuple[Version, ...]]] = []
         fresh: list[tuple[Path, tuple[Version, ...]]] = []
-        lvv_get = lvv.get
         for path, theirs in snap.entries:
-            versions = local.pop(path, None) if local else None
-            if versions is None:  # a path only the snapshot holds (every path, for a new node)
+            versions = local.pop(path, None)
+            if versions is None:  # a path only the snapshot holds
                 if len(theirs) == 1:
                     v = theirs[0]
                     if lvv_get(v.origin, 0) < v.seq:
@@ -381,16 +390,6 @@ class Replica:
         for path, versions in updates:
             self.tree.replace_register(path, versions, changes)
         self.tree.add_registers(fresh, changes)
-        for origin, n in svv.items():
-            if lvv.get(origin, 0) < n:
-                lvv[origin] = n
-                self.log.reset_origin(origin, n)
-        self.clock.observe(snap.hlc)
-        if self._pending:
-            pending = list(self._pending.values())
-            self.drop_pending()
-            for op in sorted(pending, key=lambda o: o.hlc):
-                self.receive(op, changes)
 
     @classmethod
     def restore(

@@ -695,19 +695,17 @@ class StateTree:
         paths in snapshot order share their parents, so the last parent found
         is reused instead of walking from the root for each path.
         """
-        insert = self._insert
         if changes is None:
             self._add_registers_bulk(items)
             return
         for path, versions in items:
             if not path or not versions:
                 continue
-            old = self._read_leaf(path) if changes is not None else ABSENT
+            old = self._read_leaf(path)
             for v in versions:
-                insert(path, v, None)
-            if changes is not None:
-                top = max(versions, key=version_key)
-                changes.append(Change(path, old, self._read_leaf(path), top.origin, top.seq))
+                self._insert(path, v, None)
+            top = max(versions, key=version_key)
+            changes.append(Change(path, old, self._read_leaf(path), top.origin, top.seq))
 
     def _add_registers_bulk(self, items: Iterable[tuple[Path, tuple[Version, ...]]]) -> None:
         insert = self._insert

@@ -791,6 +791,17 @@ class Listener:
         self.close()
 
 
+async def _next_monitor_event(mon: TrioSocket) -> tuple[int, int]:
+    """The next (event, value) from a ZeroMQ monitor socket, skipping what does not parse."""
+    while True:
+        parts = await mon.recv_multipart()
+        try:
+            parsed = parse_monitor_message(parts)
+            return int(parsed["event"]), int(parsed["value"])
+        except Exception:
+            continue
+
+
 def _frame_property(frame: zmq.Frame, name: str) -> str:
     """A metadata property of a received frame ("" when the connection has none)."""
     try:
@@ -1210,12 +1221,7 @@ class PortRuntime:
         assert mon is not None
         try:
             while not link.dead:
-                parts = await mon.recv_multipart()
-                try:
-                    parsed = parse_monitor_message(parts)
-                    event, value = int(parsed["event"]), int(parsed["value"])
-                except Exception:
-                    continue
+                event, value = await _next_monitor_event(mon)
                 if event == zmq.EVENT_DISCONNECTED and link.up.is_set():
                     self._link_dead(link, "the connection was lost")
                 elif event & HANDSHAKE_EVENTS and not link.up.is_set():
@@ -1233,12 +1239,7 @@ class PortRuntime:
         assert mon is not None
         try:
             while not listener.closed:
-                parts = await mon.recv_multipart()
-                try:
-                    parsed = parse_monitor_message(parts)
-                    event, value = int(parsed["event"]), int(parsed["value"])
-                except Exception:
-                    continue
+                event, value = await _next_monitor_event(mon)
                 if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                     continue  # the authorizer's refusal was logged where it was decided
                 self._handshake_log.log(

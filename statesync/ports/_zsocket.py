@@ -37,13 +37,15 @@ methods are trio checkpoints.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import trio
 import zmq
 
 from statesync.ports._errors import SocketClosed
+
+_T = TypeVar("_T")
 
 # plain ints: IntFlag arithmetic costs about 1 us per operation
 _POLLIN = int(zmq.POLLIN)
@@ -304,24 +306,17 @@ class TrioSocket:
 
     async def recv_batch(self, max_count: int = 1024) -> list[bytes]:
         """Wait for at least one single-part message, then drain up to ``max_count``."""
-        # Yield (when not about to block anyway), then drain and return without
-        # yielding again: whatever the caller does with the batch happens before
-        # any other task can receive from this socket, so one consumer's order
-        # is the socket's.
-        self._check_open()
-        if self.events & _POLLIN:
-            await trio.lowlevel.checkpoint()
-        else:
-            await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            out = self.drain(max_count)
-            if out:
-                return out
-            if not await self.wait_for(_POLLIN):
-                await trio.lowlevel.checkpoint()  # never spin, even on a racy EVENTS
+        return await self._recv_drained(self.drain, max_count)
 
     async def recv_multipart_batch(self, max_count: int = 1024) -> list[list[bytes]]:
         """Wait for at least one multipart message, then drain up to ``max_count``."""
+        return await self._recv_drained(self.drain_multipart, max_count)
+
+    async def recv_frames_batch(self, max_count: int = 1024) -> list[list[zmq.Frame]]:
+        """Wait for at least one multipart message, then drain up to ``max_count`` (as Frames)."""
+        return await self._recv_drained(self.drain_frames, max_count)
+
+    async def _recv_drained(self, drain: Callable[[int], list[_T]], max_count: int) -> list[_T]:
         # Yield (when not about to block anyway), then drain and return without
         # yielding again: whatever the caller does with the batch happens before
         # any other task can receive from this socket, so one consumer's order
@@ -332,21 +327,7 @@ class TrioSocket:
         else:
             await trio.lowlevel.checkpoint_if_cancelled()
         while True:
-            out = self.drain_multipart(max_count)
-            if out:
-                return out
-            if not await self.wait_for(_POLLIN):
-                await trio.lowlevel.checkpoint()  # never spin, even on a racy EVENTS
-
-    async def recv_frames_batch(self, max_count: int = 1024) -> list[list[zmq.Frame]]:
-        """Wait for at least one multipart message, then drain up to ``max_count`` (as Frames)."""
-        self._check_open()
-        if self.events & _POLLIN:
-            await trio.lowlevel.checkpoint()
-        else:
-            await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            out = self.drain_frames(max_count)
+            out = drain(max_count)
             if out:
                 return out
             if not await self.wait_for(_POLLIN):

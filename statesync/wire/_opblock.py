@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import sys
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate, chain, islice, repeat
 from operator import itemgetter, sub
 from typing import Any, Final
@@ -651,43 +651,73 @@ def decode_one_fast(block: tuple[Any, ...], limits: DecodeLimits) -> tuple[Op] |
     return (_new_op(Op, (table[ocol], seq, hlc, path, kind, values[0], context)),)
 
 
-def decode_block(block: Any, limits: DecodeLimits) -> tuple[Op, ...]:
-    """The general decoder of op blocks; every check, every column form."""
-    if type(block) is not tuple or len(block) != _BLOCK_LEN:
-        raise _malformed(f"expected an array of {_BLOCK_LEN} columns")
-    n, table, ocol, scol, hcol, paths, kcol, values, lcol, ncol, vcol = block
+def _dec_head(n: Any, table: Any, paths: Any, limits: DecodeLimits, *, count: str, holds: str, items: str) -> None:
+    """The columns every block starts from: its length, its paths and its node id table."""
     if type(n) is not int or n < 0:
-        raise _malformed(f"the op count is {n!r}")
+        raise _malformed(f"the {count} is {n!r}")
     if n > limits.ops_len_max:
         raise BatchTooLong(
-            f"an op block holds {n} ops; ops_len_max is {limits.ops_len_max}",
+            f"{holds} {n} {items}; ops_len_max is {limits.ops_len_max}",
             limit="ops_len_max",
             bound=limits.ops_len_max,
             value=n,
         )
     check_paths(paths, n, limits)  # bounds n by real data before anything is sized by it
+    if n and type(table) is not tuple:
+        raise _malformed("the node id table is not an array")
+    if n:
+        check_node_ids(table, limits, "a node id")
+
+
+def _dec_lens(col: Any, n: int, noun: str) -> tuple[int, int, Any]:
+    """A lengths column of ``n`` entries: (the length when all are equal else -1, their sum, the lengths)."""
+    t = type(col)
+    if t is int:
+        if col < 0:
+            raise _malformed(f"the {noun} is {col}")
+        return col, col * n, None
+    if t is bytes or t is tuple:
+        if len(col) != n:
+            raise _malformed(f"the {noun}s column has {len(col)} entries, not {n}")
+        if t is tuple and (not _INT.issuperset(map(type, col)) or min(col) < 0):
+            raise _malformed(f"the {noun}s column holds a negative or non-int {noun.rsplit(maxsplit=1)[-1]}")
+        return -1, sum(col), col
+    raise _malformed(f"the {noun}s column is a {t.__name__}")
+
+
+def _dec_ranged(col: Any, count: int, name: str, low: int, *, what: str, plural: str, limit: str) -> tuple[int, ...]:
+    """An int column whose entries must run from ``low`` to 2**64-1."""
+    xs, lo, hi = _dec_ints(col, count, name)
+    if count and (lo < low or hi > U64_MAX):
+        bad = lo if lo < low else hi
+        raise OutOfRange(
+            f"{what} is {bad}; {plural} run from {low} to 2**64-1", limit=limit, bound=(low, U64_MAX), value=bad
+        )
+    return xs
+
+
+def _groups(items: Iterator[Any], n: int, uniform: int, lens: Any) -> Iterable[tuple[Any, ...]]:
+    """Cut ``items`` into ``n`` tuples: ``uniform`` long each, or as long as ``lens`` says (uniform -1)."""
+    if uniform == 0:
+        return ((),) * n
+    if uniform == 1:
+        return zip(items)
+    if uniform > 1:
+        return zip(*([items] * uniform), strict=False)  # one shared iterator, k at a time
+    return map(tuple, map(islice, repeat(items), lens))
+
+
+def decode_block(block: Any, limits: DecodeLimits) -> tuple[Op, ...]:
+    """The general decoder of op blocks; every check, every column form."""
+    if type(block) is not tuple or len(block) != _BLOCK_LEN:
+        raise _malformed(f"expected an array of {_BLOCK_LEN} columns")
+    n, table, ocol, scol, hcol, paths, kcol, values, lcol, ncol, vcol = block
+    _dec_head(n, table, paths, limits, count="op count", holds="an op block holds", items="ops")
     if not n:
         return ()
-    if type(table) is not tuple:
-        raise _malformed("the node id table is not an array")
-    check_node_ids(table, limits, "a node id")
     origins = _dec_strs(ocol, table, n, "origins")
-    seqs, lo, hi = _dec_ints(scol, n, "seq")
-    if lo < 1 or hi > U64_MAX:
-        raise OutOfRange(
-            f"a seq is {lo if lo < 1 else hi}; seqs run from 1 to 2**64-1",
-            limit="seq",
-            bound=(1, U64_MAX),
-            value=lo if lo < 1 else hi,
-        )
-    hlcs, lo, hi = _dec_ints(hcol, n, "hlc")
-    if lo < 0 or hi > U64_MAX:
-        raise OutOfRange(
-            f"an hlc is {lo if lo < 0 else hi}; hlcs run from 0 to 2**64-1",
-            limit="hlc",
-            bound=(0, U64_MAX),
-            value=lo if lo < 0 else hi,
-        )
+    seqs = _dec_ranged(scol, n, "seq", 1, what="a seq", plural="seqs", limit="seq")
+    hlcs = _dec_ranged(hcol, n, "hlc", 0, what="an hlc", plural="hlcs", limit="hlc")
     tk = type(kcol)
     if tk is int:
         if kcol not in (0, 1):
@@ -703,23 +733,7 @@ def decode_block(block: Any, limits: DecodeLimits) -> tuple[Op, ...]:
         raise _malformed(f"the kinds column is a {tk.__name__}")
     values = fix_values(values, n, limits, kinds, paths)
     # contexts
-    tl = type(lcol)
-    if tl is int:
-        if lcol < 0:
-            raise _malformed(f"the context length is {lcol}")
-        uniform = lcol
-        m = lcol * n
-        lens: Any = None
-    elif tl is bytes or tl is tuple:
-        if len(lcol) != n:
-            raise _malformed(f"the context lengths column has {len(lcol)} entries, not {n}")
-        if tl is tuple and (not _INT.issuperset(map(type, lcol)) or min(lcol) < 0):
-            raise _malformed("the context lengths column holds a negative or non-int length")
-        uniform = -1
-        m = sum(lcol)
-        lens = lcol
-    else:
-        raise _malformed(f"the context lengths column is a {tl.__name__}")
+    uniform, m, lens = _dec_lens(lcol, n, "context length")
     if m > limits.container_len_max:
         raise ContainerTooLong(
             f"the contexts of an op block hold {m} pairs; container_len_max is {limits.container_len_max}",
@@ -728,23 +742,8 @@ def decode_block(block: Any, limits: DecodeLimits) -> tuple[Op, ...]:
             value=m,
         )
     names = _dec_strs(ncol, table, m, "context node")
-    ns, lo, hi = _dec_ints(vcol, m, "context counter")
-    if m and (lo < 0 or hi > U64_MAX):
-        raise OutOfRange(
-            f"a context counter is {lo if lo < 0 else hi}; counters run from 0 to 2**64-1",
-            limit="context",
-            bound=(0, U64_MAX),
-            value=lo if lo < 0 else hi,
-        )
-    pairs = zip(names, ns, strict=True)
-    if uniform == 0:
-        contexts: Any = ((),) * n
-    elif uniform == 1:
-        contexts = zip(pairs)
-    elif uniform > 1:
-        contexts = zip(*([pairs] * uniform), strict=False)  # one shared iterator, k at a time
-    else:
-        contexts = map(tuple, map(islice, repeat(pairs), lens))
+    ns = _dec_ranged(vcol, m, "context counter", 0, what="a context counter", plural="counters", limit="context")
+    contexts = _groups(zip(names, ns, strict=True), n, uniform, lens)
     return tuple(map(_new_op, repeat(Op), zip(origins, seqs, hlcs, paths, kinds, values, contexts, strict=True)))
 
 
@@ -795,38 +794,10 @@ def decode_entries(block: Any, limits: DecodeLimits) -> tuple[tuple[tuple[str, .
     if type(block) is not tuple or len(block) != _ENTRY_BLOCK_LEN:
         raise _malformed(f"the snapshot entries are not an array of {_ENTRY_BLOCK_LEN} columns")
     n, table, ccol, paths, values, hcol, ocol, scol = block
-    if type(n) is not int or n < 0:
-        raise _malformed(f"the entry count is {n!r}")
-    if n > limits.ops_len_max:
-        raise BatchTooLong(
-            f"a snapshot chunk holds {n} entries; ops_len_max is {limits.ops_len_max}",
-            limit="ops_len_max",
-            bound=limits.ops_len_max,
-            value=n,
-        )
-    check_paths(paths, n, limits)  # bounds n by real data before anything is sized by it
+    _dec_head(n, table, paths, limits, count="entry count", holds="a snapshot chunk holds", items="entries")
     if not n:
         return ()
-    if type(table) is not tuple:
-        raise _malformed("the node id table is not an array")
-    check_node_ids(table, limits, "a node id")
-    tc = type(ccol)
-    lens: Any = None
-    if tc is int:
-        if ccol < 0:
-            raise _malformed(f"the version count is {ccol}")
-        uniform = ccol
-        m = ccol * n
-    elif tc is bytes or tc is tuple:
-        if len(ccol) != n:
-            raise _malformed(f"the version counts column has {len(ccol)} entries, not {n}")
-        if tc is tuple and (not _INT.issuperset(map(type, ccol)) or min(ccol) < 0):
-            raise _malformed("the version counts column holds a negative or non-int count")
-        uniform = -1
-        m = sum(ccol)
-        lens = ccol
-    else:
-        raise _malformed(f"the version counts column is a {tc.__name__}")
+    uniform, m, lens = _dec_lens(ccol, n, "version count")
     if m > limits.container_len_max:
         raise ContainerTooLong(
             f"a snapshot chunk holds {m} versions; container_len_max is {limits.container_len_max}",
@@ -836,29 +807,8 @@ def decode_entries(block: Any, limits: DecodeLimits) -> tuple[tuple[tuple[str, .
         )
     values = fix_values(values, m, limits, None, None)
     origins = _dec_strs(ocol, table, m, "version origins")
-    hlcs, lo, hi = _dec_ints(hcol, m, "hlc")
-    if m and (lo < 0 or hi > U64_MAX):
-        raise OutOfRange(
-            f"a version's hlc is {lo if lo < 0 else hi}; hlcs run from 0 to 2**64-1",
-            limit="hlc",
-            bound=(0, U64_MAX),
-            value=lo if lo < 0 else hi,
-        )
-    seqs, lo, hi = _dec_ints(scol, m, "seq")
-    if m and (lo < 1 or hi > U64_MAX):
-        raise OutOfRange(
-            f"a version's seq is {lo if lo < 1 else hi}; seqs run from 1 to 2**64-1",
-            limit="seq",
-            bound=(1, U64_MAX),
-            value=lo if lo < 1 else hi,
-        )
+    hlcs = _dec_ranged(hcol, m, "hlc", 0, what="a version's hlc", plural="hlcs", limit="hlc")
+    seqs = _dec_ranged(scol, m, "seq", 1, what="a version's seq", plural="seqs", limit="seq")
     versions = map(_new_op, repeat(Version), zip(values, hlcs, origins, seqs, strict=True))
-    if uniform == 1:
-        groups: Any = zip(versions)
-    elif uniform == 0:
-        groups = ((),) * n
-    elif uniform > 1:
-        groups = zip(*([versions] * uniform), strict=False)  # one shared iterator, k at a time
-    else:
-        groups = map(tuple, map(islice, repeat(versions), lens))
+    groups = _groups(versions, n, uniform, lens)
     return tuple(zip(paths, groups, strict=True))
