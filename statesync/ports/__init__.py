@@ -19,8 +19,9 @@
   connections CURVE clients of ``tcp://host:port?key=<listener's key>``;
   ``port.remote.public_key`` is the other side's authenticated key.
 
-See ``statesync/ports/_runtime.py`` for the socket layout, flow control and the
-relocation protocol.
+See ``statesync/ports/_protocol.py`` for the protocol (flow control, ordering,
+relocation, relays, close) and ``statesync/ports/_runtime.py`` for the socket
+layout, security and liveness.
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ from statesync.ports._errors import (
 )
 from statesync.ports._options import DEFAULT_OPTIONS, InvalidOptions, PortOptions
 from statesync.ports._pool import PortPool
-from statesync.ports._port import MessageChannel, MessageEvent, MessagePort
+from statesync.ports._port import MessageEvent, MessagePort
 from statesync.ports._runtime import (
     Listener,
+    MessageChannel,
     PortRuntime,
     RemoteInfo,
     connect,

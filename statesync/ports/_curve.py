@@ -182,3 +182,21 @@ def describe_listen_failure(event: int, value: int) -> str:
     if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
         return "it hung up during the handshake (most likely a peer or client with no keys configured)"
     return f"protocol error {value:#x}"
+
+
+def zap_reply(msg: list[bytes], authorize: Callable[[AuthRequest], str | None]) -> list[bytes]:
+    """The ZAP reply (RFC 27) to one request: 200 with the key as User-Id, or 400."""
+    if len(msg) < 6:
+        return [b"1.0", msg[1] if len(msg) > 1 else b"", b"400", b"malformed request", b"", b""]
+    version, request_id, domain, address, _identity, mechanism = msg[:6]
+    credentials = msg[6:]
+    if version != b"1.0" or mechanism != b"CURVE" or len(credentials) != 1 or len(credentials[0]) != 32:
+        return [b"1.0", request_id, b"400", b"CURVE is required", b"", b""]
+    key = z85.encode(credentials[0]).decode("ascii")
+    request = AuthRequest(
+        domain.decode("ascii", "replace"), key, address.decode("ascii", "replace"), "handshake"
+    )
+    reason = authorize(request)
+    if reason is not None:
+        return [b"1.0", request_id, b"400", reason.encode("utf-8", "replace")[:200], b"", b""]
+    return [b"1.0", request_id, b"200", b"OK", key.encode("ascii"), b""]

@@ -67,3 +67,8 @@ class PoolClosed(PortsError):
 
 class RuntimeMismatch(PortsError):
     """A port was used with a port runtime (or trio run) other than the one that owns it."""
+
+
+class PeerUnreachable(PortsError):
+    """A transport cannot reach the other side of a connection any more (internal: the
+    runtime turns it into the connection's end and ``close`` events on its ports)."""

@@ -13,7 +13,7 @@ import trio
 
 from statesync.core import Value
 from statesync.ports import _codec
-from statesync.ports._envelope import KIND_ERROR, KIND_MESSAGE, KIND_REQUEST
+from statesync.ports._envelope import KIND_ERROR, KIND_MESSAGE
 from statesync.ports._errors import (
     MessageTooLarge,
     PortClosedError,
@@ -22,16 +22,8 @@ from statesync.ports._errors import (
     RequestTimeout,
     RuntimeMismatch,
 )
-from statesync.ports._runtime import (
-    CLOSE_ITEM,
-    PortRuntime,
-    RemoteInfo,
-    RequestHandler,
-    _Item,
-    _Pending,
-    _PortState,
-    current_runtime,
-)
+from statesync.ports._host import PortHost, PortState, RequestHandler
+from statesync.ports._outbox import RemoteInfo
 from statesync.wire import DataCloneError, DecodeError
 
 if TYPE_CHECKING:
@@ -85,7 +77,7 @@ class MessagePort:
         "_state",
     )
 
-    _state: _PortState | None
+    _state: PortState | None
     _error: PortsError | None
     _listeners: dict[str, list[Listener]]
     _on_message: Listener | None
@@ -96,7 +88,7 @@ class MessagePort:
         raise TypeError("MessagePort objects come from MessageChannel(), connect() or a listener")
 
     @classmethod
-    def _from_state(cls, st: _PortState) -> MessagePort:
+    def _from_state(cls, st: PortState) -> MessagePort:
         h = cls.__new__(cls)
         h._state = st
         h._error = None
@@ -118,16 +110,16 @@ class MessagePort:
         self._state = None
         self._error = err
 
-    def _live(self) -> _PortState:
+    def _live(self) -> PortState:
         st = self._state
         if st is None:
             err = self._error
             assert err is not None
-            raise type(err)(str(err))
-        st.runtime._check_run()
+            raise type(err)(str(err)) from err
+        st.runtime.check_run()
         return st
 
-    def _open(self) -> _PortState:
+    def _open(self) -> PortState:
         st = self._live()
         if st.partner_gone:
             raise PortClosedError(f"the port is closed: {st.close_reason}")
@@ -146,7 +138,8 @@ class MessagePort:
         return None if st is None else st.remote
 
     @property
-    def runtime(self) -> PortRuntime:
+    def runtime(self) -> PortHost:
+        """The port runtime that hosts this port."""
         return self._live().runtime
 
     @property
@@ -155,14 +148,14 @@ class MessagePort:
         st = self._state
         if st is None or st.partner_gone:
             return False
-        return st.runtime._room(st, 0) is None
+        return st.runtime.room(st, 0) is None
 
     # -- sending --------------------------------------------------------------------
 
     def _transfer_states(
-        self, st: _PortState, transfer: Iterable[MessagePort]
-    ) -> tuple[_PortState, ...]:
-        states: list[_PortState] = []
+        self, st: PortState, transfer: Iterable[MessagePort]
+    ) -> tuple[PortState, ...]:
+        states: list[PortState] = []
         for p in transfer:
             if not isinstance(p, MessagePort):
                 raise DataCloneError(
@@ -187,7 +180,7 @@ class MessagePort:
             states.append(ps)
         return tuple(states)
 
-    def _prepare(self, st: _PortState, data: object) -> bytes:
+    def _prepare(self, st: PortState, data: object) -> bytes:
         payload = _codec.encode(data)
         limit = st.runtime.options.payload_bytes_max
         if len(payload) > limit:
@@ -223,9 +216,9 @@ class MessagePort:
             self._prepare(st, data)  # raises MessageTooLarge
         if transfer or priority:
             ports = self._transfer_states(st, transfer) if transfer else ()
-            rt._post(st, KIND_MESSAGE, 0, payload, ports, priority)
+            rt.post(st, KIND_MESSAGE, 0, payload, ports, priority)
         else:
-            rt._post_plain(st, payload)
+            rt.post_plain(st, payload)
 
     async def send(
         self, data: object, transfer: Iterable[MessagePort] = (), *, priority: bool = False
@@ -236,7 +229,7 @@ class MessagePort:
         transfer = tuple(transfer)
         ports = self._transfer_states(st, transfer) if transfer else ()
         while True:
-            lot = st.runtime._room(st, len(payload))
+            lot = st.runtime.room(st, len(payload))
             if lot is None:
                 break
             await lot.park()
@@ -244,14 +237,14 @@ class MessagePort:
             if transfer:
                 ports = self._transfer_states(st, transfer)
         await trio.lowlevel.checkpoint_if_cancelled()
-        st.runtime._post(st, KIND_MESSAGE, 0, payload, ports, priority)
+        st.runtime.post(st, KIND_MESSAGE, 0, payload, ports, priority)
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def wait_writable(self) -> None:
         """Wait until :meth:`post_message` has room (PortClosedError if the port closes)."""
         while True:
             st = self._open()
-            lot = st.runtime._room(st, 0)
+            lot = st.runtime.room(st, 0)
             if lot is None:
                 await trio.lowlevel.checkpoint()
                 return
@@ -279,42 +272,30 @@ class MessagePort:
         transfer = tuple(transfer)
         rt = st.runtime
         deadline = trio.current_time() + timeout_s if timeout_s is not None else math.inf
-        if rt._room(st, len(payload)) is not None:
+        if rt.room(st, len(payload)) is not None:
             with trio.move_on_at(deadline):
-                while (lot := rt._room(st, len(payload))) is not None:
+                while (lot := rt.room(st, len(payload))) is not None:
                     await lot.park()
                     st = self._open()
-            if rt._room(st, len(payload)) is not None:
+            if rt.room(st, len(payload)) is not None:
                 raise RequestTimeout(
                     f"no room to send the request within {timeout_s} s; the partner does not take messages"
                 )
         ports = self._transfer_states(st, transfer) if transfer else ()
-        req_id = st.next_req
-        st.next_req += 1
-        pending = _Pending()
-        st.pending[req_id] = pending
-        try:
-            rt._post(st, KIND_REQUEST, req_id, payload, ports, priority)
-            if deadline != math.inf:
-                rt._add_deadline(deadline, pending)
-            await pending.wait()
-        finally:
-            pending.done = True  # the timer forgets it
-            st.pending.pop(req_id, None)
-        if pending.timed_out:
+        answer = await rt.request(st, payload, ports, priority, deadline)
+        if answer is None:
             raise RequestTimeout(
                 f"no response within {timeout_s} s; the partner is slow or gone (a late answer is dropped)"
             )
-        if pending.error is not None:
-            raise type(pending.error)(str(pending.error))
-        if pending.kind == KIND_ERROR:
+        kind, answer_payload = answer
+        if kind == KIND_ERROR:
             try:
-                text = str(_codec.decode(pending.payload))
+                text = str(_codec.decode(answer_payload))
             except DecodeError:
                 text = "(undecodable error)"
             raise RequestFailed(f"the request failed on the other side: {text}", remote_error=text)
         try:
-            return _codec.decode(pending.payload)
+            return _codec.decode(answer_payload)
         except DecodeError as e:
             raise RequestFailed(f"the response does not decode: {e}", remote_error="") from None
 
@@ -372,18 +353,15 @@ class MessagePort:
     def start(self) -> None:
         """Start delivering queued and future messages to the listeners."""
         st = self._state
-        if st is None or st.started:
-            return
-        st.started = True
-        if st.queue:
-            st.runtime._schedule(st)
+        if st is not None:
+            st.runtime.start(st)
 
     def close(self) -> None:
         """Disentangle: the partner gets a ``close`` event; this port delivers nothing more."""
         st = self._state
         if st is None:
             return
-        st.runtime._close_port(st, "the partner closed the port")
+        st.runtime.close_port(st, "the partner closed the port", local="close() was called on this port")
 
     def _call(self, fn: Listener, ev: MessageEvent) -> None:
         try:
@@ -429,7 +407,7 @@ class _PortIterator:
 
     def __init__(self, port: MessagePort) -> None:
         self._port = port
-        self._st: _PortState | None = None
+        self._st: PortState | None = None
         self._count = 0
         self._yielded_at = perf_counter()
 
@@ -440,9 +418,7 @@ class _PortIterator:
         st = self._st
         if st is not None:
             self._st = None
-            st.iterating -= 1
-            if st.started and st.queue and not st.iterating and not st.done:
-                st.runtime._schedule(st)
+            st.runtime.iteration_ended(st)
 
     def __del__(self) -> None:
         self._unregister()
@@ -467,45 +443,10 @@ class _PortIterator:
                 self._st = st
                 st.iterating += 1
                 st.started = True
-            rt = st.runtime
-            q = st.queue
-            if q:
-                entry = q[0]
-                if type(entry) is bytes:
-                    q.popleft()
-                    rt._consumed(st)
-                    return port._fire_message(entry, ())
-                if entry is CLOSE_ITEM:
-                    q.popleft()
-                    rt._fire_close(st)
-                    self._unregister()
-                    raise StopAsyncIteration
-                assert isinstance(entry, _Item)
-                if entry.kind == KIND_REQUEST:
-                    if rt._start_request(st, entry):
-                        q.popleft()
-                        continue
-                else:
-                    q.popleft()
-                    rt._consumed(st)
-                    return port._fire_message(
-                        entry.payload, tuple(rt._handle_for(p) for p in entry.ports)
-                    )
+            got = st.runtime.next_event(st)
+            if got is True:
+                self._unregister()
+                raise StopAsyncIteration
+            if got is not False:
+                return got
             await st.lot.park()
-
-
-class MessageChannel:
-    """Two entangled ports in this process: ``port1`` and ``port2``.
-
-    Must be created inside ``trio.run`` (the ports belong to that run's default
-    port runtime, or to ``runtime``).
-    """
-
-    __slots__ = ("port1", "port2")
-
-    def __init__(self, *, runtime: PortRuntime | None = None) -> None:
-        rt = runtime if runtime is not None else current_runtime()
-        self.port1, self.port2 = rt.new_channel()
-
-    def __repr__(self) -> str:
-        return f"<MessageChannel {self.port1!r} {self.port2!r}>"

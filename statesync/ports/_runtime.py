@@ -55,7 +55,7 @@ and a CURVE listener's monitor logs, rate-limited, the handshakes it failed.
 The runtime
 ===========
 
-A :class:`PortRuntime` owns the zmq context, the sockets, the tables and the
+A :class:`PortRuntime` owns the zmq context, the sockets, the protocol and the
 tasks of one trio run. :func:`open_runtime` gives an explicit one whose tasks
 live in the caller's ``async with`` block (tests run several in one process);
 the module-level ``listen``/``connect``/``MessageChannel()`` use
@@ -93,77 +93,28 @@ ZeroMQ heartbeats run underneath. A frame that does not decode is counted,
 logged and dropped; a connection that sends more than ``BAD_FRAMES_MAX`` is
 dropped.
 
-Ports, flow control, ordering
-=============================
-
-Every end of an entangled pair has a random 63-bit id, stable when it moves
-between processes; the runtime's *entry table* maps an id to the local end
-(an active :class:`_PortState`) or to a :class:`_Relay` (next hop toward an end
-that lives elsewhere). Sending to the partner is routing by its id. Each end
-numbers its outgoing messages (one counter for normal messages, one for
-priority ones); the receiver delivers each stream in order, holds early
-arrivals (bounded) and drops duplicates. Flow control is end to end, per port:
-at most ``window`` messages may be unconsumed by the receiver (queued while it
-is not started, or not yet taken); the receiver grants credit as its user takes
-messages. Beyond the window ``post_message`` raises PortQueueFull; so does a
-full connection queue. ``wait_writable()`` / ``send()`` wait for room.
-
-Relocation (transferring a port to another process)
-===================================================
-
-When end ``a`` (partner ``b``) is posted in ``transfer`` over a port whose
-partner lives elsewhere, its state travels inside the carrying message as a
-:class:`PortRef` (counters, window, generation ``moves``). The old runtime keeps
-a *relay* entry for ``a`` pointing at the next hop, and re-sends the messages
-``a`` had queued (not yet taken by its user), with their sequence numbers, right
-behind the carrier on the same connection. Every runtime the carrier passes
-through installs relays for ``a`` (onward) and for ``b`` (backward), so
-``b``'s messages follow ``a`` and ``a``'s reach ``b`` at once: nothing waits,
-nothing is lost, and the receiver's sequence numbers put everything in order.
-
-Then the two ends find each other: the moved end sends ``Locate`` (its runtime
-id, endpoints and generation) along its route; the partner answers with its
-own. Each side that has (or can make) a direct connection to the other switches
-its route: it sends a ``Marker`` along the old route and then uses the direct
-one. A relay forwards the marker and forgets itself (generations stop a
-marker from removing a newer relay of a later move). Messages sent on the
-direct route may overtake ones still on the old route; sequence numbers
-restore the order. Who dials: if both sides listen, the one with the smaller
-runtime id; otherwise the one that can. If neither listens, the relays stay
-and traffic keeps flowing through them for as long as their runtime runs.
-A runtime closed with :meth:`PortRuntime.aclose` first waits (bounded) until
-its relays are released or idle, so that a broker can hand ports over and exit
-without losing a message in flight. When an end comes back to the runtime where
-its partner lives, the partner's old route ends there: a marker behind it
-releases the relays of the trip.
-
-Known limit: a runtime an end passed through can keep the relay it used for the
-partner direction, and a port carried through several hops can leave relays
-that nothing uses; they forward nothing, cost a table entry, and are freed
-when their connection closes.
+The ports protocol itself (sequencing, credit, transfer and relays, close) is
+the pure state machine of :mod:`statesync.ports._protocol`; this module keeps
+the sockets, CURVE/ZAP and the tasks, and :class:`~statesync.ports._hosting.PortHosting`
+carries out the protocol's outputs. A runtime closed with
+:meth:`PortRuntime.aclose` first waits (bounded) until its relays are released
+or idle, so that a broker can hand ports over and exit without losing a
+message in flight.
 """
 
 from __future__ import annotations
 
-import heapq
-import inspect
 import logging
-import math
 import secrets
-import threading
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, suppress
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final
 
-import attrs
 import trio
 import zmq
-from zmq.utils import z85
 from zmq.utils.monitor import parse_monitor_message
 
 from statesync._ratelimit import RateLimitedLog
-from statesync.core import Value
 from statesync.ports import _codec
 from statesync.ports._curve import (
     HANDSHAKE_EVENTS,
@@ -174,621 +125,48 @@ from statesync.ports._curve import (
     describe_listen_failure,
     split_key,
     with_key,
+    zap_reply,
 )
-from statesync.ports._envelope import (
-    CLOSE_NOW,
-    KIND_ERROR,
-    KIND_MESSAGE,
-    KIND_REQUEST,
-    KIND_RESPONSE,
-    PROTOCOL_VERSION,
-    Bye,
-    Close,
-    Credit,
-    Hello,
-    Locate,
-    Marker,
-    Msg,
-    Msgs,
-    Open,
-    Ping,
-    PortRef,
-    Welcome,
-)
+from statesync.ports._envelope import PROTOCOL_VERSION, Bye, Hello, Ping, Welcome
 from statesync.ports._errors import (
     ConnectError,
     HandshakeFailed,
     InvalidKey,
     PortClosedError,
-    PortQueueFull,
     PortsError,
-    PortTransferredError,
-    RuntimeMismatch,
     SocketClosed,
 )
+from statesync.ports._host import PortState, RequestHandler
+from statesync.ports._hosting import PortHosting
+from statesync.ports._link import Link, Listener
+from statesync.ports._liveness import Verdict
 from statesync.ports._options import DEFAULT_OPTIONS, PortOptions
-from statesync.ports._zsocket import SEND_BACKOFF_FIRST_S, TrioSocket
-from statesync.wire import (
-    DEFAULT_LIMITS,
-    DecodeError,
-    decode_frame,
-    encode_frame,
-)
+from statesync.ports._outbox import Conn, RemoteInfo
+from statesync.ports._port import MessagePort
+from statesync.ports._sequencing import PortEnd
+from statesync.ports._transport import ZmqDealer, ZmqRouterPeer
+from statesync.ports._zsocket import TrioSocket
+from statesync.wire import DEFAULT_LIMITS, DecodeError, decode_frame, encode_frame
 
-if TYPE_CHECKING:
-    from statesync.ports._port import MessagePort
-
-from statesync.ports import _port
+__all__ = [
+    "Link",
+    "Listener",
+    "MessageChannel",
+    "PortRuntime",
+    "RemoteInfo",
+    "RequestHandler",
+    "connect",
+    "current_runtime",
+    "listen",
+    "open_runtime",
+    "shutdown",
+]
 
 logger = logging.getLogger("statesync.ports")
 
-GEN_ALL: Final = 1 << 62
-"""A marker generation that releases every relay on its way (used when a pair closes)."""
 BAD_FRAMES_MAX: Final = 16
 """Undecodable frames a connection may send before it is dropped."""
-REORDER_FACTOR: Final = 2
-"""Early arrivals held per port, in windows."""
-RUN_READY_ITEMS_MAX: Final = 4096
-"""Messages dispatched to listeners per turn before yielding to other tasks."""
-_ENVELOPES_PER_FRAME_MAX: Final = min(1024, DEFAULT_LIMITS.batch_len_max)
-
-
-class _CloseItem:
-    """The end of a port's queue: its partner closed (or the link died)."""
-
-    __slots__ = ()
-
-
-CLOSE_ITEM: Final = _CloseItem()
-
-
-class _Item:
-    """A queued message that is not a plain one (request, priority, with ports)."""
-
-    __slots__ = ("kind", "payload", "ports", "prio", "req_id")
-
-    def __init__(
-        self, kind: int, prio: bool, req_id: int, payload: bytes, ports: tuple[_PortState, ...]
-    ) -> None:
-        self.kind = kind
-        self.prio = prio
-        self.req_id = req_id
-        self.payload = payload
-        self.ports = ports
-
-
-QueueEntry = bytes | _Item | _CloseItem
-
-
-class _Relay:
-    """Entry for an end that lives elsewhere: send what is addressed to it over ``hop``."""
-
-    __slots__ = ("gen", "hop", "partner", "used")
-
-    def __init__(self, hop: Link, gen: int, partner: int) -> None:
-        self.hop = hop
-        self.gen = gen
-        self.partner = partner
-        self.used = trio.current_time()  # last time it forwarded something
-
-
-class _Pending:
-    """A request waiting for its response.
-
-    The requesting task sleeps in ``wait_task_rescheduled`` and is woken by the
-    response, a failure, or the runtime's timer task at its deadline: cheaper
-    than a cancel scope and an Event per request (about 25 us here).
-    """
-
-    __slots__ = ("done", "error", "kind", "payload", "task", "timed_out")
-
-    def __init__(self) -> None:
-        self.kind = KIND_RESPONSE
-        self.payload = b""
-        self.error: PortsError | None = None
-        self.done = False
-        self.timed_out = False
-        self.task: trio.lowlevel.Task | None = None
-
-    def finish(self) -> None:
-        if self.done:
-            return
-        self.done = True
-        task, self.task = self.task, None
-        if task is not None:
-            trio.lowlevel.reschedule(task)
-
-    def fail(self, error: PortsError) -> None:
-        if not self.done:
-            self.error = error
-            self.finish()
-
-    async def wait(self) -> None:
-        """Until finished (cancellable: an outer cancel scope still applies)."""
-        if self.done:
-            await trio.lowlevel.checkpoint()
-            return
-        self.task = trio.lowlevel.current_task()
-
-        def abort(_: object) -> trio.lowlevel.Abort:
-            self.task = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
-
-
-@attrs.frozen
-class RemoteInfo:
-    """Who is on the other side of a port, when known.
-
-    ``runtime_id`` identifies the remote process's port runtime; ``endpoints``
-    are the endpoints it advertised (empty when it does not listen).
-    ``public_key`` is the other side's CURVE public key (Z85) when the
-    connection uses CURVE: authenticated by the handshake (on a listener, the
-    ``User-Id`` the ZAP handler gave the connection; on the connecting side,
-    the listener's key named in the endpoint, which the listener proved it
-    holds). None without CURVE. ``address`` is the peer's IP address as the
-    listener saw it (None on the connecting side or without CURVE).
-    """
-
-    runtime_id: str
-    endpoints: tuple[str, ...]
-    public_key: str | None = None
-    address: str | None = None
-
-
-RequestHandler = Callable[[Value], object]
-"""Answers a request: returns the answer (anything ``post_message`` accepts) or an awaitable of it."""
-
-
-class _PortState:
-    """One end of an entangled pair living in this runtime (survives its user objects)."""
-
-    __slots__ = (
-        "close_at",
-        "close_fired",
-        "close_reason",
-        "consumed",
-        "credited",
-        "done",
-        "exported",
-        "granted",
-        "handle",
-        "handler",
-        "handler_busy",
-        "id",
-        "iterating",
-        "lot",
-        "moves",
-        "next_req",
-        "partner",
-        "partner_gone",
-        "partner_home",
-        "pending",
-        "pseq_in",
-        "pseq_out",
-        "queue",
-        "remote",
-        "reorder",
-        "runtime",
-        "sent",
-        "seq_in",
-        "seq_out",
-        "started",
-        "window",
-        "writers",
-    )
-
-    def __init__(
-        self, runtime: PortRuntime, id_: int, partner: int, window: int, moves: int = 0
-    ) -> None:
-        self.runtime = runtime
-        self.id = id_
-        self.partner = partner
-        self.window = window
-        self.moves = moves
-        self.seq_out = 1
-        self.pseq_out = 1
-        self.seq_in = 1
-        self.pseq_in = 1
-        self.sent = 0
-        self.credited = 0
-        self.consumed = 0
-        self.granted = 0
-        self.queue: deque[QueueEntry] = deque()
-        self.reorder: dict[tuple[bool, int], bytes | _Item] = {}
-        self.started = False
-        self.done = False  # closed here, or transferred away
-        self.exported = False
-        self.partner_gone = False
-        self.close_at: tuple[int, int] | None = None
-        self.close_reason = ""
-        self.close_fired = False
-        self.handle: MessagePort | None = None
-        self.iterating = 0
-        self.lot = trio.lowlevel.ParkingLot()
-        self.writers = trio.lowlevel.ParkingLot()
-        self.pending: dict[int, _Pending] = {}
-        self.next_req = 1
-        self.handler: RequestHandler | None = None
-        self.handler_busy = 0
-        self.partner_home: tuple[str, tuple[str, ...], int] | None = None
-        self.remote: RemoteInfo | None = None
-
-    def __repr__(self) -> str:
-        return f"<port {self.id:#x} partner {self.partner:#x} in {self.runtime.id}>"
-
-    @property
-    def grant_step(self) -> int:
-        return max(1, self.window // 4)
-
-
-def _halted(st: _PortState) -> bool:
-    """A listener stopped, closed or transferred the port, or an iterator took over."""
-    return st.done or not st.started or st.iterating > 0
-
-
-class Link:
-    """One ZeroMQ connection to another runtime (either side), with its queues."""
-
-    def __init__(
-        self,
-        runtime: PortRuntime,
-        options: PortOptions,
-        *,
-        role: Literal["active", "passive"],
-        sock: TrioSocket,
-        rid: bytes | None = None,
-        listener: Listener | None = None,
-        endpoint: str = "",
-    ) -> None:
-        self.runtime = runtime
-        self.options = options
-        self.role = role
-        self.sock = sock
-        self.rid = rid
-        self.listener = listener
-        self.endpoint = endpoint
-        self.prio: deque[object] = deque()
-        self.normal: deque[object] = deque()
-        self.user_count = 0
-        self.user_bytes = 0
-        self.pending_frame: bytes | None = None
-        self.inline_ok = True
-        self.sender_parked = False
-        self.lot = trio.lowlevel.ParkingLot()
-        self.up = trio.Event()
-        self.gone = trio.Event()
-        self._dead = False
-        self.closing = False  # a Bye is queued: nothing more is accepted
-        self.deferred = False  # a heartbeat verdict was put off once for waiting input
-        self.reason = ""
-        self.remote_id: str | None = None
-        self.remote_endpoints: tuple[str, ...] = ()
-        self.window = options.port_window
-        #: how often to ping when idle: ours, or faster if the peer's timeout asks for it
-        self.ping_interval_s = options.heartbeat_interval_s
-        now = trio.current_time()
-        self.created = now
-        self.last_recv = now
-        self.last_send = now
-        self.blocked_ports: set[_PortState] = set()
-        #: ids of ports whose carrier waits in the normal queue (see :meth:`put`)
-        self.in_transit: set[int] = set()
-        self.bad_frames = 0
-        self.monitor: TrioSocket | None = None
-        self.frames_sent = 0
-        self.frames_received = 0
-        #: the other side's CURVE public key (authenticated), None without CURVE
-        self.remote_key: str | None = None
-        self.remote_address: str | None = None
-        #: why the handshake failed (a CURVE refusal or mismatch), for ``connect``'s error
-        self.failure: str | None = None
-
-    def __repr__(self) -> str:
-        return f"<link {self.role} {self.endpoint or self.rid!r} to {self.remote_id}>"
-
-    @property
-    def dead(self) -> bool:
-        return self._dead
-
-    def peer_timeout(self, timeout_ms: int) -> None:
-        """The peer declares us dead after ``timeout_ms`` of silence: ping often enough."""
-        if timeout_ms > 0:
-            self.ping_interval_s = min(self.options.heartbeat_interval_s, timeout_ms / 4000)
-
-    @property
-    def hello_timeout_ms(self) -> int:
-        return int(self.options.heartbeat_timeout_s * 1000)
-
-    @property
-    def info(self) -> RemoteInfo | None:
-        if self.remote_id is None:
-            return None
-        return RemoteInfo(
-            self.remote_id, self.remote_endpoints, self.remote_key, self.remote_address
-        )
-
-    # -- queues ---------------------------------------------------------------------
-
-    def has_room(self, size: int) -> bool:
-        if self.user_count == 0:
-            return True
-        o = self.options
-        return (
-            self.user_count < o.link_queue_max and self.user_bytes + size <= o.link_queue_bytes_max
-        )
-
-    def put_plain(self, dst: int, seq: int, payload: bytes) -> None:
-        if self.closing:
-            return
-        self.normal.append((dst, seq, payload))
-        self.user_count += 1
-        self.user_bytes += len(payload)
-
-    def put_user(self, msg: Msg) -> None:
-        if self.closing:
-            return
-        size = len(msg.payload)
-        prio = msg.prio and msg.dst not in self.in_transit
-        (self.prio if prio else self.normal).append((msg, size))
-        self.user_count += 1
-        self.user_bytes += size
-        if not prio and msg.ports:
-            self.in_transit.update(ref.id for ref in msg.ports)
-
-    def put(self, msg: object, *, prio: bool = False) -> None:
-        """Queue a control (or forwarded) message; not bounded by the user limits.
-
-        A priority message for a port whose carrier still waits in the normal
-        queue goes behind it: it must not reach the next runtime before the port.
-        """
-        if self.closing:
-            return
-        if prio and getattr(msg, "dst", None) in self.in_transit:
-            prio = False
-        if prio:
-            self.prio.append(msg)
-            return
-        self.normal.append(msg)
-        if type(msg) is Msg and msg.ports:
-            self.in_transit.update(ref.id for ref in msg.ports)
-
-    def say_bye(self, reason: str) -> None:
-        """Queue a Bye behind everything already queued (so that it cannot overtake
-        forwarded messages or markers), send what can be sent now, accept nothing more."""
-        if self.closing:
-            return
-        self.normal.append(Bye(reason))
-        self.closing = True
-        self.flush_now()
-        if self.sender_parked:
-            self.sender_parked = False
-            self.lot.unpark_all()
-
-    # -- sending --------------------------------------------------------------------
-
-    def _next_frame(self) -> bytes | None:
-        if self.prio:
-            queue = self.prio
-            priority = True
-        elif self.normal:
-            queue = self.normal
-            priority = False
-        else:
-            return None
-        o = self.options
-        count_max = o.batch_messages_max
-        bytes_max = o.batch_bytes_max
-        envs: list[object] = []
-        count = 0
-        nbytes = 0
-        user_count = 0
-        user_bytes = 0
-        run_dst = -1
-        run_next = -1
-        run_seq = 0
-        run: list[bytes] = []
-        popleft = queue.popleft
-        while (
-            queue
-            and count < count_max
-            and nbytes < bytes_max
-            and len(envs) < _ENVELOPES_PER_FRAME_MAX
-        ):
-            entry = popleft()
-            if type(entry) is tuple:
-                if len(entry) == 3:
-                    dst, seq, payload = entry
-                    size = len(payload)
-                    user_count += 1
-                    user_bytes += size
-                    nbytes += size
-                    count += 1
-                    if dst == run_dst and seq == run_next:
-                        run.append(payload)
-                        run_next += 1
-                        continue
-                    if run:
-                        envs.append(Msgs(run_dst, run_seq, tuple(run)))
-                    run = [payload]
-                    run_dst = dst
-                    run_seq = seq
-                    run_next = seq + 1
-                    continue
-                msg, size = entry
-                user_count += 1
-                user_bytes += size
-                nbytes += size
-                count += 1
-            else:
-                msg = entry
-                count += 1
-            if run:
-                envs.append(Msgs(run_dst, run_seq, tuple(run)))
-                run = []
-                run_dst = -1
-            if self.in_transit and type(msg) is Msg and msg.ports:
-                # the carrier leaves now: what follows cannot overtake it any more
-                self.in_transit.difference_update(ref.id for ref in msg.ports)
-            envs.append(msg)
-        if run:
-            envs.append(Msgs(run_dst, run_seq, tuple(run)))
-        self.user_count -= user_count
-        self.user_bytes -= user_bytes
-        if self.blocked_ports and user_count:
-            self.runtime._wake_blocked(self)
-        return _codec.encode_envelopes(envs, priority=priority)
-
-    def _try_send_frame(self, frame: bytes) -> bool:
-        if self.rid is None:
-            return self.sock.try_send(frame)
-        return self.sock.try_send_multipart((self.rid, frame))
-
-    def flush_now(self) -> bool:
-        """Send queued frames without blocking; True when nothing is left."""
-        while not self.dead:
-            frame = self.pending_frame
-            if frame is None:
-                frame = self._next_frame()
-                if frame is None:
-                    return True
-                self.pending_frame = frame
-            try:
-                ok = self._try_send_frame(frame)
-            except SocketClosed:
-                return True
-            except zmq.ZMQError as e:
-                self.runtime._link_dead(self, f"the peer is unreachable ({e.strerror})")
-                return True
-            if not ok:
-                return False
-            self.pending_frame = None
-            self.frames_sent += 1
-            self.last_send = trio.current_time()
-        return True
-
-    def kick(self) -> None:
-        """Something was queued: send it now if the link is idle, else wake the sender.
-
-        Idle means: nothing was sent inline since the sender task last emptied
-        the queue or a frame last arrived (a new scheduling turn). So the first
-        message of a turn goes at once, from the caller, and the rest of the
-        turn's messages queue and leave together.
-        """
-        if self.dead:
-            return
-        if self.inline_ok and self.pending_frame is None and self.up.is_set():
-            self.inline_ok = False
-            if self.flush_now():
-                return
-        if self.sender_parked:
-            self.sender_parked = False
-            self.lot.unpark_all()
-
-    async def sender_task(self) -> None:
-        backoff_s = SEND_BACKOFF_FIRST_S
-        try:
-            while not self.dead:
-                if self.pending_frame is None and not self.prio and not self.normal:
-                    self.inline_ok = True
-                    self.sender_parked = True
-                    await self.lot.park()
-                    continue
-                if self.flush_now():
-                    backoff_s = SEND_BACKOFF_FIRST_S
-                    continue  # the queue is empty: park (producers batch up meanwhile)
-                if self.rid is None:
-                    await self.sock.wait_for(zmq.POLLOUT)
-                else:
-                    # a ROUTER's POLLOUT is socket-wide: back this peer off on a timer
-                    await trio.sleep(backoff_s)
-                    backoff_s = min(backoff_s * 2, 0.02)
-        except SocketClosed:
-            pass
-
-
-class Listener:
-    """Incoming ports on a bound endpoint: ``async for port in listener``.
-
-    ``endpoints`` are the actual bound endpoints (a ``tcp://127.0.0.1:*`` bind
-    reports its port). ``close()`` stops listening and closes its connections.
-    """
-
-    def __init__(
-        self,
-        runtime: PortRuntime,
-        options: PortOptions,
-        sock: TrioSocket,
-        endpoints: tuple[str, ...],
-    ) -> None:
-        self.runtime = runtime
-        self.options = options
-        self.sock = sock
-        self.endpoints = endpoints
-        self.curve = options.curve is not None
-        #: handshake failures (CURVE listeners only), watched to log who was refused
-        self.monitor: TrioSocket | None = None
-        self.links: dict[bytes, Link] = {}
-        self._queue: deque[_PortState] = deque()
-        self._lot = trio.lowlevel.ParkingLot()
-        self.closed = False
-
-    def __repr__(self) -> str:
-        return f"<Listener {', '.join(self.endpoints)}>"
-
-    def __aiter__(self) -> AsyncIterator[MessagePort]:
-        return self
-
-    async def __anext__(self) -> MessagePort:
-        while True:
-            if self._queue:
-                await trio.lowlevel.checkpoint()
-                if self._queue:
-                    st = self._queue.popleft()
-                    return self.runtime._handle_for(st)
-            if self.closed:
-                raise StopAsyncIteration
-            await self._lot.park()
-
-    async def accept(self) -> MessagePort:
-        """The next incoming port (``PortClosedError`` once the listener is closed)."""
-        try:
-            return await self.__anext__()
-        except StopAsyncIteration:
-            raise PortClosedError("the listener is closed") from None
-
-    def _offer(self, st: _PortState) -> bool:
-        if self.closed or len(self._queue) >= self.options.accept_backlog:
-            return False
-        self._queue.append(st)
-        self._lot.unpark_all()
-        return True
-
-    def close(self) -> None:
-        """Stop listening: close its connections (their ports get ``close``) and its socket."""
-        if self.closed:
-            return
-        self.closed = True
-        rt = self.runtime
-        for link in list(self.links.values()):
-            rt._link_dead(link, "the listener closed", send_bye=True)
-        while self._queue:
-            rt._close_port(self._queue.popleft(), "the listener closed")
-        self._lot.unpark_all()
-        if self in rt._listeners:
-            rt._listeners.remove(self)
-        if self.monitor is not None:
-            with suppress(zmq.ZMQError):
-                self.sock.sock.disable_monitor()
-            self.monitor.close(0)
-        self.sock.close(self.options.linger_s)
-
-    async def __aenter__(self) -> Listener:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
+RECV_BATCH_MAX: Final = 256
 
 
 async def _next_monitor_event(mon: TrioSocket) -> tuple[int, int]:
@@ -816,7 +194,11 @@ def _normalize_endpoint(endpoint: str) -> str:
     return endpoint
 
 
-class PortRuntime:
+def _new_port_id() -> int:
+    return secrets.randbits(63)
+
+
+class PortRuntime(PortHosting):
     """Per-process (per trio run) owner of the zmq context, sockets, tasks and port tables.
 
     Use :func:`open_runtime` for an explicit one (tests put several in one
@@ -830,7 +212,7 @@ class PortRuntime:
         context: zmq.Context[Any] | None = None,
         authorizer: Authorizer | None = None,
     ) -> None:
-        self.options = options or DEFAULT_OPTIONS
+        super().__init__(options or DEFAULT_OPTIONS, secrets.token_hex(8), _new_port_id)
         self._authorizer = authorizer
         self._zap: TrioSocket | None = None
         #: connections refused by the authorizer (at the handshake or the first frame)
@@ -838,57 +220,15 @@ class PortRuntime:
         self._handshake_log = RateLimitedLog(
             logger, logging.WARNING, what="failed CURVE handshakes"
         )
-        self.id = secrets.token_hex(8)
         self._ctx: zmq.Context[Any] = context if context is not None else zmq.Context()
         self._own_ctx = context is None
-        self._token = trio.lowlevel.current_trio_token()
-        #: the thread of that run: a cheap first check on the hot paths
-        self.thread_id = threading.get_ident()
-        self.payload_bytes_max = self.options.payload_bytes_max
-        self._entries: dict[int, _PortState | _Relay] = {}
         self._links: set[Link] = set()
-        self._by_runtime: dict[str, Link] = {}
         self._dealers: dict[str, Link] = {}
         self._listeners: list[Listener] = []
-        self._nursery: trio.Nursery | None = None
-        self._pending_spawn: list[tuple[Callable[..., Awaitable[object]], tuple[object, ...]]] = []
-        self._ready: dict[_PortState, None] = {}
-        self._dispatch_lot = trio.lowlevel.ParkingLot()
-        self._dispatch_parked = False
-        self._pending_direct: dict[str, set[int]] = {}
-        self._dialing: set[str] = set()
-        self._relays_changed = trio.Event()
         self._handshake_lot = trio.lowlevel.ParkingLot()
-        self._deadlines: list[tuple[float, int, _Pending]] = []
-        self._deadline_seq = 0
-        self._timer_target = math.inf
-        self._timer_scope: trio.CancelScope | None = None
-        self.closed = False
-        self.bad_frames = 0
-        self._handlers: dict[type, Callable[[Any, Link], None]] = {
-            Msgs: self._on_msgs,
-            Msg: self._on_msg,
-            Credit: self._on_credit,
-            Close: self._on_close,
-            Locate: self._on_locate,
-            Marker: self._on_marker,
-            Open: self._on_open,
-            Ping: self._on_ping,
-            Bye: self._on_bye,
-            Hello: self._on_hello_late,
-            Welcome: self._on_welcome,
-        }
 
     def __repr__(self) -> str:
         return f"<PortRuntime {self.id}>"
-
-    # -- tasks ----------------------------------------------------------------------------
-
-    def _spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
-        if self._nursery is None:
-            self._pending_spawn.append((fn, args))
-        else:
-            self._nursery.start_soon(fn, *args)
 
     def _attach(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
@@ -899,21 +239,6 @@ class PortRuntime:
         for fn, args in pending:
             nursery.start_soon(fn, *args)
 
-    def _check_run(self) -> None:
-        """Raise unless called from the trio run (and thread) that owns this runtime."""
-        if self.closed:
-            raise PortClosedError("the port runtime is closed")
-        try:
-            token = trio.lowlevel.current_trio_token()
-        except RuntimeError:
-            raise RuntimeMismatch(
-                "ports are used from outside trio.run; call them from trio tasks"
-            ) from None
-        if token is not self._token:
-            raise RuntimeMismatch(
-                "this port belongs to another trio run; ports cannot move between runs"
-            )
-
     @property
     def endpoints(self) -> tuple[str, ...]:
         """Endpoints other processes can use to reach this runtime."""
@@ -922,6 +247,12 @@ class PortRuntime:
         return tuple(
             e for ls in self._listeners for e in ls.endpoints if not e.startswith("inproc://")
         )
+
+    def new_channel(self) -> tuple[MessagePort, MessagePort]:
+        self.check_run()
+        a, b = self.proto.new_channel(self.options.port_window)
+        assert isinstance(a, PortState) and isinstance(b, PortState)
+        return self.handle_for(a), self.handle_for(b)
 
     # -- sockets (the one place they are created and configured) ---------------------
 
@@ -966,10 +297,6 @@ class PortRuntime:
 
     # -- CURVE: the ZAP handler ------------------------------------------------------
 
-    def set_authorizer(self, authorizer: Authorizer | None) -> None:
-        """Replace the function that decides which keys CURVE listeners admit."""
-        self._authorizer = authorizer
-
     def _ensure_zap(self) -> None:
         """Bind the ZAP handler in this runtime's context (before any CURVE listener binds).
 
@@ -1004,8 +331,10 @@ class PortRuntime:
         try:
             while True:
                 (request,) = await zap.recv_multipart_batch(1)
+                if len(request) < 6:
+                    logger.warning("refused a malformed ZAP request (%d frames)", len(request))
                 try:
-                    reply = self._zap_reply(request)
+                    reply = zap_reply(request, self._authorize)
                 except Exception:  # never leave the REP socket without its reply
                     logger.exception("the ZAP handler failed on a request; refusing it")
                     reply = [b"1.0", request[1] if len(request) > 1 else b"", b"500", b"error", b"", b""]
@@ -1013,24 +342,6 @@ class PortRuntime:
                     await zap.send_multipart(reply)
         except SocketClosed:
             pass
-
-    def _zap_reply(self, msg: list[bytes]) -> list[bytes]:
-        """The ZAP reply (RFC 27) to one request: 200 with the key as User-Id, or 400."""
-        if len(msg) < 6:
-            logger.warning("refused a malformed ZAP request (%d frames)", len(msg))
-            return [b"1.0", msg[1] if len(msg) > 1 else b"", b"400", b"malformed request", b"", b""]
-        version, request_id, domain, address, _identity, mechanism = msg[:6]
-        credentials = msg[6:]
-        if version != b"1.0" or mechanism != b"CURVE" or len(credentials) != 1 or len(credentials[0]) != 32:
-            return [b"1.0", request_id, b"400", b"CURVE is required", b"", b""]
-        key = z85.encode(credentials[0]).decode("ascii")
-        request = AuthRequest(
-            domain.decode("ascii", "replace"), key, address.decode("ascii", "replace"), "handshake"
-        )
-        reason = self._authorize(request)
-        if reason is not None:
-            return [b"1.0", request_id, b"400", reason.encode("utf-8", "replace")[:200], b"", b""]
-        return [b"1.0", request_id, b"200", b"OK", key.encode("ascii"), b""]
 
     def _authorize(self, request: AuthRequest) -> str | None:
         authorizer = self._authorizer
@@ -1069,7 +380,7 @@ class PortRuntime:
                 continue
             info = link.info or RemoteInfo(link.remote_id or "", (), key, link.remote_address)
             closed.append((info, reason))
-            self._link_dead(link, f"access withdrawn: {reason}", send_bye=True)
+            self.link_dead(link, f"access withdrawn: {reason}", send_bye=True)
         return closed
 
     # -- listen / connect ------------------------------------------------------------
@@ -1081,7 +392,7 @@ class PortRuntime:
         runtime's authorizer admits for ``options.zap_domain`` get through the
         handshake, and its ``endpoints`` carry its public key (``?key=``).
         """
-        self._check_run()
+        self.check_run()
         options = options or self.options
         address, key = split_key(endpoint)
         if key is not None:
@@ -1108,36 +419,37 @@ class PortRuntime:
         bound = sock.getsockopt(zmq.LAST_ENDPOINT)
         bound_text = bound.decode() if isinstance(bound, bytes) else str(bound)
         eps = (with_key(bound_text, options.curve.public if options.curve else None),)
-        listener = Listener(self, options, TrioSocket(sock), eps)
+        listener = Listener(self, options, eps, TrioSocket(sock))
         self._listeners.append(listener)
+        self.proto.endpoints = self.endpoints
         if monitor is not None:
             listener.monitor = TrioSocket(monitor)
-            self._spawn(self._router_curve_receiver, listener)
             self._spawn(self._listener_monitor_task, listener)
-        else:
-            self._spawn(self._router_receiver, listener)
+        self._spawn(self._router_receiver, listener)
         return listener
+
+    def listener_closed(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+            self.proto.endpoints = self.endpoints
+        if listener.monitor is not None and listener.sock is not None:
+            with suppress(zmq.ZMQError):
+                listener.sock.sock.disable_monitor()
+            listener.monitor.close(0)
+        if listener.sock is not None:
+            listener.sock.close(listener.options.linger_s)
 
     async def connect(self, endpoint: str, options: PortOptions | None = None) -> MessagePort:
         """Open a port to the listener at ``endpoint`` (sharing the connection if one exists)."""
-        self._check_run()
+        self.check_run()
         options = options or self.options
         link = await self._get_link(endpoint, options)
         if link.dead:
             raise ConnectError(f"the connection to {endpoint} closed: {link.reason}")
-        window = min(options.port_window, link.window)
-        a = _PortState(self, self._new_id(), 0, window)
-        b_id = self._new_id()
-        a.partner = b_id
-        a.remote = link.info
-        a.started = False
-        self._entries[a.id] = a
-        self._entries[b_id] = _Relay(link, 0, a.id)
-        # Priority queue: a priority message posted right after connect must not
-        # overtake the Open that creates its port on the other side.
-        link.put(Open(b_id, a.id, window), prio=True)
-        link.kick()
-        return self._handle_for(a)
+        a = self.proto.connect(link, options.port_window, trio.current_time())
+        assert isinstance(a, PortState)
+        self._apply()
+        return self.handle_for(a)
 
     async def _get_link(self, endpoint: str, options: PortOptions) -> Link:
         link = self._dealers.get(endpoint)
@@ -1151,7 +463,7 @@ class PortRuntime:
                 if link.failure is not None:
                     raise HandshakeFailed(link.failure)
                 if not link.dead:
-                    self._link_dead(link, "no handshake answer")
+                    self.link_dead(link, "no handshake answer")
                 raise ConnectError(
                     f"no answer from {endpoint} within {options.connect_timeout_s} s "
                     f"({link.reason}); is a listener running there?"
@@ -1181,8 +493,16 @@ class PortRuntime:
             raise ConnectError(
                 f"cannot connect to {endpoint}: {e.strerror}; check the endpoint"
             ) from None
-        link = Link(self, options, role="active", sock=TrioSocket(sock), endpoint=endpoint)
-        link.monitor = TrioSocket(mon)
+        monitor = TrioSocket(mon)
+        link = Link(
+            self,
+            options,
+            ZmqDealer(TrioSocket(sock), monitor),
+            role="active",
+            now=trio.current_time(),
+            endpoint=endpoint,
+        )
+        link.monitor = monitor
         link.remote_key = server_key
         self._links.add(link)
         self._dealers[endpoint] = link
@@ -1199,19 +519,21 @@ class PortRuntime:
         # the Hello goes now even though the link is not up yet
         link.flush_now()
         self._spawn(link.sender_task)
-        self._spawn(self._dealer_receiver, link)
+        self._spawn(self._link_receiver, link)
         self._spawn(self._monitor_task, link)
         return link
 
     # -- receiving -----------------------------------------------------------------------
 
-    async def _dealer_receiver(self, link: Link) -> None:
-        sock = link.sock
+    async def _link_receiver(self, link: Link) -> None:
+        """The receiver of a connection with its own transport (a DEALER, in-memory)."""
+        transport = link.transport
         try:
             while not link.dead:
-                frames = await sock.recv_batch(256)
-                link.last_recv = trio.current_time()
+                frames = await transport.recv_batch(RECV_BATCH_MAX)
+                link.live.last_recv = trio.current_time()
                 self._on_frames(link, frames)
+                self._apply(receiving=True)
                 self._run_ready()
         except SocketClosed:
             pass
@@ -1223,13 +545,13 @@ class PortRuntime:
             while not link.dead:
                 event, value = await _next_monitor_event(mon)
                 if event == zmq.EVENT_DISCONNECTED and link.up.is_set():
-                    self._link_dead(link, "the connection was lost")
+                    self.link_dead(link, "the connection was lost")
                 elif event & HANDSHAKE_EVENTS and not link.up.is_set():
                     # ZeroMQ would retry the handshake forever, silently: fail now, saying why.
                     link.failure = describe_connect_failure(
                         event, value, link.endpoint, link.options.curve
                     )
-                    self._link_dead(link, link.failure)
+                    self.link_dead(link, link.failure)
         except SocketClosed:
             pass
 
@@ -1252,53 +574,50 @@ class PortRuntime:
             pass
 
     async def _router_receiver(self, listener: Listener) -> None:
+        """The receiver of a listener's ROUTER, for all its peers. A CURVE listener's
+        frames come with the ZAP handler's ``User-Id`` (the key the handshake
+        authenticated), checked against the link on every frame."""
         sock = listener.sock
+        assert sock is not None
+        curve = listener.curve
+        links = listener.links
         try:
             while not listener.closed:
-                batch = await sock.recv_multipart_batch(256)
+                batch: list[list[zmq.Frame]] | list[list[bytes]]
+                if curve:
+                    batch = await sock.recv_frames_batch(RECV_BATCH_MAX)
+                else:
+                    batch = await sock.recv_multipart_batch(RECV_BATCH_MAX)
                 now = trio.current_time()
                 for parts in batch:
                     if len(parts) != 2:
                         self.bad_frames += 1
                         continue
-                    rid, data = parts
-                    link = listener.links.get(rid)
+                    rid_part, data_part = parts
+                    user_id: str | None = None
+                    if type(rid_part) is bytes:
+                        rid = rid_part
+                        data = data_part
+                    else:
+                        assert isinstance(rid_part, zmq.Frame) and isinstance(data_part, zmq.Frame)
+                        rid = rid_part.bytes
+                        data = data_part.bytes
+                        user_id = _frame_property(data_part, "User-Id")
+                    assert isinstance(data, bytes)
+                    link = links.get(rid)
                     if link is None:
-                        self._on_unknown_peer(listener, rid, data)
+                        address = None
+                        if isinstance(data_part, zmq.Frame):
+                            address = _frame_property(data_part, "Peer-Address")
+                        self._on_unknown_peer(listener, rid, data, user_id, address)
                         continue
-                    link.last_recv = now
+                    if curve and user_id != link.remote_key:
+                        self.link_dead(link, "a frame came with another key", send_bye=True)
+                        continue
+                    link.live.last_recv = now
                     link.inline_ok = True
                     self._on_frame(link, data)
-                self._run_ready()
-        except SocketClosed:
-            pass
-
-    async def _router_curve_receiver(self, listener: Listener) -> None:
-        """The receiver of a CURVE listener: frames come with the ZAP handler's ``User-Id``
-        (the key the handshake authenticated), checked against the link on every frame."""
-        sock = listener.sock
-        try:
-            while not listener.closed:
-                batch = await sock.recv_frames_batch(256)
-                now = trio.current_time()
-                for parts in batch:
-                    if len(parts) != 2:
-                        self.bad_frames += 1
-                        continue
-                    rid_frame, data_frame = parts
-                    rid = rid_frame.bytes
-                    user_id = _frame_property(data_frame, "User-Id")
-                    link = listener.links.get(rid)
-                    if link is None:
-                        address = _frame_property(data_frame, "Peer-Address")
-                        self._on_unknown_peer(listener, rid, data_frame.bytes, user_id, address)
-                        continue
-                    if user_id != link.remote_key:
-                        self._link_dead(link, "a frame came with another key", send_bye=True)
-                        continue
-                    link.last_recv = now
-                    link.inline_ok = True
-                    self._on_frame(link, data_frame.bytes)
+                self._apply(receiving=True)
                 self._run_ready()
         except SocketClosed:
             pass
@@ -1341,17 +660,31 @@ class PortRuntime:
         if len(listener.links) >= listener.options.links_max:
             self._send_raw_bye(listener, rid, "too many connections")
             return
+        assert listener.sock is not None
         link = Link(
-            self, listener.options, role="passive", sock=listener.sock, rid=rid, listener=listener
+            self,
+            listener.options,
+            ZmqRouterPeer(listener.sock, rid),
+            role="passive",
+            now=trio.current_time(),
+            listener=listener,
+            key=rid,
         )
-        link.remote_id = hello.runtime_id
-        link.remote_endpoints = hello.endpoints
         if listener.curve:
             link.remote_key = user_id
             link.remote_address = address
-        link.window = min(listener.options.port_window, hello.window)
-        link.peer_timeout(hello.heartbeat_timeout_ms)
         listener.links[rid] = link
+        self._accepted(link, hello)
+        now = trio.current_time()
+        for m in frame.messages[1:]:
+            self._on_message(link, m, now)
+
+    def _accepted(self, link: Link, hello: Hello) -> None:
+        """A listener's new connection said Hello: answer Welcome, start its sender."""
+        link.remote_id = hello.runtime_id
+        link.remote_endpoints = hello.endpoints
+        link.window = min(link.options.port_window, hello.window)
+        link.peer_timeout(hello.heartbeat_timeout_ms)
         self._links.add(link)
         link.put(
             Welcome(self.id, PROTOCOL_VERSION, self.endpoints, link.window, link.hello_timeout_ms),
@@ -1360,10 +693,9 @@ class PortRuntime:
         self._link_up(link)
         link.kick()
         self._spawn(link.sender_task)
-        for m in frame.messages[1:]:
-            self._on_message(link, m)
 
     def _send_raw_bye(self, listener: Listener, rid: bytes, reason: str) -> None:
+        assert listener.sock is not None
         with suppress(zmq.ZMQError, SocketClosed):
             listener.sock.try_send_multipart((rid, encode_frame([Bye(reason)], priority=True)))
 
@@ -1383,21 +715,30 @@ class PortRuntime:
             link.bad_frames += 1
             logger.warning("dropped an undecodable frame from %r: %s", link, e)
             if link.bad_frames > BAD_FRAMES_MAX:
-                self._link_dead(link, "the peer sent too many bad frames", send_bye=True)
+                self.link_dead(link, "the peer sent too many bad frames", send_bye=True)
             return
+        now = link.live.last_recv
         for m in messages:
-            self._on_message(link, m)
+            self._on_message(link, m, now)
             if link.dead:
                 return
 
-    def _on_message(self, link: Link, m: object) -> None:
-        handler = self._handlers.get(type(m))
-        if handler is None or (not link.up.is_set() and not isinstance(m, Welcome | Bye)):
-            self.bad_frames += 1
-            logger.warning("dropped an unexpected %s from %r", type(m).__name__, link)
-            return
+    def _on_message(self, link: Link, m: object, now: float) -> None:
         try:
-            handler(m, link)
+            if link.up.is_set():
+                if self.proto.receive(link, m, now):
+                    return
+            elif not isinstance(m, Welcome | Bye):
+                self.bad_frames += 1
+                logger.warning("dropped an unexpected %s from %r", type(m).__name__, link)
+                return
+            if type(m) is Welcome:
+                self._on_welcome(m, link)
+            elif type(m) is Bye:
+                self._on_bye(m, link)
+            elif type(m) is not Ping and type(m) is not Hello:  # a repeated Hello: nothing to do
+                self.bad_frames += 1
+                logger.warning("dropped an unexpected %s from %r", type(m).__name__, link)
         except Exception:  # input from the network never crashes anything
             self.bad_frames += 1
             logger.exception("failed to handle %s from %r", type(m).__name__, link)
@@ -1408,7 +749,7 @@ class PortRuntime:
         if link.role != "active" or link.up.is_set():
             return
         if m.version != PROTOCOL_VERSION:
-            self._link_dead(
+            self.link_dead(
                 link, f"the listener speaks protocol {m.version}, not {PROTOCOL_VERSION}"
             )
             return
@@ -1419,81 +760,51 @@ class PortRuntime:
         self._link_up(link)
         link.kick()
 
-    def _on_hello_late(self, m: Hello, link: Link) -> None:
-        pass  # a repeated Hello on an established connection: nothing to do
-
-    def _on_ping(self, m: Ping, link: Link) -> None:
-        pass
-
     def _on_bye(self, m: Bye, link: Link) -> None:
         if link.role == "active" and not link.up.is_set() and link.failure is None:
             link.failure = f"{split_key(link.endpoint)[0]} refused the connection: {m.reason}"
-        self._link_dead(link, f"the peer closed the connection ({m.reason})")
+        self.link_dead(link, f"the peer closed the connection ({m.reason})")
 
     def _link_up(self, link: Link) -> None:
         link.up.set()
         self._handshake_lot.unpark_all()
-        rid = link.remote_id
-        assert rid is not None
-        self._by_runtime.setdefault(rid, link)
-        waiting = self._pending_direct.pop(rid, None)
-        if waiting:
-            for pid in waiting:
-                st = self._entries.get(pid)
-                if isinstance(st, _PortState):
-                    self._try_direct(st)
+        self.proto.link_up(link, trio.current_time())
+        self._apply()
 
-    def _link_dead(self, link: Link, reason: str, *, send_bye: bool = False) -> None:
+    def link_dead(self, link: Link, reason: str, *, send_bye: bool = False) -> None:
         if link.dead:
             return
         if send_bye and link.up.is_set() and not link.closing:
             link.normal.clear()  # what was queued is lost anyway: the Bye goes first
             link.say_bye(reason)
-        link._dead = True
-        link.closing = True
-        link.reason = reason
+        link.dead = True
         link.gone.set()
         self._handshake_lot.unpark_all()
         logger.info("connection %r closed: %s", link, reason)
         self._links.discard(link)
-        if link.remote_id is not None and self._by_runtime.get(link.remote_id) is link:
-            del self._by_runtime[link.remote_id]
-            for other in self._links:
-                if other.remote_id == link.remote_id and other.up.is_set():
-                    self._by_runtime[link.remote_id] = other
-                    break
-        if link.rid is None:
+        if link.key is None:
             if self._dealers.get(link.endpoint) is link:
                 del self._dealers[link.endpoint]
-            if link.monitor is not None:
-                with suppress(zmq.ZMQError):
-                    link.sock.sock.disable_monitor()
-                link.monitor.close(0)
-            link.sock.close(link.options.linger_s)
-        elif link.listener is not None and link.listener.links.get(link.rid) is link:
-            del link.listener.links[link.rid]
-        link.prio.clear()
-        link.normal.clear()
+            link.transport.close(link.options.linger_s)
+        elif link.listener is not None and link.listener.links.get(link.key) is link:
+            del link.listener.links[link.key]
         link.pending_frame = None
         link.lot.unpark_all()
-        self._wake_blocked(link)
-        # every route through this link is gone
-        for pid, e in list(self._entries.items()):
-            if type(e) is not _Relay or e.hop is not link:
-                continue
-            if self._entries.get(pid) is e:
-                del self._entries[pid]
-            p = self._entries.get(e.partner)
-            if type(p) is _PortState:
-                if p.partner == pid:
-                    self._partner_closed(p, reason)
-            elif type(p) is _Relay and p.hop is not link:
-                p.hop.put(Close(e.partner, CLOSE_NOW, CLOSE_NOW, reason))
-                p.hop.kick()
-                del self._entries[e.partner]
-        self._relays_changed.set()
+        self.proto.link_down(link, reason)  # every route through this link is gone
+        self._apply()
 
-    # -- heartbeats and dispatch tasks -------------------------------------------
+    def wake_writers(self, ports: Iterable[PortEnd]) -> None:
+        for st in ports:
+            assert isinstance(st, PortState)
+            st.writers.unpark_all()
+
+    def _incoming(self, conn: Conn, st: PortEnd) -> None:
+        assert isinstance(conn, Link) and isinstance(st, PortState)
+        if conn.listener is None or not conn.listener.offer(st):
+            reason = "the listener's backlog is full"
+            self.proto.close(st, reason)
+
+    # -- heartbeats -------------------------------------------
 
     async def _heartbeat_task(self) -> None:
         while True:
@@ -1501,689 +812,49 @@ class PortRuntime:
             tick = 0.25
             for link in list(self._links):
                 o = link.options
-                tick = min(tick, link.ping_interval_s / 2)
+                tick = min(tick, link.live.ping_interval_s / 2)
                 if link.dead:
                     continue
-                if not link.up.is_set():
-                    if now - link.created > o.connect_timeout_s:
-                        self._link_dead(link, "the handshake timed out")
-                    continue
-                if now - link.last_recv > o.heartbeat_timeout_s:
-                    if not link.deferred and self._input_waiting(link):
-                        # Input is waiting: maybe this process was busy, not the peer.
-                        # Give the receiver one turn before judging (only one: a
-                        # listener's socket may always have input from other peers).
-                        link.deferred = True
-                        continue
+                verdict = link.live.verdict(
+                    now,
+                    link.up.is_set(),
+                    o.heartbeat_timeout_s,
+                    o.connect_timeout_s,
+                    link.transport.input_waiting,
+                )
+                if verdict is Verdict.HANDSHAKE_TIMEOUT:
+                    self.link_dead(link, "the handshake timed out")
+                elif verdict is Verdict.SILENT:
                     logger.info(
                         "heartbeat timeout on %r: queued %d+%d, pending frame %s, sender parked %s, "
-                        "last send %.2f s ago, events %d",
+                        "last send %.2f s ago, %s",
                         link,
                         len(link.prio),
                         len(link.normal),
                         link.pending_frame is not None,
                         link.sender_parked,
-                        now - link.last_send,
-                        link.sock.events,
+                        now - link.live.last_send,
+                        link.transport.describe(),
                     )
-                    self._link_dead(
+                    self.link_dead(
                         link,
-                        f"nothing arrived for {now - link.last_recv:.1f} s (heartbeat timeout)",
+                        f"nothing arrived for {now - link.live.last_recv:.1f} s (heartbeat timeout)",
                         send_bye=True,  # a stopped peer reads it when it resumes
                     )
-                    continue
-                link.deferred = False
-                if now - link.last_send >= link.ping_interval_s:
+                elif verdict is Verdict.PING:
                     link.put(Ping(), prio=True)
                     link.kick()
             await trio.sleep(max(0.005, tick))
 
-    @staticmethod
-    def _input_waiting(link: Link) -> bool:
-        try:
-            return bool(link.sock.refresh() & zmq.POLLIN)
-        except (zmq.ZMQError, SocketClosed):
-            return False
-
-    def _add_deadline(self, deadline: float, pending: _Pending) -> None:
-        """Time ``pending`` out at ``deadline`` (trio time) unless it finishes first."""
-        self._deadline_seq += 1
-        heapq.heappush(self._deadlines, (deadline, self._deadline_seq, pending))
-        if len(self._deadlines) > 4096 and len(self._deadlines) > 4 * sum(
-            1 for _, _, p in self._deadlines if not p.done
-        ):
-            self._deadlines = [d for d in self._deadlines if not d[2].done]
-            heapq.heapify(self._deadlines)
-        if deadline < self._timer_target and self._timer_scope is not None:
-            self._timer_scope.cancel()  # re-arm earlier (rare: timeouts mostly grow)
-
-    async def _timer_task(self) -> None:
-        while True:
-            now = trio.current_time()
-            heap = self._deadlines
-            while heap and (heap[0][0] <= now or heap[0][2].done):
-                _, _, pending = heapq.heappop(heap)
-                if not pending.done:
-                    pending.timed_out = True
-                    pending.finish()
-            self._timer_target = heap[0][0] if heap else math.inf
-            with trio.CancelScope(deadline=self._timer_target) as scope:
-                self._timer_scope = scope
-                await trio.sleep_forever()
-            self._timer_scope = None
-
-    async def _dispatch_task(self) -> None:
-        while True:
-            if not self._ready:
-                self._dispatch_parked = True
-                await self._dispatch_lot.park()
-                continue
-            self._run_ready()
-            await trio.lowlevel.checkpoint()
-
-    def _schedule(self, st: _PortState) -> None:
-        self._ready[st] = None
-        if self._dispatch_parked:
-            self._dispatch_parked = False
-            self._dispatch_lot.unpark_all()
-
-    def _notify(self, st: _PortState) -> None:
-        """Items arrived in ``st``'s queue."""
-        if st.iterating:
-            st.lot.unpark_all()
-        elif st.started or st.partner_gone:
-            self._ready[st] = None
-
-    def _run_ready(self) -> None:
-        budget = RUN_READY_ITEMS_MAX
-        ready = self._ready
-        while ready and budget > 0:
-            st = next(iter(ready))
-            del ready[st]
-            budget -= self._drain_to_listeners(st, budget)
-        if ready and self._dispatch_parked:
-            self._dispatch_parked = False
-            self._dispatch_lot.unpark_all()
-
-    def _drain_to_listeners(self, st: _PortState, budget: int) -> int:
-        handle = st.handle
-        n = 0
-        if st.done or handle is None:
-            return 0
-        queue = st.queue
-        if not st.started or st.iterating:
-            if st.partner_gone and not st.close_fired and queue and queue[-1] is CLOSE_ITEM:
-                self._fire_close(st)
-            return 0
-        fire = handle._fire_message
-        popleft = queue.popleft
-        step = st.grant_step
-        while queue and n < budget:
-            entry = queue[0]
-            if type(entry) is bytes:
-                popleft()
-                n += 1
-                st.consumed += 1
-                if st.consumed - st.granted >= step:
-                    self._grant(st)
-                fire(entry, ())
-                if _halted(st):
-                    break
-                continue
-            if entry is CLOSE_ITEM:
-                queue.popleft()
-                self._fire_close(st)
-                break
-            assert isinstance(entry, _Item)
-            if entry.kind == KIND_REQUEST:
-                if not self._start_request(st, entry):
-                    break
-                queue.popleft()
-                n += 1
-                continue
-            queue.popleft()
-            n += 1
-            self._consumed(st)
-            fire(entry.payload, tuple(self._handle_for(p) for p in entry.ports))
-            if _halted(st):
-                break
-        if queue and n >= budget:
-            self._ready[st] = None
-        return n
-
-    def _fire_close(self, st: _PortState) -> None:
-        if st.close_fired:
-            return
-        st.close_fired = True
-        if st.handle is not None:
-            st.handle._fire_close(st.close_reason)
-
-    def _consumed(self, st: _PortState) -> None:
-        st.consumed += 1
-        if st.consumed - st.granted >= st.grant_step:
-            self._grant(st)
-
-    def _grant(self, st: _PortState) -> None:
-        st.granted = st.consumed
-        if st.partner_gone:
-            return
-        e = self._entries.get(st.partner)
-        if type(e) is _PortState:
-            self._credit_local(e, st.consumed)
-        elif type(e) is _Relay:
-            e.hop.put(Credit(st.partner, st.consumed), prio=True)
-            e.hop.kick()
-
-    def _credit_local(self, st: _PortState, consumed: int) -> None:
-        if consumed > st.credited:
-            st.credited = consumed
-            if st.writers:
-                st.writers.unpark_all()
-
-    def _wake_blocked(self, link: Link) -> None:
-        blocked, link.blocked_ports = link.blocked_ports, set()
-        for st in blocked:
-            st.writers.unpark_all()
-
-    # -- ids and handles ---------------------------------------------------------------
-
-    def _new_id(self) -> int:
-        while True:
-            i = secrets.randbits(63)
-            if i and i not in self._entries:
-                return i
-
-    def _handle_for(self, st: _PortState) -> MessagePort:
-        h = _port.MessagePort._from_state(st)
-        st.handle = h
-        return h
-
-    def new_channel(self) -> tuple[MessagePort, MessagePort]:
-        self._check_run()
-        window = self.options.port_window
-        a = _PortState(self, self._new_id(), 0, window)
-        self._entries[a.id] = a
-        b = _PortState(self, self._new_id(), a.id, window)
-        self._entries[b.id] = b
-        a.partner = b.id
-        return self._handle_for(a), self._handle_for(b)
-
-    # -- sending ---------------------------------------------------------------------
-
-    def _room(self, st: _PortState, size: int) -> trio.lowlevel.ParkingLot | None:
-        """None if ``st`` may post a message of ``size`` bytes now, else where to wait."""
-        if st.sent - st.credited >= st.window:
-            return st.writers
-        e = self._entries.get(st.partner)
-        if type(e) is _Relay and not e.hop.has_room(size):
-            e.hop.blocked_ports.add(st)
-            return st.writers
-        return None
-
-    def _post_plain(self, st: _PortState, payload: bytes) -> None:
-        """:meth:`_post` for the common case (a normal message without ports), made short."""
-        partner = self._entries.get(st.partner)
-        if type(partner) is not _Relay:
-            self._post(st, KIND_MESSAGE, 0, payload, (), False)
-            return
-        if st.sent - st.credited >= st.window:
-            raise PortQueueFull(
-                f"the partner has not taken {st.window} messages yet (the port's window); "
-                "await port.wait_writable() or use await port.send()"
-            )
-        link = partner.hop
-        if link.closing:
-            raise PortClosedError(f"the port's connection is closing ({link.reason or 'Bye sent'})")
-        size = len(payload)
-        if link.user_count and (
-            link.user_count >= link.options.link_queue_max
-            or link.user_bytes + size > link.options.link_queue_bytes_max
-        ):
-            raise PortQueueFull(
-                f"the connection's send queue is full ({link.user_count} messages, {link.user_bytes} bytes); "
-                "await port.wait_writable() or use await port.send()"
-            )
-        seq = st.seq_out
-        st.seq_out = seq + 1
-        st.sent += 1
-        link.normal.append((st.partner, seq, payload))
-        link.user_count += 1
-        link.user_bytes += size
-        link.kick()
-
-    def _post(  # noqa: PLR0917
-        self,
-        st: _PortState,
-        kind: int,
-        req_id: int,
-        payload: bytes,
-        ports: tuple[_PortState, ...],
-        prio: bool,
-    ) -> None:
-        """Send one message from ``st`` to its partner; raises PortQueueFull when there is no room."""
-        partner = self._entries.get(st.partner)
-        counted = kind not in (KIND_RESPONSE, KIND_ERROR)
-        if counted and st.sent - st.credited >= st.window:
-            raise PortQueueFull(
-                f"the partner has not taken {st.window} messages yet (the port's window); "
-                "await port.wait_writable() or use await port.send()"
-            )
-        if isinstance(partner, _Relay):
-            link = partner.hop
-            if link.closing:
-                raise PortClosedError(
-                    f"the port's connection is closing ({link.reason or 'Bye sent'})"
-                )
-            if counted and not link.has_room(len(payload)):
-                raise PortQueueFull(
-                    f"the connection's send queue is full ({link.user_count} messages, {link.user_bytes} bytes); "
-                    "await port.wait_writable() or use await port.send()"
-                )
-        elif partner is None:
-            raise PortClosedError("the port's partner is closed")
-        if prio:
-            seq = st.pseq_out
-            st.pseq_out = seq + 1
-        else:
-            seq = st.seq_out
-            st.seq_out = seq + 1
-        if counted:
-            st.sent += 1
-        if isinstance(partner, _PortState):
-            for p in ports:
-                self._neuter(p)
-            if kind == KIND_MESSAGE and not prio and not ports:
-                self._accept(partner, False, seq, payload)
-            else:
-                self._accept(partner, prio, seq, _Item(kind, prio, req_id, payload, ports))
-            if partner.started or partner.iterating or partner.partner_gone:
-                self._schedule(partner)
-            return
-        link = partner.hop
-        if kind == KIND_MESSAGE and not prio and not ports:
-            link.put_plain(st.partner, seq, payload)
-        else:
-            exported: list[tuple[_PortState, list[tuple[bool, int, bytes | _Item]]]] = []
-            refs = tuple(self._export(p, link, exported) for p in ports)
-            link.put_user(Msg(st.partner, seq, prio, kind, req_id, payload, refs))
-            self._send_exported(exported, link)
-        link.kick()
-
-    # -- relocation: export / materialize -------------------------------------------
-
-    def _export(
-        self,
-        st: _PortState,
-        hop: Link,
-        exported: list[tuple[_PortState, list[tuple[bool, int, bytes | _Item]]]],
-    ) -> PortRef:
-        """Turn a local end into a relay toward ``hop``; its queued messages follow."""
-        pe = self._entries.get(st.partner)
-        partner_gen = pe.moves if type(pe) is _PortState else pe.gen if type(pe) is _Relay else 0
-        queued: list[tuple[bool, int, bytes | _Item]] = []
-        n_normal = sum(1 for x in st.queue if type(x) is bytes or (type(x) is _Item and not x.prio))
-        n_prio = sum(1 for x in st.queue if type(x) is _Item and x.prio)
-        seq = st.seq_in - n_normal
-        pseq = st.pseq_in - n_prio
-        first_seq, first_pseq = seq, pseq
-        for x in st.queue:
-            if type(x) is bytes:
-                queued.append((False, seq, x))
-                seq += 1
-            elif type(x) is _Item:
-                if x.prio:
-                    queued.append((True, pseq, x))
-                    pseq += 1
-                else:
-                    queued.append((False, seq, x))
-                    seq += 1
-        for (prio, s), x2 in sorted(st.reorder.items()):
-            queued.append((prio, s, x2))
-        close_seq = close_pseq = -1
-        if st.partner_gone:
-            close_seq, close_pseq = st.seq_in, st.pseq_in
-        elif st.close_at is not None:
-            close_seq, close_pseq = st.close_at
-        moves = st.moves + 1
-        ref = PortRef(
-            id=st.id,
-            partner=st.partner,
-            moves=moves,
-            partner_gen=partner_gen,
-            window=st.window,
-            seq_out=st.seq_out,
-            pseq_out=st.pseq_out,
-            seq_in=first_seq,
-            pseq_in=first_pseq,
-            sent=st.sent,
-            credited=st.credited,
-            consumed=st.consumed,
-            granted=st.granted,
-            close_seq=close_seq,
-            close_pseq=close_pseq,
-        )
-        self._retire(
-            st,
-            PortTransferredError("the port was transferred; the receiver of the message owns it"),
-        )
-        st.exported = True
-        if self._entries.get(st.id) is st:
-            self._entries[st.id] = _Relay(hop, moves, st.partner)
-        exported.append((st, queued))
-        return ref
-
-    def _send_exported(
-        self, exported: list[tuple[_PortState, list[tuple[bool, int, bytes | _Item]]]], hop: Link
-    ) -> None:
-        """Re-send exported ends' queued messages behind their carrier (recursively)."""
-        i = 0
-        while i < len(exported):
-            st, queued = exported[i]
-            i += 1
-            for prio, seq, x in queued:
-                if type(x) is bytes:
-                    hop.put(Msg(st.id, seq, prio, KIND_MESSAGE, 0, x, ()), prio=prio)
-                else:
-                    assert isinstance(x, _Item)
-                    refs = tuple(self._export(p, hop, exported) for p in x.ports)
-                    hop.put(Msg(st.id, seq, prio, x.kind, x.req_id, x.payload, refs), prio=prio)
-
-    def _materialize(self, refs: tuple[PortRef, ...], link: Link) -> tuple[_PortState, ...]:
-        states = []
-        replaced: dict[int, _Relay] = {}
-        for ref in refs:
-            st = _PortState(self, ref.id, ref.partner, max(1, ref.window), ref.moves)
-            st.seq_out = ref.seq_out
-            st.pseq_out = ref.pseq_out
-            st.seq_in = ref.seq_in
-            st.pseq_in = ref.pseq_in
-            st.sent = ref.sent
-            st.credited = ref.credited
-            st.consumed = ref.consumed
-            st.granted = ref.granted
-            if ref.close_seq >= 0:
-                st.close_at = (ref.close_seq, ref.close_pseq)
-            old = self._entries.get(ref.id)
-            if type(old) is _PortState and not old.done:
-                # an id collision (or a forged ref): refuse the newcomer
-                st.done = True
-                states.append(st)
-                continue
-            if type(old) is _Relay:
-                replaced[ref.id] = old
-            self._entries[ref.id] = st
-            states.append(st)
-        for ref, st in zip(refs, states, strict=True):
-            if st.done:
-                continue
-            if ref.partner not in self._entries and st.close_at is None:
-                self._entries[ref.partner] = _Relay(link, ref.partner_gen, ref.id)
-            st.remote = link.info
-        for st in states:
-            if st.done:
-                continue
-            self._check_close(st)
-            pe = self._entries.get(st.partner)
-            old_route = replaced.get(st.id)
-            if old_route is not None and type(pe) is _PortState and not old_route.hop.dead:
-                # The end came back to where its partner lives: the partner's old
-                # route toward it ends here. Like a switch: a marker behind what
-                # was sent on it releases the relays on the way.
-                old_route.hop.put(Marker(st.id, st.moves))
-                old_route.hop.kick()
-            if type(pe) is _Relay and not st.partner_gone:
-                pe.hop.put(Locate(st.partner, st.id, self.id, self.endpoints, st.moves, True))
-                pe.hop.kick()
-        return tuple(states)
-
-    def _relay_refs(self, refs: tuple[PortRef, ...], in_link: Link, out: Link) -> None:
-        """A carrier passes through: install relays so both directions follow."""
-        for ref in refs:
-            old = self._entries.get(ref.id)
-            if type(old) is _PortState and not old.done:
-                continue  # an id collision or a forged ref: leave the local end alone
-            self._entries[ref.id] = _Relay(out, ref.moves, ref.partner)
-        for ref in refs:
-            if ref.partner not in self._entries and ref.close_seq < 0:
-                self._entries[ref.partner] = _Relay(in_link, ref.partner_gen, ref.id)
-
-    # -- incoming addressed messages ------------------------------------------------
-
-    def _on_msgs(self, m: Msgs, link: Link) -> None:
-        e = self._entries.get(m.dst)
-        if type(e) is _PortState:
-            st = e
-            seq = m.seq
-            if seq == st.seq_in and not st.reorder and not st.done and st.close_at is None:
-                payloads = m.payloads
-                st.queue.extend(payloads)
-                st.seq_in = seq + len(payloads)
-                if len(st.queue) > st.window + 1:
-                    self._violation(st, "the partner sent beyond its window")
-                    return
-                self._notify(st)
-                return
-            for i, p in enumerate(m.payloads):
-                self._accept(st, False, seq + i, p)
-        elif type(e) is _Relay:
-            e.used = trio.current_time()
-            e.hop.put(m)
-            e.hop.kick()
-
-    def _on_msg(self, m: Msg, link: Link) -> None:
-        e = self._entries.get(m.dst)
-        if type(e) is _Relay:
-            if m.ports:
-                self._relay_refs(m.ports, link, e.hop)
-            e.used = trio.current_time()
-            e.hop.put(m, prio=m.prio)
-            e.hop.kick()
-            return
-        states = self._materialize(m.ports, link) if m.ports else ()
-        if type(e) is _PortState:
-            if m.kind == KIND_MESSAGE and not m.prio and not states:
-                self._accept(e, False, m.seq, m.payload)
-            else:
-                self._accept(e, m.prio, m.seq, _Item(m.kind, m.prio, m.req_id, m.payload, states))
-        else:
-            # nobody here: the ports it carried are lost; tell their partners
-            for st in states:
-                self._close_port(st, "the message carrying the port could not be delivered")
-
-    def _accept(self, st: _PortState, prio: bool, seq: int, item: bytes | _Item) -> None:
-        if st.done or st.partner_gone:
-            if type(item) is _Item:
-                for p in item.ports:
-                    self._close_port(p, "the port it was sent to is closed")
-            return
-        expected = st.pseq_in if prio else st.seq_in
-        if seq != expected:
-            if seq > expected:
-                if len(st.reorder) >= st.window * REORDER_FACTOR:
-                    self._violation(st, "too many messages arrived out of order")
-                    return
-                st.reorder[(prio, seq)] = item
-            return  # else a duplicate
-        self._take_in(st, item)
-        seq += 1
-        reorder = st.reorder
-        while reorder:
-            nxt = reorder.pop((prio, seq), None)
-            if nxt is None:
-                break
-            self._take_in(st, nxt)
-            seq += 1
-        if prio:
-            st.pseq_in = seq
-        else:
-            st.seq_in = seq
-        if len(st.queue) > st.window + 1:
-            self._violation(st, "the partner sent beyond its window")
-            return
-        if st.close_at is not None:
-            self._check_close(st)
-        self._notify(st)
-
-    def _take_in(self, st: _PortState, item: bytes | _Item) -> None:
-        if type(item) is _Item and item.kind in (KIND_RESPONSE, KIND_ERROR):
-            pending = st.pending.pop(item.req_id, None)
-            if pending is not None:
-                pending.kind = item.kind
-                pending.payload = item.payload
-                pending.finish()
-            return  # a late answer is dropped
-        st.queue.append(item)
-
-    def _violation(self, st: _PortState, reason: str) -> None:
-        logger.warning("closing %r: %s", st, reason)
-        self.bad_frames += 1
-        self._close_port(st, reason, notify_self=True)
-
-    def _on_credit(self, m: Credit, link: Link) -> None:
-        e = self._entries.get(m.dst)
-        if type(e) is _PortState:
-            self._credit_local(e, m.consumed)
-        elif type(e) is _Relay:
-            e.used = trio.current_time()
-            e.hop.put(m, prio=True)
-            e.hop.kick()
-
-    def _on_close(self, m: Close, link: Link) -> None:
-        e = self._entries.get(m.dst)
-        if type(e) is _Relay:
-            e.used = trio.current_time()
-            e.hop.put(m)
-            e.hop.kick()
-            del self._entries[m.dst]
-            self._relays_changed.set()
-        elif type(e) is _PortState:
-            self._partner_closing(e, m.seq, m.pseq, m.reason)
-
-    def _partner_closing(self, st: _PortState, seq: int, pseq: int, reason: str) -> None:
-        st.close_reason = reason
-        if seq == CLOSE_NOW:
-            self._partner_closed(st, reason)
-            return
-        st.close_at = (seq, pseq)
-        self._check_close(st)
-
-    def _check_close(self, st: _PortState) -> None:
-        at = st.close_at
-        if at is not None and st.seq_in >= at[0] and st.pseq_in >= at[1]:
-            self._partner_closed(st, st.close_reason or "the partner closed the port")
-
-    def _partner_closed(self, st: _PortState, reason: str) -> None:
-        """The partner end is gone: no more messages will come; queue the close event."""
-        if st.partner_gone or st.done:
-            return
-        st.partner_gone = True
-        st.close_at = None
-        st.close_reason = reason
-        st.reorder.clear()
-        pe = self._entries.get(st.partner)
-        if type(pe) is _Relay:
-            del self._entries[st.partner]
-            if not pe.hop.dead:
-                pe.hop.put(Marker(st.partner, GEN_ALL))
-                pe.hop.kick()
-            self._relays_changed.set()
-        if self._entries.get(st.id) is st:
-            del self._entries[st.id]
-        self._forget_direct(st)
-        err = PortClosedError(f"the port's partner is gone ({reason})")
-        for p in st.pending.values():
-            p.fail(err)
-        st.pending.clear()
-        st.writers.unpark_all()
-        st.queue.append(CLOSE_ITEM)
-        st.lot.unpark_all()
-        self._schedule(st)
-
-    def _on_locate(self, m: Locate, link: Link) -> None:
-        e = self._entries.get(m.dst)
-        if type(e) is _Relay:
-            e.used = trio.current_time()
-            e.hop.put(m)
-            e.hop.kick()
-        elif type(e) is _PortState and not e.partner_gone and e.partner == m.src:
-            e.partner_home = (m.runtime_id, m.endpoints, m.moves)
-            if m.reply:
-                pe = self._entries.get(e.partner)
-                if type(pe) is _Relay:
-                    pe.hop.put(Locate(e.partner, e.id, self.id, self.endpoints, e.moves, False))
-                    pe.hop.kick()
-            self._try_direct(e)
-
-    def _on_marker(self, m: Marker, link: Link) -> None:
-        e = self._entries.get(m.dst)
-        if type(e) is _Relay and e.gen <= m.gen:
-            del self._entries[m.dst]
-            if not e.hop.dead:
-                e.hop.put(m)
-                e.hop.kick()
-            self._relays_changed.set()
-
-    def _on_open(self, m: Open, link: Link) -> None:
-        listener = link.listener
-        if listener is None or link.role != "passive":
-            link.put(Close(m.partner, CLOSE_NOW, CLOSE_NOW, "this side does not accept ports"))
-            link.kick()
-            return
-        existing = self._entries.get(m.port)
-        # a runtime connected to itself finds its own route entry for the new end
-        self_connected = type(existing) is _Relay and link.remote_id == self.id
-        if existing is not None and not self_connected:
-            link.put(Close(m.partner, CLOSE_NOW, CLOSE_NOW, "port id collision; connect again"))
-            link.kick()
-            return
-        st = _PortState(
-            self, m.port, m.partner, max(1, min(m.window, listener.options.port_window))
-        )
-        st.remote = link.info
-        self._entries[st.id] = st
-        if m.partner not in self._entries:
-            self._entries[m.partner] = _Relay(link, 0, st.id)
-        if not listener._offer(st):
-            self._close_port(st, "the listener's backlog is full")
-
     # -- direct routes after a move -------------------------------------------------
 
-    def _try_direct(self, st: _PortState) -> None:
-        home = st.partner_home
-        if home is None or st.done or st.partner_gone:
-            return
-        runtime_id, endpoints, moves = home
-        if runtime_id == self.id:
-            return
-        e = self._entries.get(st.partner)
-        if type(e) is not _Relay or e.gen > moves:
-            return
-        if e.hop.remote_id == runtime_id:
-            st.remote = e.hop.info
-            return
-        link = self._by_runtime.get(runtime_id)
-        if link is not None and link.up.is_set() and not link.dead:
-            e.hop.put(Marker(st.partner, moves))
-            e.hop.kick()
-            self._entries[st.partner] = _Relay(link, moves, st.id)
-            st.remote = link.info
-            return
-        self._pending_direct.setdefault(runtime_id, set()).add(st.id)
-        mine = self.endpoints
-        if endpoints and (not mine or self.id < runtime_id) and runtime_id not in self._dialing:
-            self._dialing.add(runtime_id)
-            self._spawn(self._dial, runtime_id, endpoints)
+    def _dial(self, runtime_id: str, endpoints: tuple[str, ...]) -> None:
+        self._spawn(self._dial_task, runtime_id, endpoints)
 
-    def _forget_direct(self, st: _PortState) -> None:
-        if st.partner_home is not None:
-            s = self._pending_direct.get(st.partner_home[0])
-            if s is not None:
-                s.discard(st.id)
-
-    async def _dial(self, runtime_id: str, endpoints: tuple[str, ...]) -> None:
+    async def _dial_task(self, runtime_id: str, endpoints: tuple[str, ...]) -> None:
         try:
             for ep in endpoints:
-                if runtime_id in self._by_runtime:
+                if self.proto.conn_to(runtime_id) is not None:
                     return
                 try:
                     link = await self._get_link(ep, self.options)
@@ -2193,168 +864,13 @@ class PortRuntime:
                 if link.remote_id == runtime_id:
                     return
         finally:
-            self._dialing.discard(runtime_id)
-
-    # -- closing ports -------------------------------------------------------------------
-
-    def _retire(self, st: _PortState, err: PortsError) -> None:
-        """``st`` stops being usable here (closed or transferred): wake and fail its waiters."""
-        st.done = True
-        st.started = False
-        for p in st.pending.values():
-            p.fail(err)
-        st.pending.clear()
-        st.lot.unpark_all()
-        st.writers.unpark_all()
-        self._ready.pop(st, None)
-        self._forget_direct(st)
-        if st.handle is not None:
-            st.handle._detach(err)
-            st.handle = None
-
-    def _neuter(self, st: _PortState) -> None:
-        """``st`` moves to a new user object in this runtime: the old object becomes unusable."""
-        err = PortTransferredError("the port was transferred; the receiver of the message owns it")
-        st.started = False
-        for p in st.pending.values():
-            p.fail(err)
-        st.pending.clear()
-        self._ready.pop(st, None)
-        st.lot.unpark_all()
-        st.writers.unpark_all()
-        if st.handle is not None:
-            st.handle._detach(err)
-            st.handle = None
-
-    def _close_port(self, st: _PortState, reason: str, *, notify_self: bool = False) -> None:
-        """Close a local end: its partner gets ``close``; with ``notify_self`` it does too."""
-        if st.done:
-            return
-        if not st.partner_gone:
-            pe = self._entries.get(st.partner)
-            if type(pe) is _PortState:
-                self._partner_closing(pe, st.seq_out, st.pseq_out, reason)
-            elif type(pe) is _Relay:
-                pe.hop.put(Close(st.partner, st.seq_out, st.pseq_out, reason))
-                pe.hop.kick()
-                del self._entries[st.partner]
-                self._relays_changed.set()
-        if self._entries.get(st.id) is st:
-            del self._entries[st.id]
-        if notify_self and st.handle is not None and not st.close_fired:
-            st.partner_gone = True
-            st.close_reason = reason
-            st.queue.clear()
-            st.queue.append(CLOSE_ITEM)
-            self._fire_close_soon(st)
-        st.queue.clear()
-        st.reorder.clear()
-        self._retire(st, PortClosedError(f"the port is closed ({reason})"))
-
-    def _fire_close_soon(self, st: _PortState) -> None:
-        handle = st.handle
-        if handle is None:
-            return
-        st.close_fired = True
-
-        async def fire() -> None:
-            handle._fire_close(st.close_reason)
-
-        self._spawn(fire)
-
-    # -- requests -------------------------------------------------------------------------
-
-    def _start_request(self, st: _PortState, item: _Item) -> bool:
-        handler = st.handler
-        if handler is not None and st.handler_busy >= self.options.request_concurrency_max:
-            return False
-        self._consumed(st)
-        req_id = item.req_id
-        if handler is None:
-            self._respond(st, req_id, KIND_ERROR, _codec.encode("the port has no request handler"))
-            return True
-        try:
-            data = _codec.decode(item.payload)
-        except DecodeError as e:
-            self._respond(
-                st, req_id, KIND_ERROR, _codec.encode(f"the request does not decode: {e}")
-            )
-            return True
-        try:
-            result = handler(data)
-        except Exception as e:
-            logger.exception("request handler of %r failed", st)
-            self._respond(st, req_id, KIND_ERROR, _codec.encode(f"{type(e).__name__}: {e}"))
-            return True
-        if inspect.isawaitable(result):
-            st.handler_busy += 1
-            self._spawn(self._finish_request, st, req_id, result)
-        else:
-            self._respond_value(st, req_id, result)
-        return True
-
-    async def _finish_request(self, st: _PortState, req_id: int, result: Awaitable[object]) -> None:
-        try:
-            value = await result
-        except Exception as e:
-            logger.exception("request handler of %r failed", st)
-            self._respond(st, req_id, KIND_ERROR, _codec.encode(f"{type(e).__name__}: {e}"))
-        else:
-            self._respond_value(st, req_id, value)
-        finally:
-            st.handler_busy -= 1
-            if st.iterating:
-                st.lot.unpark_all()
-            elif st.queue and st.started and not st.done:
-                self._schedule(st)
-
-    def _respond_value(self, st: _PortState, req_id: int, value: object) -> None:
-        try:
-            payload = _codec.encode(value)
-        except PortsError as e:
-            self._respond(st, req_id, KIND_ERROR, _codec.encode(f"the handler's answer: {e}"))
-            return
-        except Exception as e:  # DataCloneError and friends
-            self._respond(
-                st, req_id, KIND_ERROR, _codec.encode(f"the handler's answer cannot be sent: {e}")
-            )
-            return
-        self._respond(st, req_id, KIND_RESPONSE, payload)
-
-    def _respond(self, st: _PortState, req_id: int, kind: int, payload: bytes) -> None:
-        if st.done or st.partner_gone:
-            return
-        with suppress(PortsError):
-            self._post(st, kind, req_id, payload, (), False)
+            self.proto.dial_done(runtime_id)
 
     # -- shutdown ---------------------------------------------------------------------------
 
     def relay_count(self) -> int:
         """Relays through which other runtimes' ports may still talk (see :meth:`aclose`)."""
-        return sum(
-            1 for e in self._entries.values() if type(e) is _Relay and self._is_forwarding(e)
-        )
-
-    def _is_forwarding(self, e: _Relay) -> bool:
-        """A relay this runtime may still be needed for: not the route of a local end,
-        and not one whose partner's route leaves by the same connection (both ends
-        then live beyond it and traffic between them does not come back here)."""
-        p = self._entries.get(e.partner)
-        if type(p) is _PortState:
-            return p.done
-        return not (type(p) is _Relay and p.hop is e.hop)
-
-    def _relays_busy(self, idle_s: float) -> tuple[int, float]:
-        """(relays that forwarded something in the last ``idle_s``, seconds until the
-        first of them has been idle that long)."""
-        now = trio.current_time()
-        busy = 0
-        wait_s = idle_s
-        for e in self._entries.values():
-            if type(e) is _Relay and self._is_forwarding(e) and now - e.used < idle_s:
-                busy += 1
-                wait_s = min(wait_s, idle_s - (now - e.used))
-        return busy, wait_s
+        return self.proto.relay_count()
 
     async def aclose(self, timeout_s: float = 5.0, *, relay_idle_s: float = 1.0) -> bool:
         """Close gracefully: wait (up to ``timeout_s``) until no relay of this runtime is
@@ -2372,24 +888,21 @@ class PortRuntime:
             return True
         with trio.move_on_after(timeout_s):
             while True:
-                busy, wait_s = self._relays_busy(relay_idle_s)
+                busy, wait_s = self.proto.relays_busy(trio.current_time(), relay_idle_s)
                 if not busy:
                     break
                 self._relays_changed = trio.Event()
                 with trio.move_on_after(wait_s + 0.001):
                     await self._relays_changed.wait()
-        released = self._relays_busy(relay_idle_s)[0] == 0
-        for e in list(self._entries.values()):
-            if type(e) is _PortState:
-                self._close_port(e, "the process is closing")
+        released = self.proto.relays_busy(trio.current_time(), relay_idle_s)[0] == 0
+        self.proto.close_all("the process is closing")
+        self._apply()
         for link in list(self._links):
             if link.up.is_set():
                 link.say_bye("the process is closing")
         with trio.move_on_after(min(timeout_s, 1.0)):
             for link in list(self._links):
-                while not link.dead and (
-                    link.prio or link.normal or link.pending_frame is not None
-                ):
+                while not link.dead and (link.queued or link.pending_frame is not None):
                     link.flush_now()
                     await trio.sleep(0.001)
         self._teardown()
@@ -2403,15 +916,13 @@ class PortRuntime:
         for link in list(self._links):
             if link.up.is_set() and not link.dead:
                 link.say_bye("the process is closing")
-            self._link_dead(link, "the process is closing")
+            self.link_dead(link, "the process is closing")
         for listener in list(self._listeners):
             listener.close()
         if self._zap is not None:
             self._zap.close(0)
-        for e in list(self._entries.values()):
-            if type(e) is _PortState:
-                self._retire(e, PortClosedError("the port runtime is closed"))
-        self._entries.clear()
+        self.proto.retire_all(PortClosedError("the port runtime is closed"))
+        self._apply()
         if self._own_ctx:
             self._ctx.term()
 
@@ -2495,3 +1006,20 @@ def listen(endpoint: str, options: PortOptions | None = None) -> Listener:
 async def connect(endpoint: str, options: PortOptions | None = None) -> MessagePort:
     """Open a port to the listener at ``endpoint`` (this run's default runtime)."""
     return await current_runtime().connect(endpoint, options)
+
+
+class MessageChannel:
+    """Two entangled ports in this process: ``port1`` and ``port2``.
+
+    Must be created inside ``trio.run`` (the ports belong to that run's default
+    port runtime, or to ``runtime``).
+    """
+
+    __slots__ = ("port1", "port2")
+
+    def __init__(self, *, runtime: PortRuntime | None = None) -> None:
+        rt = runtime if runtime is not None else current_runtime()
+        self.port1, self.port2 = rt.new_channel()
+
+    def __repr__(self) -> str:
+        return f"<MessageChannel {self.port1!r} {self.port2!r}>"

@@ -261,7 +261,7 @@ async def test_messageerror_fires_and_port_keeps_working() -> None:
     st = ch.port1._state
     assert st is not None
     # a payload no decoder accepts (0xc1 is never used by msgpack)
-    st.runtime._post(st, KIND_MESSAGE, 0, b"\xc1", (), False)
+    st.runtime.post(st, KIND_MESSAGE, 0, b"\xc1", (), False)
     ch.port1.post_message("fine")
     await settle()
     assert len(errors) == 1 and errors[0].data is None and errors[0].error is not None

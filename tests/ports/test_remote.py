@@ -191,7 +191,7 @@ async def test_messageerror_across_processes_and_port_keeps_working() -> None:
         q.on_messageerror = errors.append
         st = p._state
         assert st is not None
-        st.runtime._post(st, KIND_MESSAGE, 0, b"\xc1\x00", (), False)
+        st.runtime.post(st, KIND_MESSAGE, 0, b"\xc1\x00", (), False)
         p.post_message("ok")
         # async for yields the messageerror event too (data None), then goes on
         assert await recv(q, 2) == [None, "ok"]
@@ -332,7 +332,7 @@ async def test_heartbeat_rate_follows_the_peers_timeout() -> None:
         q = await listener.accept()
         (a_link,) = a._links
         (b_link,) = b._links
-        assert a_link.ping_interval_s <= FAST.heartbeat_timeout_s / 4
+        assert a_link.live.ping_interval_s <= FAST.heartbeat_timeout_s / 4
         start = b_link.frames_received
         # an idle connection stays alive past b's timeout: a pings fast enough
         with trio.fail_after(FAST.heartbeat_timeout_s * 3):

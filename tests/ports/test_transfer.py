@@ -256,7 +256,7 @@ async def test_port_handed_back_to_its_partners_runtime_becomes_local() -> None:
             while s.relay_count():
                 await trio.sleep(0.01)
         assert ch.port1._state is not None
-        assert isinstance(s._entries.get(ch.port1._state.partner), type(ch.port1._state))
+        assert isinstance(s.proto.entries.get(ch.port1._state.partner), type(ch.port1._state))
         # a may keep the route it used while it held the port (a known leftover,
         # freed with the connection); it carries nothing, so closing a is quick
         start = trio.current_time()

@@ -1,0 +1,136 @@
+"""The transport interface under the ports runtime, and its ZeroMQ implementations.
+
+A :class:`Transport` is one connection's frame pipe as a ``Link`` uses it:
+whole frames of bytes (what ``_codec.encode_envelopes`` makes) go in
+:meth:`~Transport.try_send`, and the runtime's receiver for the connection
+hands every frame that arrives to the runtime. It is small on purpose: a
+transport does not know ports, envelopes or heartbeats. To add one (the
+browser issue adds WebSocket):
+
+- ``try_send(frame) -> bool``: send without blocking, False when the
+  transport is full (the link then waits in ``wait_room``); raise
+  :class:`~statesync.ports._errors.PeerUnreachable` when the other side is
+  gone, :class:`~statesync.ports._errors.SocketClosed` once closed;
+- ``await wait_room()``: until ``try_send`` may succeed;
+- ``input_waiting()``: frames wait to be read (asked before a heartbeat
+  verdict: the silence may be this process's, not the peer's);
+- ``close(linger_s)``: release it, flushing at most ``linger_s``;
+- receiving: ``await recv_batch(max_count)`` (every frame queued, at least
+  one) for a transport with its own receiver; a ZeroMQ listener's peers
+  share the ROUTER's receiver instead (``own_receiver`` False).
+
+Implementations: :class:`ZmqDealer` (a connecting side: one DEALER per
+remote endpoint), :class:`ZmqRouterPeer` (one peer of a listener's ROUTER)
+and :class:`~statesync.ports._memory.MemoryTransport` (in one process, for
+tests).
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from typing import Protocol
+
+import trio
+import zmq
+
+from statesync.ports._errors import PeerUnreachable, SocketClosed
+from statesync.ports._zsocket import SEND_BACKOFF_FIRST_S, SEND_BACKOFF_MAX_S, TrioSocket
+
+
+class Transport(Protocol):
+    """One connection's frame pipe (see the module docstring)."""
+
+    own_receiver: bool
+
+    def try_send(self, frame: bytes) -> bool: ...
+
+    async def wait_room(self) -> None: ...
+
+    def input_waiting(self) -> bool: ...
+
+    async def recv_batch(self, max_count: int) -> list[bytes]: ...
+
+    def close(self, linger_s: float) -> None: ...
+
+    def describe(self) -> str:
+        """A few words on its state, for a log line about a dead connection."""
+
+
+class ZmqDealer:
+    """A DEALER (a connecting side): blocks at its high-water mark, never drops."""
+
+    own_receiver = True
+
+    def __init__(self, sock: TrioSocket, monitor: TrioSocket | None) -> None:
+        self.sock = sock
+        self.monitor = monitor
+
+    def try_send(self, frame: bytes) -> bool:
+        try:
+            return self.sock.try_send(frame)
+        except zmq.ZMQError as e:
+            raise PeerUnreachable(f"the peer is unreachable ({e.strerror})") from None
+
+    async def wait_room(self) -> None:
+        await self.sock.wait_for(zmq.POLLOUT)
+
+    def input_waiting(self) -> bool:
+        return _input_waiting(self.sock)
+
+    async def recv_batch(self, max_count: int) -> list[bytes]:
+        return await self.sock.recv_batch(max_count)
+
+    def close(self, linger_s: float) -> None:
+        if self.monitor is not None:
+            with suppress(zmq.ZMQError):
+                self.sock.sock.disable_monitor()
+            self.monitor.close(0)
+        self.sock.close(linger_s)
+
+    def describe(self) -> str:
+        return f"events {self.sock.events}"
+
+
+class ZmqRouterPeer:
+    """One peer of a listener's ROUTER (``ROUTER_MANDATORY``: a full peer gets EAGAIN,
+    a gone one EHOSTUNREACH). POLLOUT is socket-wide, so a full peer is backed off
+    on a timer instead of being spun on; other peers are not held up."""
+
+    own_receiver = False
+
+    def __init__(self, sock: TrioSocket, rid: bytes) -> None:
+        self.sock = sock
+        self.rid = rid
+        self._backoff_s = SEND_BACKOFF_FIRST_S
+
+    def try_send(self, frame: bytes) -> bool:
+        try:
+            ok = self.sock.try_send_multipart((self.rid, frame))
+        except zmq.ZMQError as e:
+            raise PeerUnreachable(f"the peer is unreachable ({e.strerror})") from None
+        if ok:
+            self._backoff_s = SEND_BACKOFF_FIRST_S
+        return ok
+
+    async def wait_room(self) -> None:
+        await trio.sleep(self._backoff_s)
+        self._backoff_s = min(self._backoff_s * 2, SEND_BACKOFF_MAX_S)
+
+    def input_waiting(self) -> bool:
+        return _input_waiting(self.sock)
+
+    async def recv_batch(self, max_count: int) -> list[bytes]:
+        raise NotImplementedError("a ROUTER peer is read by its listener's receiver")
+
+    def close(self, linger_s: float) -> None:
+        pass  # the ROUTER belongs to the listener
+
+    def describe(self) -> str:
+        return f"events {self.sock.events}"
+
+
+def _input_waiting(sock: TrioSocket) -> bool:
+    try:
+        return bool(sock.refresh() & zmq.POLLIN)
+    except (zmq.ZMQError, SocketClosed):
+        return False
