@@ -34,6 +34,14 @@ from statesync.ports._curve import (
     split_key,
     with_key,
 )
+from statesync.ports._default import (
+    MessageChannel,
+    connect,
+    current_runtime,
+    listen,
+    open_runtime,
+    shutdown,
+)
 from statesync.ports._errors import (
     ConnectError,
     HandshakeFailed,
@@ -50,20 +58,12 @@ from statesync.ports._errors import (
     RuntimeMismatch,
     SocketClosed,
 )
+from statesync.ports._link import Listener
 from statesync.ports._options import DEFAULT_OPTIONS, InvalidOptions, PortOptions
+from statesync.ports._outbox import RemoteInfo
 from statesync.ports._pool import PortPool
 from statesync.ports._port import MessageEvent, MessagePort
-from statesync.ports._runtime import (
-    Listener,
-    MessageChannel,
-    PortRuntime,
-    RemoteInfo,
-    connect,
-    current_runtime,
-    listen,
-    open_runtime,
-    shutdown,
-)
+from statesync.ports._runtime import PortRuntime
 from statesync.wire import DataCloneError
 
 __all__ = [

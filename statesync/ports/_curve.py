@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from typing import Final, Literal
@@ -24,12 +25,14 @@ import attrs
 import zmq
 from zmq.utils import z85
 
-from statesync.ports._errors import InvalidKey
+from statesync.ports._errors import InvalidKey, SocketClosed
+from statesync.ports._zsocket import TrioSocket
 
 KEY_SUFFIX: Final = "?key="
 KEY_CHARS: Final = 40
 """A CURVE key in Z85 text: 40 characters for 32 bytes."""
 ZAP_ENDPOINT: Final = "inproc://zeromq.zap.01"
+logger = logging.getLogger("statesync.ports")
 _Z85: Final = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
 
 
@@ -200,3 +203,21 @@ def zap_reply(msg: list[bytes], authorize: Callable[[AuthRequest], str | None]) 
     if reason is not None:
         return [b"1.0", request_id, b"400", reason.encode("utf-8", "replace")[:200], b"", b""]
     return [b"1.0", request_id, b"200", b"OK", key.encode("ascii"), b""]
+
+
+async def serve_zap(zap: TrioSocket, authorize: Callable[[AuthRequest], str | None]) -> None:
+    """Answer ZAP requests on ``zap`` (a bound REP socket) until it is closed."""
+    try:
+        while True:
+            (request,) = await zap.recv_multipart_batch(1)
+            if len(request) < 6:
+                logger.warning("refused a malformed ZAP request (%d frames)", len(request))
+            try:
+                reply = zap_reply(request, authorize)
+            except Exception:  # never leave the REP socket without its reply
+                logger.exception("the ZAP handler failed on a request; refusing it")
+                reply = [b"1.0", request[1] if len(request) > 1 else b"", b"500", b"error", b"", b""]
+            if not zap.try_send_multipart(reply):
+                await zap.send_multipart(reply)
+    except SocketClosed:
+        pass

@@ -18,7 +18,7 @@ import inspect
 import logging
 import math
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Final
 
 import trio
@@ -220,8 +220,21 @@ class PortHosting:
             self._dispatch_parked = False
             self._dispatch_lot.unpark_all()
 
+    def wake_writers(self, ports: Iterable[PortEnd]) -> None:
+        for st in ports:
+            assert isinstance(st, PortState)
+            st.writers.unpark_all()
+
     def _incoming(self, conn: Conn, st: PortEnd) -> None:
-        raise NotImplementedError
+        listener = getattr(conn, "listener", None)
+        assert isinstance(st, PortState)
+        if listener is None or not listener.offer(st):
+            reason = "the listener's backlog is full"
+            self.proto.close(st, reason)
+
+    def relay_count(self) -> int:
+        """Relays through which other runtimes' ports may still talk (see :meth:`aclose`)."""
+        return self.proto.relay_count()
 
     def _fire_close_soon(self, st: PortState) -> None:
         handle = st.handle
@@ -276,14 +289,18 @@ class PortHosting:
                 self._fire_close(st)
             return 0
         fire = handle._fire_message
-        consumed = self.proto.consumed
+        grant = self.proto.grant
         popleft = queue.popleft
+        step = st.grant_step
         while queue and n < budget:
             entry = queue[0]
             if type(entry) is bytes:
                 popleft()
                 n += 1
-                consumed(st)
+                # PortsProtocol.consumed, written out: this is the receiving hot path
+                st.consumed += 1
+                if st.consumed - st.granted >= step:
+                    grant(st)
                 fire(entry, ())
                 if st.halted:
                     break
@@ -301,7 +318,7 @@ class PortHosting:
                 continue
             popleft()
             n += 1
-            consumed(st)
+            self.proto.consumed(st)
             fire(entry.payload, self._handles(entry))
             if st.halted:
                 break
@@ -334,7 +351,7 @@ class PortHosting:
         return None if self.proto.room(st, size) else st.writers
 
     def post_plain(self, st: PortState, payload: bytes) -> None:
-        link = self.proto.post_plain(st, payload, trio.current_time())
+        link = self.proto.post_plain(st, payload, trio.current_time)
         if link is not None:
             link.kick()  # type: ignore[attr-defined]
         else:

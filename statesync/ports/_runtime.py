@@ -25,7 +25,7 @@ normal), a sender task and, on the DEALER side, its own receiver task plus a
 socket monitor (a TCP disconnect kills the link at once, and the DEALER is
 closed so that ZeroMQ cannot silently reconnect it and lose frames in between).
 A listener has one receiver task for all its peers. Every socket is created and
-configured in :meth:`PortRuntime._make_socket`, the one place where CURVE keys
+configured in :func:`~statesync.ports._transport.make_socket`, the one place where CURVE keys
 and the ZAP domain are set (``MAXMSGSIZE`` there bounds what a peer can make us
 buffer).
 
@@ -51,29 +51,6 @@ server key, CURVE on one side only) would be retried by ZeroMQ forever in
 silence; its socket monitor turns the failure into a
 :class:`~statesync.ports.HandshakeFailed` that says which and what to check,
 and a CURVE listener's monitor logs, rate-limited, the handshakes it failed.
-
-The runtime
-===========
-
-A :class:`PortRuntime` owns the zmq context, the sockets, the protocol and the
-tasks of one trio run. :func:`open_runtime` gives an explicit one whose tasks
-live in the caller's ``async with`` block (tests run several in one process);
-the module-level ``listen``/``connect``/``MessageChannel()`` use
-:func:`current_runtime`, a per-run default kept in a ``trio.lowlevel.RunVar``
-and hosted by a ``trio.lowlevel.spawn_system_task``: nothing to set up, one
-runtime per run, and at the end of the run trio cancels the system task, whose
-``finally`` closes every socket (finite linger) and terminates the context, so
-nothing outlives ``trio.run``. A graceful end (relays released, ``Bye``
-behind what is queued) is ``await shutdown()`` / ``await rt.aclose()``.
-
-Sending is adaptive: when a link is idle, ``post_message`` encodes the frame and
-sends it from the caller at once (no task switch on the latency path); while
-the sender task has not yet run, further messages queue and go out together,
-consecutive messages to one port merged into one ``Msgs`` envelope, at most
-``batch_messages_max`` / ``batch_bytes_max`` per frame. Receiving drains every
-queued frame per wake-up and runs ``message`` listeners inline from the receive
-task (in-process posts are dispatched by a dispatcher task instead, never from
-inside ``post_message``).
 
 Handshake and liveness
 ======================
@@ -106,13 +83,11 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from typing import Any, Final
 
 import trio
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from statesync._ratelimit import RateLimitedLog
 from statesync.ports import _codec
@@ -123,9 +98,9 @@ from statesync.ports._curve import (
     AuthRequest,
     describe_connect_failure,
     describe_listen_failure,
+    serve_zap,
     split_key,
     with_key,
-    zap_reply,
 )
 from statesync.ports._envelope import PROTOCOL_VERSION, Bye, Hello, Ping, Welcome
 from statesync.ports._errors import (
@@ -141,57 +116,26 @@ from statesync.ports._hosting import PortHosting
 from statesync.ports._link import Link, Listener
 from statesync.ports._liveness import Verdict
 from statesync.ports._options import DEFAULT_OPTIONS, PortOptions
-from statesync.ports._outbox import Conn, RemoteInfo
+from statesync.ports._outbox import RemoteInfo
 from statesync.ports._port import MessagePort
-from statesync.ports._sequencing import PortEnd
-from statesync.ports._transport import ZmqDealer, ZmqRouterPeer
+from statesync.ports._transport import (
+    ZmqDealer,
+    ZmqRouterPeer,
+    frame_property,
+    make_socket,
+    next_monitor_event,
+    normalize_endpoint,
+)
 from statesync.ports._zsocket import TrioSocket
-from statesync.wire import DEFAULT_LIMITS, DecodeError, decode_frame, encode_frame
+from statesync.wire import DecodeError, decode_frame, encode_frame
 
-__all__ = [
-    "Link",
-    "Listener",
-    "MessageChannel",
-    "PortRuntime",
-    "RemoteInfo",
-    "RequestHandler",
-    "connect",
-    "current_runtime",
-    "listen",
-    "open_runtime",
-    "shutdown",
-]
+__all__ = ["Link", "Listener", "PortRuntime", "RemoteInfo", "RequestHandler"]
 
 logger = logging.getLogger("statesync.ports")
 
 BAD_FRAMES_MAX: Final = 16
 """Undecodable frames a connection may send before it is dropped."""
 RECV_BATCH_MAX: Final = 256
-
-
-async def _next_monitor_event(mon: TrioSocket) -> tuple[int, int]:
-    """The next (event, value) from a ZeroMQ monitor socket, skipping what does not parse."""
-    while True:
-        parts = await mon.recv_multipart()
-        try:
-            parsed = parse_monitor_message(parts)
-            return int(parsed["event"]), int(parsed["value"])
-        except Exception:
-            continue
-
-
-def _frame_property(frame: zmq.Frame, name: str) -> str:
-    """A metadata property of a received frame ("" when the connection has none)."""
-    try:
-        return str(frame.get(name))
-    except zmq.ZMQError:
-        return ""
-
-
-def _normalize_endpoint(endpoint: str) -> str:
-    if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
-        return endpoint[:-2] + ":*"
-    return endpoint
 
 
 def _new_port_id() -> int:
@@ -254,47 +198,6 @@ class PortRuntime(PortHosting):
         assert isinstance(a, PortState) and isinstance(b, PortState)
         return self.handle_for(a), self.handle_for(b)
 
-    # -- sockets (the one place they are created and configured) ---------------------
-
-    def _make_socket(
-        self, kind: int, options: PortOptions, server_key: str | None = None
-    ) -> zmq.Socket[Any]:
-        """A socket configured from ``options``; ``server_key``: the listener's key (DEALER)."""
-        s: zmq.Socket[Any] = self._ctx.socket(kind)
-        s.setsockopt(zmq.LINGER, int(options.linger_s * 1000))
-        s.setsockopt(zmq.SNDHWM, options.sndhwm)
-        s.setsockopt(zmq.RCVHWM, options.rcvhwm)
-        s.setsockopt(zmq.HEARTBEAT_IVL, max(1, int(options.zmq_heartbeat_interval_s * 1000)))
-        s.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(1, int(options.zmq_heartbeat_timeout_s * 1000)))
-        s.setsockopt(
-            zmq.HEARTBEAT_TTL, min(6_553_599, max(100, int(options.zmq_heartbeat_ttl_s * 1000)))
-        )
-        s.setsockopt(zmq.RECONNECT_IVL, max(1, int(options.reconnect_interval_s * 1000)))
-        s.setsockopt(zmq.RECONNECT_IVL_MAX, max(1, int(options.reconnect_interval_max_s * 1000)))
-        # a peer that sends a frame no decoder would accept is disconnected by libzmq
-        # before the frame is buffered
-        s.setsockopt(zmq.MAXMSGSIZE, DEFAULT_LIMITS.frame_bytes_max + 1024)
-        if kind == zmq.ROUTER:
-            s.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        elif kind == zmq.DEALER:
-            s.setsockopt(zmq.ROUTING_ID, secrets.token_bytes(12))
-            s.setsockopt(zmq.IMMEDIATE, 1)
-        keys = options.curve
-        if keys is not None:
-            # A handshake that stalls (a peer that opens TCP and says nothing) is
-            # dropped by libzmq after this long.
-            s.setsockopt(zmq.HANDSHAKE_IVL, max(1, int(options.connect_timeout_s * 1000)))
-            s.setsockopt(zmq.CURVE_PUBLICKEY, keys.public.encode("ascii"))
-            s.setsockopt(zmq.CURVE_SECRETKEY, keys.secret.encode("ascii"))
-            if kind == zmq.ROUTER:
-                s.setsockopt(zmq.CURVE_SERVER, 1)
-                # the ZAP handler (see _ensure_zap) decides per domain which keys it admits
-                s.setsockopt(zmq.ZAP_DOMAIN, options.zap_domain.encode("ascii"))
-            else:
-                assert server_key is not None
-                s.setsockopt(zmq.CURVE_SERVERKEY, server_key.encode("ascii"))
-        return s
-
     # -- CURVE: the ZAP handler ------------------------------------------------------
 
     def _ensure_zap(self) -> None:
@@ -325,23 +228,7 @@ class PortRuntime(PortHosting):
                 "listeners its own context"
             ) from None
         self._zap = TrioSocket(sock)
-        self._spawn(self._zap_task, self._zap)
-
-    async def _zap_task(self, zap: TrioSocket) -> None:
-        try:
-            while True:
-                (request,) = await zap.recv_multipart_batch(1)
-                if len(request) < 6:
-                    logger.warning("refused a malformed ZAP request (%d frames)", len(request))
-                try:
-                    reply = zap_reply(request, self._authorize)
-                except Exception:  # never leave the REP socket without its reply
-                    logger.exception("the ZAP handler failed on a request; refusing it")
-                    reply = [b"1.0", request[1] if len(request) > 1 else b"", b"500", b"error", b"", b""]
-                if not zap.try_send_multipart(reply):
-                    await zap.send_multipart(reply)
-        except SocketClosed:
-            pass
+        self._spawn(serve_zap, self._zap, self._authorize)
 
     def _authorize(self, request: AuthRequest) -> str | None:
         authorizer = self._authorizer
@@ -402,12 +289,12 @@ class PortRuntime(PortHosting):
             )
         if options.curve is not None:
             self._ensure_zap()  # before the bind: a handshake must never find no handler
-        sock = self._make_socket(zmq.ROUTER, options)
+        sock = make_socket(self._ctx, zmq.ROUTER, options)
         monitor: zmq.Socket[Any] | None = None
         if options.curve is not None:
             monitor = sock.get_monitor_socket(HANDSHAKE_EVENTS)
         try:
-            sock.bind(_normalize_endpoint(endpoint))
+            sock.bind(normalize_endpoint(endpoint))
         except zmq.ZMQError as e:
             if monitor is not None:
                 sock.disable_monitor()
@@ -482,10 +369,10 @@ class PortRuntime(PortHosting):
                 f"connecting to {address} with CURVE needs the listener's public key: "
                 f"write the endpoint as {address}?key=<its public key>"
             )
-        sock = self._make_socket(zmq.DEALER, options, server_key)
+        sock = make_socket(self._ctx, zmq.DEALER, options, server_key)
         mon = sock.get_monitor_socket(int(zmq.EVENT_DISCONNECTED) | HANDSHAKE_EVENTS)
         try:
-            sock.connect(_normalize_endpoint(address))
+            sock.connect(normalize_endpoint(address))
         except zmq.ZMQError as e:
             sock.disable_monitor()
             mon.close(0)
@@ -543,7 +430,7 @@ class PortRuntime(PortHosting):
         assert mon is not None
         try:
             while not link.dead:
-                event, value = await _next_monitor_event(mon)
+                event, value = await next_monitor_event(mon)
                 if event == zmq.EVENT_DISCONNECTED and link.up.is_set():
                     self.link_dead(link, "the connection was lost")
                 elif event & HANDSHAKE_EVENTS and not link.up.is_set():
@@ -561,7 +448,7 @@ class PortRuntime(PortHosting):
         assert mon is not None
         try:
             while not listener.closed:
-                event, value = await _next_monitor_event(mon)
+                event, value = await next_monitor_event(mon)
                 if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                     continue  # the authorizer's refusal was logged where it was decided
                 self._handshake_log.log(
@@ -602,13 +489,13 @@ class PortRuntime(PortHosting):
                         assert isinstance(rid_part, zmq.Frame) and isinstance(data_part, zmq.Frame)
                         rid = rid_part.bytes
                         data = data_part.bytes
-                        user_id = _frame_property(data_part, "User-Id")
+                        user_id = frame_property(data_part, "User-Id")
                     assert isinstance(data, bytes)
                     link = links.get(rid)
                     if link is None:
                         address = None
                         if isinstance(data_part, zmq.Frame):
-                            address = _frame_property(data_part, "Peer-Address")
+                            address = frame_property(data_part, "Peer-Address")
                         self._on_unknown_peer(listener, rid, data, user_id, address)
                         continue
                     if curve and user_id != link.remote_key:
@@ -793,17 +680,6 @@ class PortRuntime(PortHosting):
         self.proto.link_down(link, reason)  # every route through this link is gone
         self._apply()
 
-    def wake_writers(self, ports: Iterable[PortEnd]) -> None:
-        for st in ports:
-            assert isinstance(st, PortState)
-            st.writers.unpark_all()
-
-    def _incoming(self, conn: Conn, st: PortEnd) -> None:
-        assert isinstance(conn, Link) and isinstance(st, PortState)
-        if conn.listener is None or not conn.listener.offer(st):
-            reason = "the listener's backlog is full"
-            self.proto.close(st, reason)
-
     # -- heartbeats -------------------------------------------
 
     async def _heartbeat_task(self) -> None:
@@ -868,10 +744,6 @@ class PortRuntime(PortHosting):
 
     # -- shutdown ---------------------------------------------------------------------------
 
-    def relay_count(self) -> int:
-        """Relays through which other runtimes' ports may still talk (see :meth:`aclose`)."""
-        return self.proto.relay_count()
-
     async def aclose(self, timeout_s: float = 5.0, *, relay_idle_s: float = 1.0) -> bool:
         """Close gracefully: wait (up to ``timeout_s``) until no relay of this runtime is
         in use, close every port (partners get ``close``), say Bye on every
@@ -925,101 +797,3 @@ class PortRuntime(PortHosting):
         self._apply()
         if self._own_ctx:
             self._ctx.term()
-
-
-# -- the per-run default runtime ---------------------------------------------------
-
-_CURRENT: trio.lowlevel.RunVar[PortRuntime] = trio.lowlevel.RunVar("statesync_ports_runtime")
-
-
-async def _host(rt: PortRuntime) -> None:
-    try:
-        async with trio.open_nursery() as n:
-            rt._attach(n)
-            await trio.sleep_forever()
-    except Exception:
-        logger.exception("the port runtime failed; its ports are closed")
-    finally:
-        rt._teardown()
-
-
-def current_runtime() -> PortRuntime:
-    """The default port runtime of this trio run, created on first use.
-
-    It lives in a trio system task: at the end of ``trio.run`` it closes every
-    socket (finite linger) and terminates its zmq context. For a graceful end
-    (relays released, Bye sent) await :func:`shutdown` first.
-    """
-    try:
-        rt = _CURRENT.get()
-    except LookupError:
-        rt = None
-    if rt is None or rt.closed:
-        rt = PortRuntime()
-        _CURRENT.set(rt)
-        trio.lowlevel.spawn_system_task(_host, rt, name="statesync.ports runtime")
-    return rt
-
-
-async def shutdown(timeout_s: float = 5.0) -> bool:
-    """Gracefully close this run's default runtime (see :meth:`PortRuntime.aclose`)."""
-    try:
-        rt = _CURRENT.get()
-    except LookupError:
-        return True
-    return await rt.aclose(timeout_s)
-
-
-@asynccontextmanager
-async def open_runtime(
-    options: PortOptions | None = None,
-    *,
-    context: zmq.Context[Any] | None = None,
-    authorizer: Authorizer | None = None,
-) -> AsyncIterator[PortRuntime]:
-    """An explicit port runtime whose tasks live in this block; closed gracefully at exit.
-
-    ``authorizer`` decides which keys CURVE listeners admit (see :class:`AuthRequest`).
-    """
-    rt = PortRuntime(options, context=context, authorizer=authorizer)
-    try:
-        async with trio.open_nursery() as n:
-            rt._attach(n)
-            try:
-                yield rt
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(rt.options.linger_s + 5.0):
-                    await rt.aclose(timeout_s=2.0)
-                n.cancel_scope.cancel()
-    finally:
-        rt._teardown()
-
-
-def listen(endpoint: str, options: PortOptions | None = None) -> Listener:
-    """Listen on ``endpoint`` (tcp://, ipc://, inproc://) in this run's default runtime.
-
-    ``async for port in listen(...)`` yields each incoming port.
-    """
-    return current_runtime().listen(endpoint, options)
-
-
-async def connect(endpoint: str, options: PortOptions | None = None) -> MessagePort:
-    """Open a port to the listener at ``endpoint`` (this run's default runtime)."""
-    return await current_runtime().connect(endpoint, options)
-
-
-class MessageChannel:
-    """Two entangled ports in this process: ``port1`` and ``port2``.
-
-    Must be created inside ``trio.run`` (the ports belong to that run's default
-    port runtime, or to ``runtime``).
-    """
-
-    __slots__ = ("port1", "port2")
-
-    def __init__(self, *, runtime: PortRuntime | None = None) -> None:
-        rt = runtime if runtime is not None else current_runtime()
-        self.port1, self.port2 = rt.new_channel()
-
-    def __repr__(self) -> str:
-        return f"<MessageChannel {self.port1!r} {self.port2!r}>"

@@ -27,14 +27,18 @@ tests).
 
 from __future__ import annotations
 
+import secrets
 from contextlib import suppress
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from statesync.ports._errors import PeerUnreachable, SocketClosed
+from statesync.ports._options import PortOptions
 from statesync.ports._zsocket import SEND_BACKOFF_FIRST_S, SEND_BACKOFF_MAX_S, TrioSocket
+from statesync.wire import DEFAULT_LIMITS
 
 
 class Transport(Protocol):
@@ -134,3 +138,75 @@ def _input_waiting(sock: TrioSocket) -> bool:
         return bool(sock.refresh() & zmq.POLLIN)
     except (zmq.ZMQError, SocketClosed):
         return False
+
+
+# -- ZeroMQ sockets ---------------------------------------------------------------
+
+
+def make_socket(
+    ctx: zmq.Context[Any], kind: int, options: PortOptions, server_key: str | None = None
+) -> zmq.Socket[Any]:
+    """A socket configured from ``options``; ``server_key``: the listener's key (DEALER).
+
+    The one place where sockets are configured, CURVE keys and the ZAP domain
+    set (``MAXMSGSIZE`` bounds what a peer can make us buffer).
+    """
+    s: zmq.Socket[Any] = ctx.socket(kind)
+    s.setsockopt(zmq.LINGER, int(options.linger_s * 1000))
+    s.setsockopt(zmq.SNDHWM, options.sndhwm)
+    s.setsockopt(zmq.RCVHWM, options.rcvhwm)
+    s.setsockopt(zmq.HEARTBEAT_IVL, max(1, int(options.zmq_heartbeat_interval_s * 1000)))
+    s.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(1, int(options.zmq_heartbeat_timeout_s * 1000)))
+    s.setsockopt(
+        zmq.HEARTBEAT_TTL, min(6_553_599, max(100, int(options.zmq_heartbeat_ttl_s * 1000)))
+    )
+    s.setsockopt(zmq.RECONNECT_IVL, max(1, int(options.reconnect_interval_s * 1000)))
+    s.setsockopt(zmq.RECONNECT_IVL_MAX, max(1, int(options.reconnect_interval_max_s * 1000)))
+    # a peer that sends a frame no decoder would accept is disconnected by libzmq
+    # before the frame is buffered
+    s.setsockopt(zmq.MAXMSGSIZE, DEFAULT_LIMITS.frame_bytes_max + 1024)
+    if kind == zmq.ROUTER:
+        s.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    elif kind == zmq.DEALER:
+        s.setsockopt(zmq.ROUTING_ID, secrets.token_bytes(12))
+        s.setsockopt(zmq.IMMEDIATE, 1)
+    keys = options.curve
+    if keys is not None:
+        # A handshake that stalls (a peer that opens TCP and says nothing) is
+        # dropped by libzmq after this long.
+        s.setsockopt(zmq.HANDSHAKE_IVL, max(1, int(options.connect_timeout_s * 1000)))
+        s.setsockopt(zmq.CURVE_PUBLICKEY, keys.public.encode("ascii"))
+        s.setsockopt(zmq.CURVE_SECRETKEY, keys.secret.encode("ascii"))
+        if kind == zmq.ROUTER:
+            s.setsockopt(zmq.CURVE_SERVER, 1)
+            # the ZAP handler (see PortRuntime._ensure_zap) decides per domain which keys it admits
+            s.setsockopt(zmq.ZAP_DOMAIN, options.zap_domain.encode("ascii"))
+        else:
+            assert server_key is not None
+            s.setsockopt(zmq.CURVE_SERVERKEY, server_key.encode("ascii"))
+    return s
+
+
+async def next_monitor_event(mon: TrioSocket) -> tuple[int, int]:
+    """The next (event, value) from a ZeroMQ monitor socket, skipping what does not parse."""
+    while True:
+        parts = await mon.recv_multipart()
+        try:
+            parsed = parse_monitor_message(parts)
+            return int(parsed["event"]), int(parsed["value"])
+        except Exception:
+            continue
+
+
+def frame_property(frame: zmq.Frame, name: str) -> str:
+    """A metadata property of a received frame ("" when the connection has none)."""
+    try:
+        return str(frame.get(name))
+    except zmq.ZMQError:
+        return ""
+
+
+def normalize_endpoint(endpoint: str) -> str:
+    if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
+        return endpoint[:-2] + ":*"
+    return endpoint

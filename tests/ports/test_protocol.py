@@ -97,7 +97,7 @@ def test_window_and_credit() -> None:
     proto, conn, port = make(window=4)
     for i in range(4):
         assert proto.room(port, 1)
-        assert proto.post_plain(port, b"%d" % i, 0.0) is conn
+        assert proto.post_plain(port, b"%d" % i, lambda: 0.0) is conn
     assert not proto.room(port, 1)
     assert [e for e in conn.normal] == [(port.partner, s, b"%d" % (s - 1)) for s in range(1, 5)]
     proto.receive(conn, Credit(port.id, 2), 0.0)
@@ -182,3 +182,33 @@ def test_heartbeat_verdicts() -> None:
     assert live.verdict(6.1, True, 5.0, 2.0, lambda: True) is Verdict.SILENT
     live.peer_timeout(400, 1.0)
     assert live.ping_interval_s == 0.1
+
+
+PURE = ("_protocol", "_routing", "_sequencing", "_outbox", "_outputs", "_requests", "_liveness")
+IMPURE = {"trio", "zmq", "time", "random", "secrets", "socket", "threading", "asyncio"}
+
+
+def test_the_protocol_modules_import_no_io_no_clock_no_randomness() -> None:
+    import ast
+    from pathlib import Path
+
+    import statesync.ports
+
+    root = Path(statesync.ports.__file__).parent
+    allowed_local = {f"statesync.ports.{m}" for m in PURE} | {
+        "statesync.ports._envelope",
+        "statesync.ports._errors",
+    }
+    for name in PURE:
+        tree = ast.parse((root / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                mods = [node.module or ""]
+            else:
+                continue
+            for mod in mods:
+                assert mod.split(".")[0] not in IMPURE, f"{name} imports {mod}"
+                if mod.startswith("statesync.ports"):
+                    assert mod in allowed_local, f"{name} imports {mod}"

@@ -1,0 +1,277 @@
+"""Routing of the ports protocol (pure): the entry table, relays, transfer, direct routes.
+
+:class:`Routing` is the base of :class:`~statesync.ports._protocol.PortsProtocol`
+(see its module docstring for the relocation protocol): it exports an end that
+moves away (its state into a ``PortRef``, a relay left behind, its queued
+messages re-sent behind the carrier), materializes one that arrives, installs
+relays for a carrier passing through, and switches routes once ``Locate``
+told where the partner lives (``Marker`` releases the old route's relays).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from statesync.ports._envelope import KIND_MESSAGE, Locate, Marker, Msg, PortRef
+from statesync.ports._errors import PortsError, PortTransferredError
+from statesync.ports._outbox import Conn
+from statesync.ports._outputs import Dial, Output
+from statesync.ports._sequencing import Item, PortEnd, Relay, queued_in_order
+
+GEN_ALL: Final = 1 << 62
+"""A marker generation that releases every relay on its way (used when a pair closes)."""
+TRANSFERRED: Final = "the port was transferred; the receiver of the message owns it"
+
+Exported = list[tuple[PortEnd, list[tuple[bool, int, bytes | Item]]]]
+
+
+class Routing:
+    """Where every port id goes from this runtime, and how that changes."""
+
+    def __init__(
+        self,
+        runtime_id: str,
+        new_id: Callable[[], int],
+        new_end: Callable[[int, int, int, int], PortEnd],
+    ) -> None:
+        self.id = runtime_id
+        self._rand_id = new_id
+        #: makes an end: (id, partner, window, moves) -> PortEnd (a driver may subclass it)
+        self.new_end = new_end
+        self.entries: dict[int, PortEnd | Relay] = {}
+        #: endpoints other runtimes can use to reach this one (the driver keeps it current)
+        self.endpoints: tuple[str, ...] = ()
+        self.out = Output()
+        self._by_runtime: dict[str, Conn] = {}
+        self._up: set[Conn] = set()
+        self._pending_direct: dict[str, set[int]] = {}
+        self._dialing: set[str] = set()
+
+    def new_id(self) -> int:
+        while True:
+            i = self._rand_id()
+            if i and i not in self.entries:
+                return i
+
+    def _kick(self, conn: Conn) -> None:
+        self.out.kicks[conn] = None
+
+    def _forward(self, e: Relay, m: object, now: float, *, prio: bool = False) -> None:
+        e.used = now
+        e.hop.put(m, prio=prio)
+        self.out.kicks[e.hop] = None
+
+    # -- relocation: export / materialize -------------------------------------------
+
+    def _export(self, st: PortEnd, hop: Conn, exported: Exported, now: float) -> PortRef:
+        """Turn a local end into a relay toward ``hop``; its queued messages follow."""
+        pe = self.entries.get(st.partner)
+        partner_gen = pe.gen if isinstance(pe, Relay) else pe.moves if pe is not None else 0
+        queued, first_seq, first_pseq = queued_in_order(st)
+        close_seq = close_pseq = -1
+        if st.partner_gone:
+            close_seq, close_pseq = st.seq_in, st.pseq_in
+        elif st.close_at is not None:
+            close_seq, close_pseq = st.close_at
+        moves = st.moves + 1
+        ref = PortRef(
+            id=st.id,
+            partner=st.partner,
+            moves=moves,
+            partner_gen=partner_gen,
+            window=st.window,
+            seq_out=st.seq_out,
+            pseq_out=st.pseq_out,
+            seq_in=first_seq,
+            pseq_in=first_pseq,
+            sent=st.sent,
+            credited=st.credited,
+            consumed=st.consumed,
+            granted=st.granted,
+            close_seq=close_seq,
+            close_pseq=close_pseq,
+        )
+        self._retire(st, PortTransferredError(TRANSFERRED))
+        st.exported = True
+        if self.entries.get(st.id) is st:
+            self.entries[st.id] = Relay(hop, moves, st.partner, now)
+        exported.append((st, queued))
+        return ref
+
+    def _send_exported(self, exported: Exported, hop: Conn, now: float) -> None:
+        """Re-send exported ends' queued messages behind their carrier (recursively)."""
+        i = 0
+        while i < len(exported):
+            st, queued = exported[i]
+            i += 1
+            for prio, seq, x in queued:
+                if type(x) is bytes:
+                    hop.put(Msg(st.id, seq, prio, KIND_MESSAGE, 0, x, ()), prio=prio)
+                else:
+                    assert isinstance(x, Item)
+                    refs = tuple(self._export(p, hop, exported, now) for p in x.ports)
+                    hop.put(Msg(st.id, seq, prio, x.kind, x.req_id, x.payload, refs), prio=prio)
+
+    def _materialize(self, refs: tuple[PortRef, ...], conn: Conn, now: float) -> tuple[PortEnd, ...]:
+        states = []
+        replaced: dict[int, Relay] = {}
+        for ref in refs:
+            st = self.new_end(ref.id, ref.partner, max(1, ref.window), ref.moves)
+            st.seq_out = ref.seq_out
+            st.pseq_out = ref.pseq_out
+            st.seq_in = ref.seq_in
+            st.pseq_in = ref.pseq_in
+            st.sent = ref.sent
+            st.credited = ref.credited
+            st.consumed = ref.consumed
+            st.granted = ref.granted
+            if ref.close_seq >= 0:
+                st.close_at = (ref.close_seq, ref.close_pseq)
+            old = self.entries.get(ref.id)
+            if old is not None and not isinstance(old, Relay) and not old.done:
+                # an id collision (or a forged ref): refuse the newcomer
+                st.done = True
+                states.append(st)
+                continue
+            if isinstance(old, Relay):
+                replaced[ref.id] = old
+            self.entries[ref.id] = st
+            states.append(st)
+        for ref, st in zip(refs, states, strict=True):
+            if st.done:
+                continue
+            if ref.partner not in self.entries and st.close_at is None:
+                self.entries[ref.partner] = Relay(conn, ref.partner_gen, ref.id, now)
+            st.remote = conn.info
+        for st in states:
+            if st.done:
+                continue
+            self._check_close(st)
+            pe = self.entries.get(st.partner)
+            old_route = replaced.get(st.id)
+            if (
+                old_route is not None
+                and pe is not None
+                and not isinstance(pe, Relay)
+                and not old_route.hop.dead
+            ):
+                # The end came back to where its partner lives: the partner's old
+                # route toward it ends here. Like a switch: a marker behind what
+                # was sent on it releases the relays on the way.
+                old_route.hop.put(Marker(st.id, st.moves))
+                self._kick(old_route.hop)
+            if isinstance(pe, Relay) and not st.partner_gone:
+                pe.hop.put(Locate(st.partner, st.id, self.id, self.endpoints, st.moves, True))
+                self._kick(pe.hop)
+        return tuple(states)
+
+    def _relay_refs(self, refs: tuple[PortRef, ...], in_conn: Conn, out: Conn, now: float) -> None:
+        """A carrier passes through: install relays so both directions follow."""
+        for ref in refs:
+            old = self.entries.get(ref.id)
+            if old is not None and not isinstance(old, Relay) and not old.done:
+                continue  # an id collision or a forged ref: leave the local end alone
+            self.entries[ref.id] = Relay(out, ref.moves, ref.partner, now)
+        for ref in refs:
+            if ref.partner not in self.entries and ref.close_seq < 0:
+                self.entries[ref.partner] = Relay(in_conn, ref.partner_gen, ref.id, now)
+
+    def conn_to(self, runtime_id: str) -> Conn | None:
+        return self._by_runtime.get(runtime_id)
+
+    # -- direct routes after a move -------------------------------------------------
+
+    def _on_locate(self, m: Locate, conn: Conn, now: float) -> None:
+        e = self.entries.get(m.dst)
+        if isinstance(e, Relay):
+            self._forward(e, m, now)
+        elif e is not None and not e.partner_gone and e.partner == m.src:
+            e.partner_home = (m.runtime_id, m.endpoints, m.moves)
+            if m.reply:
+                pe = self.entries.get(e.partner)
+                if isinstance(pe, Relay):
+                    pe.hop.put(Locate(e.partner, e.id, self.id, self.endpoints, e.moves, False))
+                    self._kick(pe.hop)
+            self._try_direct(e, now)
+
+    def _on_marker(self, m: Marker, conn: Conn, now: float) -> None:
+        e = self.entries.get(m.dst)
+        if isinstance(e, Relay) and e.gen <= m.gen:
+            del self.entries[m.dst]
+            if not e.hop.dead:
+                e.hop.put(m)
+                self._kick(e.hop)
+            self.out.relays_changed = True
+
+    def _try_direct(self, st: PortEnd, now: float) -> None:
+        home = st.partner_home
+        if home is None or st.done or st.partner_gone:
+            return
+        runtime_id, endpoints, moves = home
+        if runtime_id == self.id:
+            return
+        e = self.entries.get(st.partner)
+        if not isinstance(e, Relay) or e.gen > moves:
+            return
+        if e.hop.remote_id == runtime_id:
+            st.remote = e.hop.info
+            return
+        conn = self._by_runtime.get(runtime_id)
+        if conn is not None and not conn.dead:
+            e.hop.put(Marker(st.partner, moves))
+            self._kick(e.hop)
+            self.entries[st.partner] = Relay(conn, moves, st.id, now)
+            st.remote = conn.info
+            return
+        self._pending_direct.setdefault(runtime_id, set()).add(st.id)
+        mine = self.endpoints
+        if endpoints and (not mine or self.id < runtime_id) and runtime_id not in self._dialing:
+            self._dialing.add(runtime_id)
+            self.out.dials.append(Dial(runtime_id, endpoints))
+
+    def dial_done(self, runtime_id: str) -> None:
+        """The dial of a :class:`Dial` output ended (connected or not)."""
+        self._dialing.discard(runtime_id)
+
+    def _forget_direct(self, st: PortEnd) -> None:
+        if st.partner_home is not None:
+            s = self._pending_direct.get(st.partner_home[0])
+            if s is not None:
+                s.discard(st.id)
+
+    # -- relays -------------------------------------------------------------------------
+
+    def is_forwarding(self, e: Relay) -> bool:
+        """A relay this runtime may still be needed for: not the route of a local end,
+        and not one whose partner's route leaves by the same connection (both ends
+        then live beyond it and traffic between them does not come back here)."""
+        p = self.entries.get(e.partner)
+        if isinstance(p, Relay):
+            return p.hop is not e.hop
+        if p is not None:
+            return p.done
+        return True
+
+    def relay_count(self) -> int:
+        """Relays through which other runtimes' ports may still talk."""
+        return sum(1 for e in self.entries.values() if isinstance(e, Relay) and self.is_forwarding(e))
+
+    def relays_busy(self, now: float, idle_s: float) -> tuple[int, float]:
+        """(relays that forwarded something in the last ``idle_s``, seconds until the
+        first of them has been idle that long)."""
+        busy = 0
+        wait_s = idle_s
+        for e in self.entries.values():
+            if isinstance(e, Relay) and self.is_forwarding(e) and now - e.used < idle_s:
+                busy += 1
+                wait_s = min(wait_s, idle_s - (now - e.used))
+        return busy, wait_s
+
+    # -- what the protocol provides ----------------------------------------------------
+
+    def _retire(self, st: PortEnd, err: PortsError, *, moving_locally: bool = False) -> None:
+        raise NotImplementedError
+
+    def _check_close(self, st: PortEnd) -> None:
+        raise NotImplementedError
