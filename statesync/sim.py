@@ -3,6 +3,9 @@
 The fault mix (loss, duplication, log bound, node count, strategy) is drawn
 from the seed the same way the test suite draws it; flags override parts of
 it. Prints the trace and the invariants that failed, if any; exits 1 then.
+
+``python -m statesync.sim ports --seed N`` replays one run of the ports
+protocol simulation (:mod:`statesync.testing._portsim`) the same way.
 """
 
 from __future__ import annotations
@@ -10,10 +13,51 @@ from __future__ import annotations
 import argparse
 import sys
 
+from statesync.testing import _portsim
 from statesync.testing._sim import config_for_seed, describe, run
 
 
+def ports_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m statesync.sim ports",
+        description="Rerun one deterministic ports-protocol simulation and print its trace.",
+        epilog="example: python -m statesync.sim ports --seed 17 --runtimes 4 --steps 800",
+    )
+    parser.add_argument("--seed", type=int, required=True, help="the seed to replay")
+    parser.add_argument("--runtimes", type=int, default=None, help="runtimes (default: from the seed, 3 or 4)")
+    parser.add_argument("--steps", type=int, default=None, help="fault-phase steps (default 400)")
+    parser.add_argument("--quiet", action="store_true", help="print the summary only, not the trace")
+    args = parser.parse_args(argv)
+    overrides: dict[str, object] = {"trace": not args.quiet}
+    if args.runtimes is not None:
+        if not 2 <= args.runtimes <= 16:
+            parser.error("--runtimes must be between 2 and 16")
+        overrides["runtimes"] = args.runtimes
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    config = _portsim.config_for_seed(args.seed, **overrides)
+    result = _portsim.run(config)
+    if not args.quiet:
+        for line in result.trace:
+            print(line)
+    print(f"# {_portsim.describe(config)}")
+    print(
+        f"# messages={result.messages} transfers={result.transfers} closes={result.closes} "
+        f"drops={result.drops} exits={result.exits} crashes={result.crashes} "
+        f"stale_relays={result.stale_relays} sim_time={result.sim_time_s:.1f}s"
+    )
+    if result.ok:
+        print("# all invariants hold")
+        return 0
+    for violation in result.violations:
+        print(f"VIOLATION: {violation}")
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["ports"]:
+        return ports_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m statesync.sim",
         description="Rerun one deterministic replication simulation and print its trace.",

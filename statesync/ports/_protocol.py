@@ -100,7 +100,7 @@ when their connection closes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from typing import Any
 
@@ -467,6 +467,11 @@ class PortsProtocol(Routing):
         if isinstance(e, Relay):
             self._forward(e, m, now)
             del self.entries[m.dst]
+            # the relay toward the closed end, if one is here, served only the end
+            # this Close goes to: nothing will go that way any more
+            back = self.entries.get(e.partner)
+            if isinstance(back, Relay) and back.partner == m.dst:
+                del self.entries[e.partner]
             self.out.relays_changed = True
         elif e is not None:
             self._partner_closing(e, m.seq, m.pseq, m.reason)
@@ -491,6 +496,7 @@ class PortsProtocol(Routing):
         st.partner_gone = True
         st.close_at = None
         st.close_reason = reason
+        self._drop_queued(st, st.reorder.values())
         st.reorder.clear()
         pe = self.entries.get(st.partner)
         if isinstance(pe, Relay):
@@ -502,6 +508,7 @@ class PortsProtocol(Routing):
         if self.entries.get(st.id) is st:
             del self.entries[st.id]
         self._forget_direct(st)
+        self._release_trail(st)
         self._fail_pending(st, PortClosedError(f"the port's partner is gone ({reason})"))
         st.queue.append(CLOSE_ITEM)
         self.out.writable[st] = None
@@ -539,17 +546,31 @@ class PortsProtocol(Routing):
                 self._kick(pe.hop)
                 del self.entries[st.partner]
                 self.out.relays_changed = True
+                # behind the Close (the same connection), a marker cannot overtake it
+                self._release_trail(st, partner=st.trail is pe.hop)
             elif pe is not None:
                 self._partner_closing(pe, st.seq_out, st.pseq_out, reason)
+                self._release_trail(st)  # the partner is here: nothing goes the old ways
+        else:
+            self._release_trail(st)
         if self.entries.get(st.id) is st:
             del self.entries[st.id]
         if notify_self and not st.close_fired:
             st.partner_gone = True
             st.close_reason = reason
             self.out.close_soon.append(st)
+        self._drop_queued(st, st.queue)
         st.queue.clear()
+        self._drop_queued(st, st.reorder.values())
         st.reorder.clear()
         self._retire(st, PortClosedError(f"the port is closed ({local or reason})"))
+
+    def _drop_queued(self, st: PortEnd, entries: Iterable[object]) -> None:
+        """Messages ``st`` will never deliver: the ports they carry close (their partners learn)."""
+        for entry in list(entries):
+            if type(entry) is Item and entry.ports:
+                for p in entry.ports:
+                    self.close(p, "the port it was sent to is closed")
 
     def close_all(self, reason: str) -> None:
         """Close every local end (their partners get ``close``)."""
@@ -609,6 +630,14 @@ class PortsProtocol(Routing):
                     del self.entries[e.partner]
             elif p is not None and p.partner == pid:
                 self._partner_closed(p, reason)
+        for e in list(self.entries.values()):
+            if not isinstance(e, Relay) and e.awaiting is conn:
+                # what its partner sent on the old route is lost with the connection
+                lost = f"messages on the way were lost ({reason})"
+                partner = self.entries.get(e.partner)
+                self._partner_closed(e, lost)
+                if partner is not None and not isinstance(partner, Relay):
+                    self._partner_closed(partner, lost)
         self.out.relays_changed = True
 
 def _window_full(st: PortEnd) -> PortQueueFull:

@@ -95,7 +95,7 @@ class Routing:
         self._retire(st, PortTransferredError(TRANSFERRED))
         st.exported = True
         if self.entries.get(st.id) is st:
-            self.entries[st.id] = Relay(hop, moves, st.partner, now)
+            self.entries[st.id] = Relay(hop, moves, st.partner, now, st.trail)
         exported.append((st, queued))
         return ref
 
@@ -143,7 +143,10 @@ class Routing:
                 continue
             if ref.partner not in self.entries and st.close_at is None:
                 self.entries[ref.partner] = Relay(conn, ref.partner_gen, ref.id, now)
+            else:
+                self._release_behind(ref.partner, conn)
             st.remote = conn.info
+            st.trail = conn
         for st in states:
             if st.done:
                 continue
@@ -161,6 +164,7 @@ class Routing:
                 # was sent on it releases the relays on the way.
                 old_route.hop.put(Marker(st.id, st.moves))
                 self._kick(old_route.hop)
+                st.awaiting = old_route.hop
             if isinstance(pe, Relay) and not st.partner_gone:
                 pe.hop.put(Locate(st.partner, st.id, self.id, self.endpoints, st.moves, True))
                 self._kick(pe.hop)
@@ -172,10 +176,22 @@ class Routing:
             old = self.entries.get(ref.id)
             if old is not None and not isinstance(old, Relay) and not old.done:
                 continue  # an id collision or a forged ref: leave the local end alone
-            self.entries[ref.id] = Relay(out, ref.moves, ref.partner, now)
+            self.entries[ref.id] = Relay(out, ref.moves, ref.partner, now, in_conn)
         for ref in refs:
             if ref.partner not in self.entries and ref.close_seq < 0:
                 self.entries[ref.partner] = Relay(in_conn, ref.partner_gen, ref.id, now)
+            else:
+                self._release_behind(ref.partner, in_conn)
+
+    def _release_behind(self, partner: int, in_conn: Conn) -> None:
+        """An end passing through (or arriving) finds its partner living here: the
+        relays toward the partner it used until now, from the runtime it came from,
+        serve nobody any more (only the end sends to its partner). A marker of every
+        generation goes back to release them, behind anything the end sent on them."""
+        pe = self.entries.get(partner)
+        if pe is not None and not isinstance(pe, Relay) and not in_conn.dead:
+            in_conn.put(Marker(partner, GEN_ALL))
+            self._kick(in_conn)
 
     def conn_to(self, runtime_id: str) -> Conn | None:
         return self._by_runtime.get(runtime_id)
@@ -197,11 +213,18 @@ class Routing:
 
     def _on_marker(self, m: Marker, conn: Conn, now: float) -> None:
         e = self.entries.get(m.dst)
+        if e is not None and not isinstance(e, Relay):
+            if e.awaiting is conn and m.gen != GEN_ALL:
+                e.awaiting = None  # the old route is drained
+            return
         if isinstance(e, Relay) and e.gen <= m.gen:
             del self.entries[m.dst]
-            if not e.hop.dead:
-                e.hop.put(m)
-                self._kick(e.hop)
+            # A marker that comes back over the relay's own hop was sent by the end
+            # itself (see _release_trail): it goes on the way the end came.
+            nxt = e.back if conn is e.hop else e.hop
+            if nxt is not None and not nxt.dead:
+                nxt.put(m)
+                self._kick(nxt)
             self.out.relays_changed = True
 
     def _try_direct(self, st: PortEnd, now: float) -> None:
@@ -267,6 +290,17 @@ class Routing:
                 busy += 1
                 wait_s = min(wait_s, idle_s - (now - e.used))
         return busy, wait_s
+
+    def _release_trail(self, st: PortEnd, *, partner: bool = True) -> None:
+        """Nothing will be sent to ``st`` any more (and, with ``partner``, nothing to its
+        partner from afar): release the relays ``st``'s trips left along the way, with
+        markers of every generation sent back the way it came."""
+        trail, st.trail = st.trail, None
+        if trail is not None and not trail.dead:
+            trail.put(Marker(st.id, GEN_ALL))
+            if partner:
+                trail.put(Marker(st.partner, GEN_ALL))
+            self._kick(trail)
 
     # -- what the protocol provides ----------------------------------------------------
 

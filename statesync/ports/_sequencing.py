@@ -52,13 +52,18 @@ QueueEntry = bytes | Item | CloseItem
 class Relay:
     """Entry for an end that lives elsewhere: send what is addressed to it over ``hop``."""
 
-    __slots__ = ("gen", "hop", "partner", "used")
+    __slots__ = ("back", "gen", "hop", "partner", "used")
 
-    def __init__(self, hop: Conn, gen: int, partner: int, now: float) -> None:
+    def __init__(
+        self, hop: Conn, gen: int, partner: int, now: float, back: Conn | None = None
+    ) -> None:
         self.hop = hop
         self.gen = gen
         self.partner = partner
         self.used = now  # last time it forwarded something
+        #: where the end came from when it moved on through here (a marker coming back
+        #: over ``hop`` goes on there)
+        self.back = back
 
 
 class PortEnd:
@@ -70,6 +75,7 @@ class PortEnd:
     """
 
     __slots__ = (
+        "awaiting",
         "close_at",
         "close_fired",
         "close_reason",
@@ -96,6 +102,7 @@ class PortEnd:
         "seq_in",
         "seq_out",
         "started",
+        "trail",
         "window",
     )
 
@@ -128,6 +135,12 @@ class PortEnd:
         self.handler_busy = 0
         self.partner_home: tuple[str, tuple[str, ...], int] | None = None
         self.remote: RemoteInfo | None = None
+        #: the connection this end last arrived by (relays for its partner may remain
+        #: along the way; released once the pair is closed)
+        self.trail: Conn | None = None
+        #: the old route's messages to this end may still come back over this
+        #: connection (until its marker does): if it dies, they are lost
+        self.awaiting: Conn | None = None
 
     def __repr__(self) -> str:
         return f"<port {self.id:#x} partner {self.partner:#x}>"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
 import random
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import statesync.ports
 from statesync.ports._envelope import (
     CLOSE_NOW,
     KIND_MESSAGE,
@@ -189,11 +192,6 @@ IMPURE = {"trio", "zmq", "time", "random", "secrets", "socket", "threading", "as
 
 
 def test_the_protocol_modules_import_no_io_no_clock_no_randomness() -> None:
-    import ast
-    from pathlib import Path
-
-    import statesync.ports
-
     root = Path(statesync.ports.__file__).parent
     allowed_local = {f"statesync.ports.{m}" for m in PURE} | {
         "statesync.ports._envelope",
