@@ -12,6 +12,29 @@
   handshake (the ZAP handler), again when the first frame of a connection
   arrives, and for every authenticated connection by
   :meth:`~statesync.ports.PortRuntime.recheck_links`.
+
+Security (CURVE)
+================
+
+With ``PortOptions.curve`` (a key pair), a listener's ROUTER is a CURVE server
+and ``connect`` makes a CURVE client of the key named in the endpoint
+(``tcp://host:port?key=<Z85>``; a CURVE listener reports its endpoints that way,
+so they travel with their key). The runtime serves ZAP (RFC 27) itself: a REP
+socket on ``inproc://zeromq.zap.01`` in its own zmq context, bound before the
+first CURVE listener binds, read by a trio task through the adapter (no thread,
+no asyncio). Each request goes to the runtime's *authorizer* with the
+listener's ZAP domain, so one runtime can admit different keys on different
+listeners; an admitted connection gets its key as ``User-Id``. The listener's
+receiver reads that metadata from every frame: the first one (the ``Hello``) is
+checked with the authorizer again, and later ones must carry the link's key.
+``RemoteInfo.public_key`` tells the code above who is on the other side.
+ZAP only runs at the handshake, so after a policy change
+:meth:`PortRuntime.recheck_links` closes the connections whose key is no
+longer admitted. A connecting side whose handshake fails (refused key, wrong
+server key, CURVE on one side only) would be retried by ZeroMQ forever in
+silence; its socket monitor turns the failure into a
+:class:`~statesync.ports.HandshakeFailed` that says which and what to check,
+and a CURVE listener's monitor logs, rate-limited, the handshakes it failed.
 """
 
 from __future__ import annotations

@@ -1,56 +1,6 @@
-"""The port runtime: ZeroMQ sockets, connections, routing of port messages, relocation.
+"""The port runtime: transports, connections, handshakes, liveness; it drives the protocol.
 
-Socket layout
-=============
-
-A listener binds one **ROUTER** (``ROUTER_MANDATORY=1``: a send to a full or
-gone peer fails with EAGAIN / EHOSTUNREACH instead of being silently dropped).
-``connect`` opens one **DEALER** per remote endpoint, shared by every logical
-port to that endpoint. So one ZeroMQ connection carries all the ports between a
-pair of processes, each side's outbound traffic goes through its own queue:
-
-- the connecting side's DEALER blocks at its high-water mark and never drops:
-  it has its own backpressure per peer, as the notes recommend;
-- the listening side answers every peer through the one ROUTER. Since the
-  ROUTER's POLLOUT is socket-wide, a peer that is full (EAGAIN) is backed off
-  on a timer, per connection, instead of being spun on; other peers are not
-  held up. EHOSTUNREACH means the peer is gone: the connection is dead.
-
-The alternative (a DEALER per direction, each side binding) would need every
-connecting process to listen, and two TCP connections per pair; a DEALER per
-accepted peer on the passive side is impossible with ZeroMQ's accept model.
-
-Each connection (a :class:`Link`) has two bounded queues (priority and
-normal), a sender task and, on the DEALER side, its own receiver task plus a
-socket monitor (a TCP disconnect kills the link at once, and the DEALER is
-closed so that ZeroMQ cannot silently reconnect it and lose frames in between).
-A listener has one receiver task for all its peers. Every socket is created and
-configured in :func:`~statesync.ports._transport.make_socket`, the one place where CURVE keys
-and the ZAP domain are set (``MAXMSGSIZE`` there bounds what a peer can make us
-buffer).
-
-Security (CURVE)
-================
-
-With ``PortOptions.curve`` (a key pair), a listener's ROUTER is a CURVE server
-and ``connect`` makes a CURVE client of the key named in the endpoint
-(``tcp://host:port?key=<Z85>``; a CURVE listener reports its endpoints that way,
-so they travel with their key). The runtime serves ZAP (RFC 27) itself: a REP
-socket on ``inproc://zeromq.zap.01`` in its own zmq context, bound before the
-first CURVE listener binds, read by a trio task through the adapter (no thread,
-no asyncio). Each request goes to the runtime's *authorizer* with the
-listener's ZAP domain, so one runtime can admit different keys on different
-listeners; an admitted connection gets its key as ``User-Id``. The listener's
-receiver reads that metadata from every frame: the first one (the ``Hello``) is
-checked with the authorizer again, and later ones must carry the link's key.
-``RemoteInfo.public_key`` tells the code above who is on the other side.
-ZAP only runs at the handshake, so after a policy change
-:meth:`PortRuntime.recheck_links` closes the connections whose key is no
-longer admitted. A connecting side whose handshake fails (refused key, wrong
-server key, CURVE on one side only) would be retried by ZeroMQ forever in
-silence; its socket monitor turns the failure into a
-:class:`~statesync.ports.HandshakeFailed` that says which and what to check,
-and a CURVE listener's monitor logs, rate-limited, the handshakes it failed.
+Socket layout: :mod:`statesync.ports._transport`; CURVE: :mod:`statesync.ports._curve`.
 
 Handshake and liveness
 ======================
@@ -90,7 +40,7 @@ import trio
 import zmq
 
 from statesync._ratelimit import RateLimitedLog
-from statesync.ports import _codec
+from statesync.ports import _codec, _memory
 from statesync.ports._curve import (
     HANDSHAKE_EVENTS,
     ZAP_ENDPOINT,
@@ -107,6 +57,7 @@ from statesync.ports._errors import (
     ConnectError,
     HandshakeFailed,
     InvalidKey,
+    PeerUnreachable,
     PortClosedError,
     PortsError,
     SocketClosed,
@@ -119,6 +70,7 @@ from statesync.ports._options import DEFAULT_OPTIONS, PortOptions
 from statesync.ports._outbox import RemoteInfo
 from statesync.ports._port import MessagePort
 from statesync.ports._transport import (
+    Transport,
     ZmqDealer,
     ZmqRouterPeer,
     frame_property,
@@ -281,6 +233,8 @@ class PortRuntime(PortHosting):
         """
         self.check_run()
         options = options or self.options
+        if endpoint.startswith(_memory.SCHEME):
+            return self._listen_memory(endpoint, options)
         address, key = split_key(endpoint)
         if key is not None:
             raise InvalidKey(
@@ -341,7 +295,10 @@ class PortRuntime(PortHosting):
     async def _get_link(self, endpoint: str, options: PortOptions) -> Link:
         link = self._dealers.get(endpoint)
         if link is None or link.dead:
-            link = self._open_dealer(endpoint, options)
+            if endpoint.startswith(_memory.SCHEME):
+                link = self._open_memory(endpoint, options)
+            else:
+                link = self._open_dealer(endpoint, options)
         if not link.up.is_set():
             with trio.move_on_after(options.connect_timeout_s):
                 while not link.up.is_set() and not link.dead:
@@ -381,49 +338,101 @@ class PortRuntime(PortHosting):
                 f"cannot connect to {endpoint}: {e.strerror}; check the endpoint"
             ) from None
         monitor = TrioSocket(mon)
-        link = Link(
-            self,
-            options,
-            ZmqDealer(TrioSocket(sock), monitor),
-            role="active",
-            now=trio.current_time(),
-            endpoint=endpoint,
-        )
+        link = self._new_active(endpoint, options, ZmqDealer(TrioSocket(sock), monitor))
         link.monitor = monitor
         link.remote_key = server_key
-        self._links.add(link)
-        self._dealers[endpoint] = link
-        link.put(
-            Hello(
-                self.id,
-                PROTOCOL_VERSION,
-                self.endpoints,
-                options.port_window,
-                link.hello_timeout_ms,
-            ),
-            prio=True,
-        )
-        # the Hello goes now even though the link is not up yet
-        link.flush_now()
-        self._spawn(link.sender_task)
         self._spawn(self._link_receiver, link)
         self._spawn(self._monitor_task, link)
         return link
 
+    def _new_active(self, endpoint: str, options: PortOptions, transport: Transport) -> Link:
+        """A connecting side's link: its Hello goes at once, before the link is up."""
+        link = Link(self, options, transport, role="active", now=trio.current_time(), endpoint=endpoint)
+        self._links.add(link)
+        self._dealers[endpoint] = link
+        hello = Hello(self.id, PROTOCOL_VERSION, self.endpoints, options.port_window, link.hello_timeout_ms)
+        link.put(hello, prio=True)
+        link.flush_now()
+        self._spawn(link.sender_task)
+        return link
+
+    # -- in-memory connections (memory://name, inside one trio run) ----------------------
+
+    def _listen_memory(self, endpoint: str, options: PortOptions) -> Listener:
+        table = _memory.registry()
+        if endpoint in table and not table[endpoint][1].closed:
+            raise ConnectError(f"cannot listen on {endpoint}: it is in use; pick another name")
+        listener = Listener(self, options, (endpoint,))
+        table[endpoint] = (self, listener)
+        self._listeners.append(listener)
+        self.proto.endpoints = self.endpoints
+        return listener
+
+    def _open_memory(self, endpoint: str, options: PortOptions) -> Link:
+        other, listener = _memory.lookup(endpoint)
+        mine, theirs = _memory.MemoryTransport.pair()
+        link = self._new_active(endpoint, options, mine)
+        other._accept_memory(listener, theirs)
+        self._spawn(self._link_receiver, link)
+        return link
+
+    def _accept_memory(self, listener: Listener, transport: _memory.MemoryTransport) -> None:
+        key = secrets.token_bytes(8)
+        now = trio.current_time()
+        link = Link(self, listener.options, transport, role="passive", now=now, listener=listener, key=key)
+        listener.links[key] = link
+        self._links.add(link)
+        self._spawn(self._link_receiver, link)
+
     # -- receiving -----------------------------------------------------------------------
 
     async def _link_receiver(self, link: Link) -> None:
-        """The receiver of a connection with its own transport (a DEALER, in-memory)."""
+        """The receiver of a connection with its own transport (a DEALER, in-memory).
+        A listener's in-memory connection starts with the peer's Hello."""
         transport = link.transport
         try:
             while not link.dead:
                 frames = await transport.recv_batch(RECV_BATCH_MAX)
                 link.live.last_recv = trio.current_time()
+                if (
+                    link.role == "passive"
+                    and not link.up.is_set()
+                    and not self._hello(link, frames.pop(0))
+                ):
+                    return
                 self._on_frames(link, frames)
                 self._apply(receiving=True)
                 self._run_ready()
         except SocketClosed:
             pass
+        except PeerUnreachable as e:
+            self.link_dead(link, f"the connection was lost ({e})")
+
+    def _hello(self, link: Link, data: bytes) -> bool:
+        """The first frame of a listener's in-memory connection: a Hello, or it closes."""
+        try:
+            frame = decode_frame(data)
+        except DecodeError:
+            frame = None
+        hello = frame.messages[0] if frame is not None and frame.messages else None
+        listener = link.listener
+        assert listener is not None
+        reason = None
+        if not isinstance(hello, Hello):
+            reason = "the connection did not start with Hello"
+        elif hello.version != PROTOCOL_VERSION:
+            reason = f"protocol version {hello.version} is not {PROTOCOL_VERSION}"
+        elif len(listener.links) > listener.options.links_max:
+            reason = "too many connections"
+        if reason is not None or not isinstance(hello, Hello) or frame is None:
+            link.up.set()  # so that the Bye goes out
+            self.link_dead(link, reason or "", send_bye=True)
+            return False
+        self._accepted(link, hello)
+        now = trio.current_time()
+        for m in frame.messages[1:]:
+            self._on_message(link, m, now)
+        return True
 
     async def _monitor_task(self, link: Link) -> None:
         mon = link.monitor
@@ -672,9 +681,9 @@ class PortRuntime(PortHosting):
         if link.key is None:
             if self._dealers.get(link.endpoint) is link:
                 del self._dealers[link.endpoint]
-            link.transport.close(link.options.linger_s)
         elif link.listener is not None and link.listener.links.get(link.key) is link:
             del link.listener.links[link.key]
+        link.transport.close(link.options.linger_s)  # a ROUTER peer's does nothing
         link.pending_frame = None
         link.lot.unpark_all()
         self.proto.link_down(link, reason)  # every route through this link is gone

@@ -23,6 +23,35 @@ Implementations: :class:`ZmqDealer` (a connecting side: one DEALER per
 remote endpoint), :class:`ZmqRouterPeer` (one peer of a listener's ROUTER)
 and :class:`~statesync.ports._memory.MemoryTransport` (in one process, for
 tests).
+
+Socket layout
+=============
+
+A listener binds one **ROUTER** (``ROUTER_MANDATORY=1``: a send to a full or
+gone peer fails with EAGAIN / EHOSTUNREACH instead of being silently dropped).
+``connect`` opens one **DEALER** per remote endpoint, shared by every logical
+port to that endpoint. So one ZeroMQ connection carries all the ports between a
+pair of processes, each side's outbound traffic goes through its own queue:
+
+- the connecting side's DEALER blocks at its high-water mark and never drops:
+  it has its own backpressure per peer, as the notes recommend;
+- the listening side answers every peer through the one ROUTER. Since the
+  ROUTER's POLLOUT is socket-wide, a peer that is full (EAGAIN) is backed off
+  on a timer, per connection, instead of being spun on; other peers are not
+  held up. EHOSTUNREACH means the peer is gone: the connection is dead.
+
+The alternative (a DEALER per direction, each side binding) would need every
+connecting process to listen, and two TCP connections per pair; a DEALER per
+accepted peer on the passive side is impossible with ZeroMQ's accept model.
+
+Each connection (a :class:`Link`) has two bounded queues (priority and
+normal), a sender task and, on the DEALER side, its own receiver task plus a
+socket monitor (a TCP disconnect kills the link at once, and the DEALER is
+closed so that ZeroMQ cannot silently reconnect it and lose frames in between).
+A listener has one receiver task for all its peers. Every socket is created and
+configured in :func:`~statesync.ports._transport.make_socket`, the one place where CURVE keys
+and the ZAP domain are set (``MAXMSGSIZE`` there bounds what a peer can make us
+buffer).
 """
 
 from __future__ import annotations
