@@ -16,6 +16,7 @@ import trio
 
 from statesync.core import Value
 from statesync.ports._options import PortOptions
+from statesync.ports._protocol import PortsProtocol
 from statesync.ports._sequencing import PortEnd
 
 if TYPE_CHECKING:
@@ -51,6 +52,12 @@ class PortHost(Protocol):
     thread_id: int
     closed: bool
     payload_bytes_max: int
+    #: the runtime's protocol: ``post_message`` calls its ``post_plain`` directly
+    #: (the hot path), then kicks the connection it returns or calls :meth:`apply`
+    proto: PortsProtocol
+
+    def apply(self) -> None:
+        """Carry out what the protocol asked for."""
 
     def check_run(self) -> None:
         """Raise unless called from the trio run (and thread) that owns the runtime."""
@@ -67,8 +74,6 @@ class PortHost(Protocol):
         ports: tuple[PortState, ...],
         prio: bool,
     ) -> None: ...
-
-    def post_plain(self, st: PortState, payload: bytes) -> None: ...
 
     async def request(
         self,

@@ -212,7 +212,7 @@ class PortHosting:
             while kicks:
                 link = next(iter(kicks))
                 del kicks[link]
-                link.kick()  # type: ignore[attr-defined]
+                link.kick()
         if out.relays_changed:
             out.relays_changed = False
             self._relays_changed.set()
@@ -224,6 +224,10 @@ class PortHosting:
         for st in ports:
             assert isinstance(st, PortState)
             st.writers.unpark_all()
+
+    def apply(self) -> None:
+        """Carry out what the protocol asked for (from a port's hot path)."""
+        self._apply()
 
     def _incoming(self, conn: Conn, st: PortEnd) -> None:
         listener = getattr(conn, "listener", None)
@@ -349,13 +353,6 @@ class PortHosting:
 
     def room(self, st: PortState, size: int) -> trio.lowlevel.ParkingLot | None:
         return None if self.proto.room(st, size) else st.writers
-
-    def post_plain(self, st: PortState, payload: bytes) -> None:
-        link = self.proto.post_plain(st, payload, trio.current_time)
-        if link is not None:
-            link.kick()  # type: ignore[attr-defined]
-        else:
-            self._apply()
 
     def post(  # noqa: PLR0917
         self,

@@ -99,6 +99,10 @@ class Conn:
         #: ids of ports whose carrier waits in the normal queue (see :meth:`put`)
         self.in_transit: set[int] = set()
 
+    def kick(self) -> None:
+        """The driver's hook, called by the driver after queuing here (the protocol
+        reports what it queued in ``Output.kicks`` and never calls it)."""
+
     @property
     def info(self) -> RemoteInfo | None:
         if self.remote_id is None:

@@ -218,7 +218,12 @@ class MessagePort:
             ports = self._transfer_states(st, transfer) if transfer else ()
             rt.post(st, KIND_MESSAGE, 0, payload, ports, priority)
         else:
-            rt.post_plain(st, payload)
+            # the hot path: straight to the protocol, then the connection it queued on
+            link = rt.proto.post_plain(st, payload, trio.current_time)
+            if link is not None:
+                link.kick()
+            else:
+                rt.apply()
 
     async def send(
         self, data: object, transfer: Iterable[MessagePort] = (), *, priority: bool = False
