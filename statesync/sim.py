@@ -37,19 +37,26 @@ def ports_main(argv: list[str]) -> int:
         overrides["steps"] = args.steps
     config = _portsim.config_for_seed(args.seed, **overrides)
     result = _portsim.run(config)
-    if not args.quiet:
-        for line in result.trace:
-            print(line)
-    print(f"# {_portsim.describe(config)}")
-    print(
-        f"# messages={result.messages} transfers={result.transfers} closes={result.closes} "
+    summary = (
+        f"messages={result.messages} transfers={result.transfers} closes={result.closes} "
         f"drops={result.drops} exits={result.exits} crashes={result.crashes} "
         f"stale_relays={result.stale_relays} sim_time={result.sim_time_s:.1f}s"
     )
-    if result.ok:
+    return _report(
+        [] if args.quiet else result.trace, _portsim.describe(config), summary, result.violations
+    )
+
+
+def _report(trace: list[str], description: str, summary: str, violations: list[str]) -> int:
+    """Print a run's trace, description, summary and violations; the exit status."""
+    for line in trace:
+        print(line)
+    print(f"# {description}")
+    print(f"# {summary}")
+    if not violations:
         print("# all invariants hold")
         return 0
-    for violation in result.violations:
+    for violation in violations:
         print(f"VIOLATION: {violation}")
     return 1
 
@@ -80,21 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         args.seed, nodes=args.nodes, steps=args.steps, strategy=args.strategy, trace=not args.quiet
     )
     result = run(config)
-    if not args.quiet:
-        for line in result.trace:
-            print(line)
-    print(f"# {describe(config)}")
-    print(
-        f"# writes={result.writes} acknowledged={result.acknowledged} messages={result.messages} "
+    summary = (
+        f"writes={result.writes} acknowledged={result.acknowledged} messages={result.messages} "
         f"crashes={result.crashes} partitions={result.partitions} sim_time={result.sim_time_s:.1f}s "
         f"converged_after={result.converged_after_s}s"
     )
-    if result.ok:
-        print("# all invariants hold")
-        return 0
-    for violation in result.violations:
-        print(f"VIOLATION: {violation}")
-    return 1
+    return _report([] if args.quiet else result.trace, describe(config), summary, result.violations)
 
 
 if __name__ == "__main__":

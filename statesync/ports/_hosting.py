@@ -18,7 +18,7 @@ import inspect
 import logging
 import math
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Final
 
 import trio
@@ -82,6 +82,15 @@ class _Pending:
 
 def _pending_done(p: _Pending) -> bool:
     return p.done
+
+
+def _take(ports: dict[PortEnd, None]) -> Iterator[PortState]:
+    """Empty ``ports`` one by one (what is added meanwhile comes out too)."""
+    while ports:
+        st = next(iter(ports))
+        del ports[st]
+        assert isinstance(st, PortState)
+        yield st
 
 
 class PortHosting:
@@ -173,24 +182,12 @@ class PortHosting:
                     if st.handle is not None:
                         st.handle._detach(r2.error)
                         st.handle = None
-            writable = out.writable
-            while writable:
-                st = next(iter(writable))
-                del writable[st]
-                assert isinstance(st, PortState)
+            for st in _take(out.writable):
                 st.writers.unpark_all()
-            scheduled = out.scheduled
-            while scheduled:
-                st = next(iter(scheduled))
-                del scheduled[st]
-                assert isinstance(st, PortState)
+            for st in _take(out.scheduled):
                 st.lot.unpark_all()
                 self._ready[st] = None
-            delivered = out.delivered
-            while delivered:
-                st = next(iter(delivered))
-                del delivered[st]
-                assert isinstance(st, PortState)
+            for st in _take(out.delivered):
                 if st.iterating:
                     st.lot.unpark_all()
                 elif st.started or st.partner_gone:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -15,14 +16,16 @@ class InvalidOptions(PortsError, ValueError):
     """A :class:`PortOptions` field is out of range; the message names it."""
 
 
-def _positive(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not value > 0:
-        raise InvalidOptions(f"PortOptions.{attribute.name} must be > 0, not {value!r}")
+def _bound(op: str, limit: int) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    def check(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not (value > limit if op == ">" else value >= limit):
+            raise InvalidOptions(f"PortOptions.{attribute.name} must be {op} {limit}, not {value!r}")
+
+    return check
 
 
-def _non_negative(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not value >= 0:
-        raise InvalidOptions(f"PortOptions.{attribute.name} must be >= 0, not {value!r}")
+_positive = _bound(">", 0)
+_non_negative = _bound(">=", 0)
 
 
 @attrs.frozen

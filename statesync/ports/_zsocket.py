@@ -46,6 +46,7 @@ import zmq
 from statesync.ports._errors import SocketClosed
 
 _T = TypeVar("_T")
+_S = TypeVar("_S")
 
 # plain ints: IntFlag arithmetic costs about 1 us per operation
 _POLLIN = int(zmq.POLLIN)
@@ -182,17 +183,6 @@ class TrioSocket:
             self.refresh()
         return True
 
-    def try_recv(self) -> bytes | None:
-        """Receive one single-part message without blocking, or None."""
-        self._check_open()
-        try:
-            data: bytes = self.sock.recv(_NOBLOCK, copy=True)
-        except zmq.Again:
-            return None
-        finally:
-            self.refresh()
-        return data
-
     def drain(self, max_count: int) -> list[bytes]:
         """Receive up to ``max_count`` queued single-part messages without blocking.
 
@@ -250,21 +240,17 @@ class TrioSocket:
 
     async def send(self, data: bytes) -> None:
         """Send one single-part message, waiting at the high-water mark."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        backoff_s = SEND_BACKOFF_FIRST_S
-        yielded = False
-        while not self.try_send(data):
-            backoff_s = await self._wait_writable_after_again(backoff_s)
-            yielded = True
-        if not yielded:
-            await trio.lowlevel.cancel_shielded_checkpoint()
+        await self._send_waiting(self.try_send, data)
 
     async def send_multipart(self, parts: Sequence[bytes]) -> None:
         """Send a multipart message, waiting at the high-water mark."""
+        await self._send_waiting(self.try_send_multipart, parts)
+
+    async def _send_waiting(self, try_send: Callable[[_S], bool], message: _S) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
         backoff_s = SEND_BACKOFF_FIRST_S
         yielded = False
-        while not self.try_send_multipart(parts):
+        while not try_send(message):
             backoff_s = await self._wait_writable_after_again(backoff_s)
             yielded = True
         if not yielded:
