@@ -51,7 +51,7 @@ class PortOptions:
     it admits), and ``connect`` needs the listener's public key in the endpoint
     (``tcp://host:port?key=<Z85>``); all traffic is then encrypted and both
     ends authenticated. All sockets are created and configured in one place
-    (``PortRuntime._make_socket``).
+    (``statesync.ports._transport.make_socket``).
     """
 
     # -- application-level liveness

@@ -82,7 +82,14 @@ taken every message before those numbers (or at once, ``CLOSE_NOW``, when the
 path is gone). A connection that dies closes every port routed through it, on
 both sides; a relay toward a dead connection passes the close on. A pair that
 closes sends a marker of generation ``GEN_ALL`` down its route, releasing
-every relay on the way.
+every relay on the way; a Close passing a relay also drops the relay toward
+its sender there. Each end remembers the connection it last arrived by (its
+*trail*): once nothing can be sent to it any more, markers of every
+generation go back along the trail (a marker that comes back over a relay's
+own hop goes on where the end came from), releasing what its trips left. An
+end that comes home to its partner's runtime waits for its old route's marker;
+if that connection dies first, what was on it is lost and the pair closes.
+Ends queued in a port that closes (or in its reorder buffer) close too.
 
 Invariants (checked by the simulator, :mod:`statesync.testing._portsim`)
 ========================================================================
@@ -92,10 +99,13 @@ every surviving end when the other one closes or its path dies; relays
 released once the ends found each other or closed; no entry left for a closed
 port.
 
-Known limit: a runtime an end passed through can keep the relay it used for the
-partner direction, and a port carried through several hops can leave relays
-that nothing uses; they forward nothing, cost a table entry, and are freed
-when their connection closes.
+Known limits (the simulator finds them in about 4% of its seeds, listed in
+``tests/testing/test_portsim.py``): a trip can still leave a relay behind (it
+forwards nothing, costs a table entry, and is freed when its connection
+closes); and an end whose only route to its partner died on the far side
+while its partner's route to it lives on is told nothing, so it gets no
+``close`` (its sends stop at the window). Ends that travel into each other's
+queues (a transfer cycle) are unreachable, as on the web.
 """
 
 from __future__ import annotations

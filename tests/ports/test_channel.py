@@ -107,10 +107,12 @@ async def test_close_fires_close_on_the_other_end() -> None:
     ch.port1.close()
     await settle()
     assert len(closes) == 1 and closes[0].type == "close"
+    assert closes[0].reason == "the partner closed the port"
     assert ch.port1.closed and ch.port2.closed
-    with pytest.raises(PortClosedError):
+    # each end says what happened to it
+    with pytest.raises(PortClosedError, match=r"close\(\) was called on this port"):
         ch.port1.post_message(1)
-    with pytest.raises(PortClosedError):
+    with pytest.raises(PortClosedError, match="the partner closed the port"):
         ch.port2.post_message(1)
     ch.port1.close()  # closing twice is harmless
 
