@@ -18,7 +18,7 @@ import inspect
 import logging
 import math
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Final
 
 import trio
@@ -84,13 +84,6 @@ def _pending_done(p: _Pending) -> bool:
     return p.done
 
 
-def _take(ports: dict[PortEnd, None]) -> Iterator[PortState]:
-    """Empty ``ports`` one by one (what is added meanwhile comes out too)."""
-    while ports:
-        st = next(iter(ports))
-        del ports[st]
-        assert isinstance(st, PortState)
-        yield st
 
 
 class PortHosting:
@@ -149,7 +142,20 @@ class PortHosting:
         """Carry out what the protocol asked for (``receiving``: the caller runs the
         ready ports right after, so the dispatcher need not wake)."""
         out = self.proto.out
-        while out:
+        # ``while out``, written out (the most frequent first): this runs per frame batch
+        while (
+            out.delivered
+            or out.kicks
+            or out.responses
+            or out.writable
+            or out.scheduled
+            or out.retired
+            or out.failed
+            or out.close_soon
+            or out.incoming
+            or out.dials
+            or out.violations
+        ):
             if out.responses:
                 responses, out.responses = out.responses, []
                 for r in responses:
@@ -182,16 +188,26 @@ class PortHosting:
                     if st.handle is not None:
                         st.handle._detach(r2.error)
                         st.handle = None
-            for st in _take(out.writable):
-                st.writers.unpark_all()
-            for st in _take(out.scheduled):
-                st.lot.unpark_all()
-                self._ready[st] = None
-            for st in _take(out.delivered):
-                if st.iterating:
+            # (no callback runs in these loops: nothing is added to them meanwhile)
+            if out.writable:
+                for st in out.writable:
+                    assert isinstance(st, PortState)
+                    st.writers.unpark_all()
+                out.writable.clear()
+            if out.scheduled:
+                for st in out.scheduled:
+                    assert isinstance(st, PortState)
                     st.lot.unpark_all()
-                elif st.started or st.partner_gone:
                     self._ready[st] = None
+                out.scheduled.clear()
+            if out.delivered:
+                for st in out.delivered:
+                    assert isinstance(st, PortState)
+                    if st.iterating:
+                        st.lot.unpark_all()
+                    elif st.started or st.partner_gone:
+                        self._ready[st] = None
+                out.delivered.clear()
             if out.incoming:
                 incoming, out.incoming = out.incoming, []
                 for inc in incoming:
@@ -273,7 +289,7 @@ class PortHosting:
             st = next(iter(ready))
             del ready[st]
             budget -= self._drain_to_listeners(st, budget)
-        if self.proto.out:
+        if self.proto.out.kicks or self.proto.out.writable:  # what taking messages makes
             self._apply(receiving=True)
         if ready and self._dispatch_parked:
             self._dispatch_parked = False
@@ -303,8 +319,8 @@ class PortHosting:
                 if st.consumed - st.granted >= step:
                     grant(st)
                 fire(entry, ())
-                if st.halted:
-                    break
+                if st.done or not st.started or st.iterating:  # PortEnd.halted, written out
+                    break  # type: ignore[unreachable]  # (fire() may have changed them)
                 continue
             if entry is CLOSE_ITEM:
                 popleft()
@@ -377,8 +393,9 @@ class PortHosting:
         self._apply()
 
     def consumed(self, st: PortState) -> None:
-        self.proto.consumed(st)
-        if self.proto.out:
+        st.consumed += 1
+        if st.consumed - st.granted >= st.grant_step:  # PortsProtocol.consumed, written out
+            self.proto.grant(st)
             self._apply()
 
     def next_event(self, st: PortState) -> MessageEvent | bool:

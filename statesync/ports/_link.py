@@ -122,6 +122,8 @@ class Link(Conn):
         while not self.dead:
             frame = self.pending_frame
             if frame is None:
+                if not self.prio and not self.normal:
+                    return True
                 frame = self._next_frame()
                 if frame is None:
                     return True

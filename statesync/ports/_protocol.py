@@ -161,6 +161,7 @@ from statesync.ports._sequencing import (
     CLOSE_ITEM,
     DUPLICATE,
     REORDER_FULL,
+    TAKEN,
     Item,
     PortEnd,
     Relay,
@@ -179,7 +180,9 @@ class PortsProtocol(Routing):
         new_end: Callable[[int, int, int, int], PortEnd] = PortEnd,
     ) -> None:
         super().__init__(runtime_id, new_id, new_end)
-        self._handlers: dict[type, Callable[[Any, Conn, float], None]] = {
+        #: what :meth:`receive` calls, by envelope type (a driver's hot path may look
+        #: a handler up here itself)
+        self.handlers: dict[type, Callable[[Any, Conn, float], None]] = {
             Msgs: self._on_msgs,
             Msg: self._on_msg,
             Credit: self._on_credit,
@@ -323,10 +326,11 @@ class PortsProtocol(Routing):
             link.put_plain(st.partner, seq, payload)
         else:
             exported: Exported = []
-            refs = tuple(self._export(p, link, exported, now) for p in ports)
+            refs = tuple(self._export(p, link, exported, now) for p in ports) if ports else ()
             link.put_user(Msg(st.partner, seq, prio, kind, req_id, payload, refs))
-            self._send_exported(exported, link, now)
-        self._kick(link)
+            if exported:
+                self._send_exported(exported, link, now)
+        self.out.kicks[link] = None
 
     # -- requests -------------------------------------------------------------------
 
@@ -396,7 +400,7 @@ class PortsProtocol(Routing):
 
     def receive(self, conn: Conn, m: object, now: float) -> bool:
         """Handle one decoded envelope from ``conn``; False if it is not a port envelope."""
-        handler = self._handlers.get(type(m))
+        handler = self.handlers.get(type(m))
         if handler is None:
             return False
         handler(m, conn, now)
@@ -445,7 +449,15 @@ class PortsProtocol(Routing):
                 for p in item.ports:
                     self.close(p, "the port it was sent to is closed")
             return
-        outcome = accept(st, prio, seq, item, self._take_in)
+        if seq == (st.pseq_in if prio else st.seq_in) and not st.reorder:
+            self._take_in(st, item)  # in order, nothing held: accept(), written out
+            if prio:
+                st.pseq_in = seq + 1
+            else:
+                st.seq_in = seq + 1
+            outcome = TAKEN
+        else:
+            outcome = accept(st, prio, seq, item, self._take_in)
         if outcome == DUPLICATE:
             return
         if outcome == REORDER_FULL:

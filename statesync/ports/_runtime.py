@@ -622,7 +622,9 @@ class PortRuntime(PortHosting):
     def _on_message(self, link: Link, m: object, now: float) -> None:
         try:
             if link.up.is_set():
-                if self.proto.receive(link, m, now):
+                handler = self.proto.handlers.get(type(m))  # PortsProtocol.receive, written out
+                if handler is not None:
+                    handler(m, link, now)
                     return
             elif not isinstance(m, Welcome | Bye):
                 self.bad_frames += 1

@@ -83,6 +83,7 @@ class PortEnd:
         "credited",
         "done",
         "exported",
+        "grant_step",
         "granted",
         "handler_busy",
         "id",
@@ -110,6 +111,8 @@ class PortEnd:
         self.id = id_
         self.partner = partner
         self.window = window
+        #: credit goes back every this many messages taken
+        self.grant_step = max(1, window // 4)
         self.moves = moves
         self.seq_out = 1
         self.pseq_out = 1
@@ -144,10 +147,6 @@ class PortEnd:
 
     def __repr__(self) -> str:
         return f"<port {self.id:#x} partner {self.partner:#x}>"
-
-    @property
-    def grant_step(self) -> int:
-        return max(1, self.window // 4)
 
     @property
     def halted(self) -> bool:
