@@ -1,4 +1,4 @@
-"""The per-run default runtime, its clean end, and the in-order delivery machinery."""
+"""The per-run default runtime and its clean end (in-order delivery is tested on the pure protocol: test_protocol.py)."""
 
 from __future__ import annotations
 
