@@ -10,17 +10,26 @@ does not import the runtime, and the runtime imports ``_port``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 import trio
 
 from statesync.core import Value
+from statesync.ports._errors import PortsError
 from statesync.ports._options import PortOptions
 from statesync.ports._protocol import PortsProtocol
 from statesync.ports._sequencing import PortEnd
 
-if TYPE_CHECKING:
-    from statesync.ports._port import MessageEvent, MessagePort
+
+class PortHandle(Protocol):
+    """The user object of a port (a :class:`~statesync.ports.MessagePort`) as its
+    runtime drives it: deliveries and the close event go through these."""
+
+    def _fire_message(self, payload: bytes, ports: tuple[Any, ...]) -> object: ...
+
+    def _fire_close(self, reason: str) -> None: ...
+
+    def _detach(self, err: PortsError) -> None: ...
 
 RequestHandler = Callable[[Value], object]
 """Answers a request: returns the answer (anything ``post_message`` accepts) or an awaitable of it."""
@@ -34,7 +43,7 @@ class PortState(PortEnd):
     def __init__(self, runtime: PortHost, id_: int, partner: int, window: int, moves: int = 0) -> None:
         super().__init__(id_, partner, window, moves)
         self.runtime = runtime
-        self.handle: MessagePort | None = None
+        self.handle: PortHandle | None = None
         self.handler: RequestHandler | None = None
         #: iterators wait here for items; writers for room
         self.lot = trio.lowlevel.ParkingLot()
@@ -89,7 +98,8 @@ class PortHost(Protocol):
 
     def close_port(self, st: PortState, reason: str, *, local: str) -> None: ...
 
-    def next_event(self, st: PortState) -> MessageEvent | bool:
-        """For ``async for``: the next event, False to wait, True at the end."""
+    def next_event(self, st: PortState) -> object:
+        """For ``async for``: the next event (what the handle's ``_fire_message``
+        returned), False to wait, True at the end."""
 
     def iteration_ended(self, st: PortState) -> None: ...

@@ -35,7 +35,7 @@ from statesync.ports._sequencing import CLOSE_ITEM, Item, PortEnd
 from statesync.wire import DecodeError
 
 if TYPE_CHECKING:
-    from statesync.ports._port import MessageEvent, MessagePort
+    from statesync.ports._port import MessagePort
 
 from statesync.ports import _port
 
@@ -233,7 +233,7 @@ class PortHosting:
             self._dispatch_parked = False
             self._dispatch_lot.unpark_all()
 
-    def wake_writers(self, ports: Iterable[PortEnd]) -> None:
+    def wake_writers(self, ports: Iterable[object]) -> None:
         for st in ports:
             assert isinstance(st, PortState)
             st.writers.unpark_all()
@@ -398,7 +398,7 @@ class PortHosting:
             self.proto.grant(st)
             self._apply()
 
-    def next_event(self, st: PortState) -> MessageEvent | bool:
+    def next_event(self, st: PortState) -> object:
         """For ``async for``: the next event, False to wait, True at the end."""
         q = st.queue
         while q:

@@ -21,7 +21,6 @@ from statesync.ports._errors import PeerUnreachable, PortClosedError, SocketClos
 from statesync.ports._liveness import Liveness
 from statesync.ports._options import PortOptions
 from statesync.ports._outbox import Conn
-from statesync.ports._sequencing import PortEnd
 from statesync.ports._transport import Transport
 
 if TYPE_CHECKING:
@@ -35,7 +34,7 @@ class LinkHost(Protocol):
 
     def link_dead(self, link: Link, reason: str, *, send_bye: bool = False) -> None: ...
 
-    def wake_writers(self, ports: Iterable[PortEnd]) -> None: ...
+    def wake_writers(self, ports: Iterable[object]) -> None: ...
 
     def handle_for(self, st: PortState) -> MessagePort: ...
 

@@ -15,7 +15,7 @@ Listeners are found by name in a registry kept per trio run.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
 
@@ -23,28 +23,34 @@ from statesync.ports._errors import ConnectError, PeerUnreachable, SocketClosed
 
 if TYPE_CHECKING:
     from statesync.ports._link import Listener
-    from statesync.ports._runtime import PortRuntime
+
+
+class MemoryHost(Protocol):
+    """A runtime that accepts in-memory connections on its listeners."""
+
+    def accept_memory(self, listener: Listener, transport: MemoryTransport) -> None: ...
+
 
 SCHEME: Final = "memory://"
 FRAMES_MAX: Final = 1024
 """Frames queued per direction before the sender has to wait."""
 
-_REGISTRY: trio.lowlevel.RunVar[dict[str, tuple[PortRuntime, Listener]]] = trio.lowlevel.RunVar(
+_REGISTRY: trio.lowlevel.RunVar[dict[str, tuple[MemoryHost, Listener]]] = trio.lowlevel.RunVar(
     "statesync_ports_memory"
 )
 
 
-def registry() -> dict[str, tuple[PortRuntime, Listener]]:
+def registry() -> dict[str, tuple[MemoryHost, Listener]]:
     """The memory listeners of this trio run, by endpoint."""
     try:
         return _REGISTRY.get()
     except LookupError:
-        table: dict[str, tuple[PortRuntime, Listener]] = {}
+        table: dict[str, tuple[MemoryHost, Listener]] = {}
         _REGISTRY.set(table)
         return table
 
 
-def lookup(endpoint: str) -> tuple[PortRuntime, Listener]:
+def lookup(endpoint: str) -> tuple[MemoryHost, Listener]:
     found = registry().get(endpoint)
     if found is None or found[1].closed:
         raise ConnectError(f"nothing listens on {endpoint} in this trio run; listen there first")

@@ -22,15 +22,12 @@ the windows of the ports they belong to).
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import attrs
 
 from statesync.ports._envelope import Bye, Msg, Msgs
 from statesync.wire import DEFAULT_LIMITS
-
-if TYPE_CHECKING:
-    from statesync.ports._sequencing import PortEnd
 
 ENVELOPES_PER_FRAME_MAX: Final = min(1024, DEFAULT_LIMITS.batch_len_max)
 
@@ -95,7 +92,7 @@ class Conn:
         self.remote_key: str | None = None
         self.remote_address: str | None = None
         #: ports waiting for room in this connection's queue
-        self.blocked_ports: set[PortEnd] = set()
+        self.blocked_ports: set[object] = set()
         #: ids of ports whose carrier waits in the normal queue (see :meth:`put`)
         self.in_transit: set[int] = set()
 
@@ -242,7 +239,7 @@ class Conn:
         self.user_bytes -= user_bytes
         return envs, priority
 
-    def take_blocked(self) -> set[PortEnd]:
+    def take_blocked(self) -> set[object]:
         """The ports that waited for room here (the caller wakes their writers)."""
         blocked, self.blocked_ports = self.blocked_ports, set()
         return blocked

@@ -452,6 +452,6 @@ class _PortIterator:
             if got is True:
                 self._unregister()
                 raise StopAsyncIteration
-            if got is not False:
+            if isinstance(got, MessageEvent):
                 return got
             await st.lot.park()

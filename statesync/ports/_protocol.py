@@ -638,6 +638,7 @@ class PortsProtocol(Routing):
         conn.clear()
         self.out.kicks.pop(conn, None)
         for st in conn.take_blocked():
+            assert isinstance(st, PortEnd)
             self.out.writable[st] = None
         for pid, e in list(self.entries.items()):
             if not isinstance(e, Relay) or e.hop is not conn:

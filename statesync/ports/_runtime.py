@@ -372,11 +372,11 @@ class PortRuntime(PortHosting):
         other, listener = _memory.lookup(endpoint)
         mine, theirs = _memory.MemoryTransport.pair()
         link = self._new_active(endpoint, options, mine)
-        other._accept_memory(listener, theirs)
+        other.accept_memory(listener, theirs)
         self._spawn(self._link_receiver, link)
         return link
 
-    def _accept_memory(self, listener: Listener, transport: _memory.MemoryTransport) -> None:
+    def accept_memory(self, listener: Listener, transport: _memory.MemoryTransport) -> None:
         key = secrets.token_bytes(8)
         now = trio.current_time()
         link = Link(self, listener.options, transport, role="passive", now=now, listener=listener, key=key)
