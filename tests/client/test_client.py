@@ -19,7 +19,7 @@ from statesync.client import (
     NodeUnavailable,
     WatchEvent,
 )
-from statesync.core import InvalidPath, StatesyncError, WriteConcernError
+from statesync.core import ABSENT, InvalidPath, StatesyncError, WriteConcernError
 from tests.client.nodes import NodeThread, short_socket
 
 
@@ -133,9 +133,10 @@ def test_watch_iterates_changes_in_order_from_the_moment_it_starts(clients: tupl
     assert all(isinstance(e, WatchEvent) for e in events)
     puts = [e for e in events if e is not None and e.kind == "put"]
     assert [e.value for e in puts] == list(range(20))
-    assert [e.old for e in puts] == [None, *range(19)]
+    assert [e.old for e in puts] == [ABSENT, *range(19)]  # the first put made the key: nothing was there
     last = events[-1]
     assert last is not None and last.kind == "delete" and last.key == f"{base}.before" and last.old == 0
+    assert last.value is ABSENT  # the same marker as the node's own watches
     assert puts[0].origin == "a" and puts[0].path == (base, "k")
     assert watch.closed
     assert watch.get(timeout=0.01) is None

@@ -1,4 +1,4 @@
-"""The client protocol at the MessagePort level (what statesync/node/_service.py promises)."""
+"""The client protocol at the MessagePort level: raw dicts on a port, as docs/protocol.md describes them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import trio
 
 from statesync import ports
 from statesync.node import ConfigError, Node, open_node
-from statesync.node._service import INLINE_BYTES_MAX, client_endpoint
+from statesync.node._service import client_endpoint
+from statesync.protocol import INLINE_BYTES_MAX
 from tests.client.nodes import short_socket
 
 
@@ -30,17 +31,17 @@ async def test_requests_answer_ok_or_a_typed_one_line_error() -> None:
         assert await port.request({"op": "get", "path": "a"}) == {"ok": True, "found": True, "value": {"b": [1, 2]}}
         assert await port.request({"op": "get", "path": "zz"}) == {"ok": True, "found": False, "value": None}
         bad: Any = await port.request({"op": "frobnicate"})
-        assert bad["ok"] is False and bad["type"] == "ClientProtocolError" and "known:" in bad["error"]
+        assert bad["ok"] is False and bad["code"] == "bad_request" and "known:" in bad["error"]
         bad = await port.request(["not", "a", "dict"])
-        assert bad["ok"] is False and bad["type"] == "ClientProtocolError"
+        assert bad["ok"] is False and bad["code"] == "bad_request"
         bad = await port.request({"op": "set", "path": "a..b", "value": 1})
-        assert (bad["ok"], bad["type"]) == (False, "InvalidPath")
+        assert (bad["ok"], bad["code"]) == (False, "invalid_path")
         bad = await port.request({"op": "set", "path": "a", "value": 1, "ack": "most"})
-        assert (bad["ok"], bad["type"]) == (False, "ClientProtocolError") and "ack" in bad["error"]
+        assert (bad["ok"], bad["code"]) == (False, "bad_request") and "ack" in bad["error"]
         bad = await port.request({"op": "set", "path": "a"})
-        assert (bad["ok"], bad["type"]) == (False, "ClientProtocolError")
+        assert (bad["ok"], bad["code"]) == (False, "bad_request")
         bad = await port.request({"op": "set", "path": "a", "value": 1, "ack": 1, "timeout_s": 0.05})
-        assert (bad["ok"], bad["type"], bad["missing"], bad["dot"][0]) == (False, "WriteConcernError", [], "p")
+        assert (bad["ok"], bad["code"], bad["missing"], bad["dot"][0]) == (False, "write_concern", [], "p")
         status = (await port.request({"op": "status"}))["status"]
         assert status["node_id"] == "p" and status["config"]["strategy"] == {"": "vector-clock"}
 
@@ -49,7 +50,7 @@ async def test_a_large_subtree_is_refused_inline_and_streamed_in_chunks() -> Non
     async with node_and_port() as (node, rt, port):
         await node.set_many([(("big", f"k{i:05d}"), "x" * 200) for i in range(2000)])
         bad: Any = await port.request({"op": "get", "path": "big"})
-        assert (bad["ok"], bad["type"]) == (False, "TooLarge")
+        assert (bad["ok"], bad["code"]) == (False, "too_large")
         stream = await rt.connect(node.client_endpoints[0])
         stream.post_message({"op": "snapshot", "prefix": "big"})
         leaves = 0
@@ -80,7 +81,7 @@ async def test_a_watch_stream_starts_with_the_current_value_then_changes() -> No
             if len(got) == 2:
                 break
         assert got[0] == {"kind": "ready", "found": True, "value": {"x": 1}}
-        assert got[1] == {"kind": "put", "path": "w.y", "value": 2, "old": None, "origin": "p", "seq": 2}
+        assert got[1] == {"kind": "put", "path": "w.y", "value": 2, "origin": "p", "seq": 2}  # no "old": there was none
         stream.close()
         with trio.fail_after(5):
             while node.status()["watches"]:
