@@ -150,15 +150,13 @@ def decode_request(data: object) -> Request:
             request = _DETAILED.structure(data, cls)
         except Exception as exc:
             where, leaf = _leaf(exc, "")
-            raise _bad(op, where, leaf) from None
+            raise _bad(op, where, leaf) from exc
     return request
 
 
 def encode_request(request: Request) -> dict[str, Any]:
     """The dict that carries ``request`` on a port."""
-    data: dict[str, Any] = _FAST.unstructure(request)
-    data["op"] = request.OP
-    return data
+    return {"op": request.OP, **_FAST.unstructure(request)}
 
 
 def encode_reply(reply: object) -> dict[str, Any]:
@@ -182,5 +180,5 @@ def decode_reply(data: object, cls: type[R], *, prefix: str = "") -> R:
             raise ProtocolError(
                 f"{prefix}the node sent a {cls.__name__} this client does not understand ({where or 'reply'}: {leaf}); "
                 "use the same statesync version on both sides"
-            ) from None
+            ) from exc
         raise  # pragma: no cover  (the detailed converter accepted what the fast one refused)

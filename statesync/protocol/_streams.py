@@ -178,7 +178,7 @@ def decode_change(msg: Mapping[str, Any]) -> tuple[ChangeKind, Path, Value | Abs
         origin = msg.get("origin", "")
         seq = msg.get("seq", 0)
     except Exception as exc:
-        raise ProtocolError(f"the node sent a change this client does not understand: {exc}") from None
+        raise ProtocolError(f"the node sent a change this client does not understand: {exc}") from exc
     if kind not in ("put", "delete") or not isinstance(origin, str) or type(seq) is not int:
         raise ProtocolError(f"the node sent a change this client does not understand: {dict(msg)!r:.200}")
     return ("put" if kind == "put" else "delete"), path, msg.get("value", ABSENT), msg.get("old", ABSENT), origin, seq

@@ -89,7 +89,7 @@ def test_errors_are_clear_and_local_where_possible(clients: tuple[Client, Client
     with pytest.raises(InvalidPath, match="empty segment"):
         a.set("bad..path", 1)
     with pytest.raises(StatesyncError, match="set"):
-        a.set("x", {1, 2})  # type: ignore[arg-type]
+        a.set("x", {1, 2})
     with pytest.raises(ClientError, match="too large"):
         a.set("big", "x" * 1_045_000)  # a valid value, but over one request's size
     with pytest.raises(StatesyncError, match="split it"):
