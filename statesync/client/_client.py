@@ -178,20 +178,20 @@ class Client:
         (the write stays, and spreads later).
         """
         ack, concern = self._concern(ack, timeout_s)
-        reply: protocol.WriteReply = self._call(protocol.Set(as_path(path), value, ack, concern), protocol.WriteReply, concern + WRITE_MARGIN_S)
+        reply: protocol.WriteReply = self._call(protocol.Set(as_path(path), value, ack=ack, timeout_s=concern), protocol.WriteReply, concern + WRITE_MARGIN_S)
         return _receipt(reply.receipt)
 
     def set_many(self, items: Iterable[tuple[PathLike, Any]], *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> list[Receipt]:
         """Several writes committed together (one transaction, one round of acks)."""
         ack, concern = self._concern(ack, timeout_s)
-        request = protocol.SetMany(tuple((as_path(p), v) for p, v in items), ack, concern)
+        request = protocol.SetMany(tuple((as_path(p), v) for p, v in items), ack=ack, timeout_s=concern)
         reply: protocol.SetManyReply = self._call(request, protocol.SetManyReply, concern + WRITE_MARGIN_S)
         return [_receipt(r) for r in reply.receipts]
 
     def delete(self, path: PathLike, *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> Receipt:
         """Remove ``path`` and everything beneath it."""
         ack, concern = self._concern(ack, timeout_s)
-        reply: protocol.WriteReply = self._call(protocol.Delete(as_path(path), ack, concern), protocol.WriteReply, concern + WRITE_MARGIN_S)
+        reply: protocol.WriteReply = self._call(protocol.Delete(as_path(path), ack=ack, timeout_s=concern), protocol.WriteReply, concern + WRITE_MARGIN_S)
         return _receipt(reply.receipt)
 
     def _concern(self, ack: object, timeout_s: float | None) -> tuple[protocol.Ack, float]:

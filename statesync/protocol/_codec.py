@@ -25,8 +25,6 @@ from statesync.errors import BadRequest, InvalidPath, ProtocolError, StatesyncEr
 from statesync.protocol._codes import error_from_reply
 from statesync.protocol._messages import REQUESTS, Ack, Request, check_ack
 
-__all__ = ["decode_reply", "decode_request", "encode_reply", "encode_request"]
-
 R = TypeVar("R")
 
 _PATH: Final = tuple[str, ...]

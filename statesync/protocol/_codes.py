@@ -28,8 +28,6 @@ from statesync.errors import (
     WriteConcernError,
 )
 
-__all__ = ["ERROR_CLASSES", "ErrorCode", "code_of", "error_from_reply", "error_reply"]
-
 
 class ErrorCode(enum.StrEnum):
     """Why the node refused or failed a request. Stable: new codes may be added, none renamed."""

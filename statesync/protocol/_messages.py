@@ -15,43 +15,6 @@ import attrs
 from statesync.core import Path, Value
 from statesync.errors import BadRequest
 
-__all__ = [
-    "ADMIN_OPS",
-    "PROTOCOL",
-    "READ_OPS",
-    "REQUESTS",
-    "RETRY_SAFE",
-    "STREAM_OPS",
-    "WRITE_OPS",
-    "Ack",
-    "Conflicts",
-    "ConflictsReply",
-    "Cut",
-    "Delete",
-    "Empty",
-    "Get",
-    "GetReply",
-    "Heal",
-    "Hello",
-    "HelloReply",
-    "ReceiptData",
-    "Reply",
-    "Request",
-    "Set",
-    "SetMany",
-    "SetManyReply",
-    "Snapshot",
-    "Status",
-    "StatusReply",
-    "Sync",
-    "SyncReply",
-    "VersionData",
-    "Watch",
-    "WriteReply",
-    "check_ack",
-    "check_timeout",
-]
-
 PROTOCOL: Final = 1
 """The version of the client protocol; ``hello`` checks it. The one definition."""
 
@@ -91,6 +54,14 @@ def _timeout_field(_: object, attribute: attrs.Attribute[Any], value: object) ->
 
 
 @attrs.frozen
+class _Write:
+    """The write concern every write carries (keyword-only, after the write's own fields)."""
+
+    ack: Ack = attrs.field(default="local", validator=_ack_field, kw_only=True)
+    timeout_s: float | None = attrs.field(default=None, validator=_timeout_field, kw_only=True)
+
+
+@attrs.frozen
 class Hello:
     """Open a session: the client's protocol version. Answered with :class:`HelloReply`."""
 
@@ -107,42 +78,33 @@ class Get:
 
 
 @attrs.frozen
-class Set:
+class Set(_Write):
     """Write ``value`` at ``path`` (a dict writes a subtree): :class:`WriteReply`."""
 
     OP: ClassVar[str] = "set"
     path: Path
     value: Value
-    ack: Ack = attrs.field(default="local", validator=_ack_field)
-    timeout_s: float | None = attrs.field(default=None, validator=_timeout_field)
-
     def touched(self) -> list[tuple[Path, bool]]:
         """The paths written, each with whether it is a put (for access checks)."""
         return [(self.path, True)]
 
 
 @attrs.frozen
-class SetMany:
+class SetMany(_Write):
     """Several writes in one transaction, one round of acks: :class:`SetManyReply`."""
 
     OP: ClassVar[str] = "set_many"
     items: tuple[tuple[Path, Value], ...]
-    ack: Ack = attrs.field(default="local", validator=_ack_field)
-    timeout_s: float | None = attrs.field(default=None, validator=_timeout_field)
-
     def touched(self) -> list[tuple[Path, bool]]:
         return [(path, True) for path, _ in self.items]
 
 
 @attrs.frozen
-class Delete:
+class Delete(_Write):
     """Remove ``path`` and everything beneath it: :class:`WriteReply`."""
 
     OP: ClassVar[str] = "delete"
     path: Path
-    ack: Ack = attrs.field(default="local", validator=_ack_field)
-    timeout_s: float | None = attrs.field(default=None, validator=_timeout_field)
-
     def touched(self) -> list[tuple[Path, bool]]:
         return [(self.path, False)]
 

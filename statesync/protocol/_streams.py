@@ -41,22 +41,6 @@ from statesync.core import (
 )
 from statesync.errors import ProtocolError, TooLarge
 
-__all__ = [
-    "CHUNK_BYTES",
-    "CHUNK_LEAVES_MAX",
-    "INLINE_BYTES_MAX",
-    "MESSAGE_BYTES_MAX",
-    "OMITTED_SHOWN_MAX",
-    "TreeReader",
-    "change_message",
-    "decode_change",
-    "estimate",
-    "fits",
-    "inline",
-    "tree_messages",
-    "tree_size",
-]
-
 MESSAGE_BYTES_MAX: Final = 1_000_000
 """Largest message sent to a client: under the wire's 1 MiB limit on one payload
 (``bin_bytes_max``), which the ports layer applies when it builds a frame."""

@@ -37,9 +37,9 @@ timeouts = st.none() | st.floats(0.001, 1e6)
 requests = st.one_of(
     st.builds(protocol.Hello, st.integers(0, 9)),
     st.builds(protocol.Get, paths),
-    st.builds(protocol.Set, paths, values, acks, timeouts),
-    st.builds(protocol.SetMany, st.lists(st.tuples(paths, values), max_size=4).map(tuple), acks, timeouts),
-    st.builds(protocol.Delete, paths, acks, timeouts),
+    st.builds(protocol.Set, paths, values, ack=acks, timeout_s=timeouts),
+    st.builds(protocol.SetMany, st.lists(st.tuples(paths, values), max_size=4).map(tuple), ack=acks, timeout_s=timeouts),
+    st.builds(protocol.Delete, paths, ack=acks, timeout_s=timeouts),
     st.builds(protocol.Conflicts, paths),
     st.builds(protocol.Status),
     st.builds(protocol.Sync, timeouts),
