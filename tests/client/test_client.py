@@ -8,10 +8,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
+from statesync import ports
 from statesync.client import (
     Client,
     ClientClosed,
@@ -20,6 +22,7 @@ from statesync.client import (
     WatchEvent,
 )
 from statesync.core import ABSENT, InvalidPath, StatesyncError, WriteConcernError
+from statesync.errors import NodeError, ProtocolError, ProtocolMismatch, StorageError
 from tests.client.nodes import NodeThread, short_socket
 
 
@@ -302,3 +305,70 @@ def test_a_client_made_before_fork_works_in_the_child(pair: NodeThread) -> None:
         assert client.get("fork.child") == 2
     finally:
         client.close()
+
+
+class FakeNode:
+    """A ports listener answering every request with ``answer(request)``: a node that speaks the protocol wrong."""
+
+    def __init__(self, answer: Any) -> None:
+        self.endpoint = short_socket("fake")
+        self._answer = answer
+        self._stop: trio.Event | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=trio.run, args=(self._main,), daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10)
+
+    async def _main(self) -> None:
+        async with ports.open_runtime() as rt:
+            listener = rt.listen(self.endpoint)
+            self._stop = trio.Event()
+            self._token = trio.lowlevel.current_trio_token()
+
+            async def handle(data: Any) -> Any:
+                return self._answer(data)
+
+            async def accept() -> None:
+                async for port in listener:
+                    port.set_request_handler(handle)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(accept)
+                self._ready.set()
+                await self._stop.wait()
+                nursery.cancel_scope.cancel()
+
+    def stop(self) -> None:
+        assert self._stop is not None
+        trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+        self._thread.join(10)
+
+
+def _hello_then(answer: Any) -> Any:
+    def reply(data: Any) -> Any:
+        if data.get("op") == "hello":
+            return {"ok": True, "node_id": "fake", "protocol": 1, "endpoints": [], "client_endpoints": []}
+        return answer(data)
+
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "match"),
+    [
+        (lambda d: {"ok": True, "node_id": "fake", "protocol": 2}, ProtocolMismatch, "speaks client protocol 2"),
+        (lambda d: {"ok": False, "code": "protocol_mismatch", "error": "no", "protocol": 2}, ProtocolMismatch, "refused the handshake"),
+        (_hello_then(lambda d: {"ok": False, "code": "from_the_future", "error": "new trouble"}), NodeError, "new trouble"),
+        (_hello_then(lambda d: {"ok": True, "found": "yes"}), ProtocolError, "found"),
+        (_hello_then(lambda d: ["not", "a", "dict"]), ProtocolError, "does not understand"),
+        (_hello_then(lambda d: {"ok": False, "code": "storage", "error": "disk full"}), StorageError, "disk full"),
+    ],
+)
+def test_a_node_that_answers_wrong_is_a_clear_typed_error(answer: Any, error: type[Exception], match: str) -> None:
+    fake = FakeNode(answer)
+    try:
+        with Client(fake.endpoint, timeout_s=5, connect_timeout_s=2) as client, pytest.raises(error, match=match):
+            client.get("a")
+    finally:
+        fake.stop()

@@ -109,3 +109,42 @@ def test_client_endpoint_values() -> None:
     for bad in ("carrier-pigeon", "udp://x:1", "ipc:///" + "s" * 200):
         with pytest.raises(ConfigError):
             client_endpoint("a", None, bad)
+
+
+async def test_the_version_handshake_refuses_another_protocol_with_the_nodes_own() -> None:
+    async with node_and_port() as (_, _rt, port):
+        bad: Any = await port.request({"op": "hello", "protocol": 99})
+        assert (bad["ok"], bad["code"], bad["protocol"]) == (False, "protocol_mismatch", 1)
+        assert "99" in bad["error"] and "same statesync version" in bad["error"]
+
+
+async def test_requests_and_stream_openings_go_on_their_own_kind_of_port() -> None:
+    async with node_and_port() as (node, rt, port):
+        bad: Any = await port.request({"op": "watch", "prefix": "a"})
+        assert (bad["ok"], bad["code"]) == (False, "bad_request") and "opens a stream" in bad["error"]
+        stream = await rt.connect(node.client_endpoints[0])
+        stream.post_message({"op": "get", "path": "a"})
+        with trio.fail_after(5):
+            events = [e.data async for e in stream]
+        assert [(m["kind"], m["code"]) for m in events] == [("error", "bad_request")]  # type: ignore[index]
+        stream = await rt.connect(node.client_endpoints[0])
+        stream.post_message({"op": "watch", "prefix": "a..b"})
+        with trio.fail_after(5):
+            events = [e.data async for e in stream]
+        assert [(m["kind"], m["code"]) for m in events] == [("error", "invalid_path")]  # type: ignore[index]
+
+
+async def test_a_delete_carries_no_value_and_a_stored_null_stays_null() -> None:
+    async with node_and_port() as (node, rt, _):
+        await node.set("w.x", None)
+        stream = await rt.connect(node.client_endpoints[0])
+        stream.post_message({"op": "watch", "prefix": "w", "initial": False})
+        got: list[Any] = []
+        async for event in stream:
+            got.append(event.data)
+            if len(got) == 1:
+                await node.delete("w.x")
+            if len(got) == 2:
+                break
+        assert got[0] == {"kind": "ready", "found": False, "value": None}
+        assert got[1] == {"kind": "delete", "path": "w.x", "old": None, "origin": "p", "seq": 2}
