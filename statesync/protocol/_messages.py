@@ -8,18 +8,18 @@ segments. :mod:`._codec` turns the dicts into these classes and back.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Final, Literal, TypeAlias
+from typing import Any, ClassVar, Final, TypeAlias
 
 import attrs
 
-from statesync.core import Path, Value
+from statesync.core import AckSpec, Path, Value
 from statesync.errors import BadRequest
 
 PROTOCOL: Final = 1
 """The version of the client protocol; ``hello`` checks it. The one definition."""
 
-Ack: TypeAlias = Literal["local", "all"] | int
-"""A write concern: ``"local"``, ``"all"`` or a number of peers (0 or more)."""
+Ack: TypeAlias = AckSpec
+"""A write concern: ``"local"``, ``"all"`` or a number of peers (0 or more); the core's ``AckSpec``."""
 
 
 def check_ack(ack: object) -> Ack:
