@@ -86,7 +86,9 @@ async def _request(nodes: list[Node], data: Any) -> tuple[Any, list[Any]]:
         port = await node._runtime.connect(endpoint)
         try:
             if isinstance(data, dict) and isinstance(data.get("op"), str) and data["op"] in ("set", "set_many", "delete", "sync"):
-                data = {**data, "timeout_s": 0.2} if "timeout_s" not in data else data  # no long waits
+                wait = data.get("timeout_s")
+                if wait is None or (type(wait) in (int, float) and wait > 0.2):
+                    data = {**data, "timeout_s": 0.2}  # a write concern no peer can meet fails fast
             reply = await port.request(data, timeout_s=5)
         finally:
             port.close()
