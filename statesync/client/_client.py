@@ -36,7 +36,7 @@ def _receipt(data: protocol.ReceiptData) -> Receipt:
 
 
 def _checked(ack: object, timeout_s: object) -> tuple[protocol.Ack, float | None]:
-    """The write concern of a write, checked before anything is sent (InvalidArgument)."""
+    """A write concern (or a sync's timeout), checked by the protocol's rules before anything is sent."""
     try:
         return protocol.check_ack(ack), protocol.check_timeout(timeout_s)
     except BadRequest as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path as FilePath
 from typing import Any
 
 import pytest
@@ -178,3 +179,12 @@ def test_a_change_too_large_loses_old_then_value() -> None:
 def test_the_protocol_imports_no_transport() -> None:
     code = "import statesync.protocol, sys; bad = [m for m in ('trio', 'zmq') if m in sys.modules]; assert not bad, bad"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_reference_documents_every_op_and_code() -> None:
+    text = (FilePath(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    for op, cls in protocol.REQUESTS.items():
+        assert f"| `{op}` | `{cls.__name__}` |" in text, op
+    for code, error in protocol.ERROR_CLASSES.items():
+        assert f"| `{code.value}` | `{error.__name__}` |" in text, code
+    assert f"today **{protocol.PROTOCOL}**" in text
