@@ -20,7 +20,6 @@ from statesync.cli._output import (
     use_color,
 )
 from statesync.client import Client
-from statesync.core import ABSENT
 from statesync.errors import StatesyncError
 from statesync.node import Receipt
 from statesync.node._service import client_endpoint
@@ -165,8 +164,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             sys.stderr.write(f"watching {args.path or '(everything)'} on {client.endpoint}; Ctrl-C to stop\n")
             sys.stderr.flush()
             if args.initial:
-                initial = None if watch.initial is ABSENT else watch.initial
-                _print_event(args, color, {"kind": "initial", "path": args.path, "value": initial, "origin": "", "seq": 0})
+                _print_event(args, color, {"kind": "initial", "path": args.path, "value": watch.initial, "origin": "", "seq": 0})
             while True:
                 event = watch.get(timeout=0.5)
                 if event is None:
