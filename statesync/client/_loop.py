@@ -61,9 +61,9 @@ def reply_of(data: object, cls: type[R], endpoint: str) -> R:
     return protocol.decode_reply(data, cls, prefix=f"the node at {endpoint} refused: " if refused else "")
 
 
-def raise_stream_error(msg: dict[str, Any], endpoint: str) -> None:
-    """Raise the error a stream's ``error`` message carries."""
-    reply_of({**msg, "ok": False}, protocol.Empty, endpoint)
+def stream_reader(endpoint: str) -> protocol.StreamReader[WatchEvent]:
+    """A reader of one stream's messages, making the node's WatchEvents (an access refusal names the node)."""
+    return protocol.StreamReader(WatchEvent, prefix=f"the node at {endpoint}: ")
 
 
 class Loop:
@@ -244,7 +244,7 @@ class Loop:
         endpoint = self.client.endpoint
         try:
             port.post_message(protocol.encode_request(protocol.Snapshot(prefix)))
-            reader = protocol.TreeReader()
+            reader = stream_reader(endpoint)
             it = port.__aiter__()
             while True:
                 with trio.move_on_after(timeout_s) as scope:
@@ -256,15 +256,11 @@ class Loop:
                     raise NodeUnavailable(f"the node at {endpoint} stopped sending the snapshot for {timeout_s:g} s")
                 if event is None or event.type == "close":
                     raise ConnectionLost(f"the connection to {endpoint} closed during a snapshot; try again")
-                if not isinstance(event.data, dict):
+                if event.type != "message":
                     continue
-                msg: dict[str, Any] = event.data
-                if reader.feed(msg):
-                    continue
-                if msg.get("kind") == "error":
-                    raise_stream_error(msg, endpoint)
-                if msg.get("kind") == "end":
-                    return reader.value(msg)
+                item = reader.feed(event.data)
+                if isinstance(item, protocol.Subtree) and item.kind == "end":
+                    return item.value
         finally:
             port.close()
 
@@ -345,37 +341,29 @@ class Loop:
 
     async def _pump(self, watch: Watch, port: ports.MessagePort, first: bool, started: Callable[[], None]) -> bool:
         """Deliver one subscription's messages; True once it was ready."""
-        reader = protocol.TreeReader()
+        reader = stream_reader(self.client.endpoint)
         ready = False
         prefix = watch.prefix
         async for event in port:
-            if event.type != "message" or not isinstance(event.data, dict):
+            if event.type != "message":
                 continue
-            msg: dict[str, Any] = event.data
-            if reader.feed(msg):
-                continue
-            kind = msg.get("kind")
-            if kind in ("put", "delete"):
-                k, path, value, old, origin, seq = protocol.decode_change(msg)
-                if not watch._push(WatchEvent(k, path, value, old, origin, seq)):
+            item = reader.feed(event.data)
+            if isinstance(item, WatchEvent):
+                if not watch._push(item):
                     return ready
-            elif kind == "ready":
-                value = reader.value(msg)
-                ready = True
-                if first:
-                    watch.initial = value
+            elif isinstance(item, protocol.Subtree):
+                if item.kind == "ready" and first:
+                    ready = True
+                    watch.initial = item.value
                     started()
-                elif not watch._push(WatchEvent("lagged", prefix, value, ABSENT, "", 0)):
+                    continue
+                ready = ready or item.kind == "ready"
+                if item.kind == "lagged":
+                    with watch._cond:
+                        watch.lag_count += 1
+                # a re-made subscription's ready, or a lagged: the whole current subtree
+                if not watch._push(WatchEvent("lagged", prefix, item.value, ABSENT, "", 0)):
                     return ready
-            elif kind == "lagged":
-                value = reader.value(msg)
-                with watch._cond:
-                    watch.lag_count += 1
-                if not watch._push(WatchEvent("lagged", prefix, value, ABSENT, "", 0)):
-                    return ready
-            elif kind == "error":
-                raise_stream_error(msg, self.client.endpoint)
-            elif kind == "closed":
+            elif isinstance(item, protocol.Closed):
                 return ready
-            # other kinds are from a newer node: skipped
         return ready

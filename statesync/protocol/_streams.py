@@ -25,8 +25,10 @@ exactly with the wire's encoder only when the estimate is large.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any, Final, Literal, TypeAlias
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar
+
+import attrs
 
 from statesync import wire
 from statesync.core import (
@@ -40,6 +42,7 @@ from statesync.core import (
     validate_value,
 )
 from statesync.errors import ProtocolError, TooLarge
+from statesync.protocol._codes import error_from_reply
 
 MESSAGE_BYTES_MAX: Final = 1_000_000
 """Largest message sent to a client: under the wire's 1 MiB limit on one payload
@@ -220,3 +223,54 @@ class TreeReader:
             return _assemble(leaves)
         value: Value = msg.get("value")
         return value
+
+
+@attrs.frozen
+class Subtree:
+    """A stream's closing message, read: ``kind`` is ``ready``, ``lagged`` or ``end``; ``value`` ABSENT for nothing."""
+
+    kind: str
+    value: Value | AbsentType
+
+
+@attrs.frozen
+class Closed:
+    """The node ended the stream (it is stopping); ``reason`` says why."""
+
+    reason: str
+
+
+E = TypeVar("E")
+
+
+class StreamReader(Generic[E]):
+    """Reads a stream port's messages, sans-IO: ``feed(msg)`` returns what a message completes.
+
+    ``leaves`` chunks are collected and return None; a closing message returns
+    the :class:`Subtree`; a change ``event(kind, path, value, old, origin,
+    seq)`` (the caller's watch event type, ``value``/``old`` ABSENT where there
+    is none); ``closed`` a :class:`Closed`. An ``error`` message raises the
+    error its code maps to (``prefix`` before the node's message); a kind this
+    reader does not know (a newer node's) returns None.
+    """
+
+    def __init__(self, event: Callable[[ChangeKind, Path, Value | AbsentType, Value | AbsentType, str, int], E], *, prefix: str = "") -> None:
+        self._event = event
+        self._tree = TreeReader()
+        self._prefix = prefix
+
+    def feed(self, msg: object) -> Subtree | Closed | E | None:
+        if not isinstance(msg, Mapping):
+            raise ProtocolError("the node sent a stream message that is not a dict")
+        if self._tree.feed(msg):
+            return None
+        kind = msg.get("kind")
+        if kind in ("put", "delete"):
+            return self._event(*decode_change(msg))
+        if kind in ("ready", "lagged", "end"):
+            return Subtree(str(kind), self._tree.value(msg))
+        if kind == "closed":
+            return Closed(str(msg.get("reason", "")))
+        if kind == "error":
+            raise error_from_reply(msg, prefix=self._prefix)
+        return None

@@ -188,3 +188,23 @@ def test_the_reference_documents_every_op_and_code() -> None:
     for code, error in protocol.ERROR_CLASSES.items():
         assert f"| `{code.value}` | `{error.__name__}` |" in text, code
     assert f"today **{protocol.PROTOCOL}**" in text
+
+
+def test_a_stream_reader_turns_messages_into_subtrees_events_and_errors() -> None:
+    def event(*fields: Any) -> tuple[Any, ...]:
+        return fields
+
+    reader = protocol.StreamReader(event, prefix="node x: ")
+    big = {f"k{i}": "v" * 100 for i in range(5000)}
+    *chunks, tail = protocol.tree_messages(big, {"kind": "ready"})
+    assert [reader.feed(m) for m in chunks] == [None] * len(chunks)
+    assert reader.feed(tail) == protocol.Subtree("ready", big)
+    change = protocol.change_message("delete", ("k1",), ABSENT, "v", origin="n", seq=4)
+    assert reader.feed(change) == ("delete", ("k1",), ABSENT, "v", "n", 4)
+    assert reader.feed({"kind": "lagged", "path": "", "found": False, "value": None}) == protocol.Subtree("lagged", ABSENT)
+    assert reader.feed({"kind": "closed", "reason": "stopping"}) == protocol.Closed("stopping")
+    assert reader.feed({"kind": "from_a_newer_node"}) is None
+    with pytest.raises(InvalidPath, match=r"^node x: bad$"):
+        reader.feed({"kind": "error", "ok": False, "code": "invalid_path", "error": "bad"})
+    with pytest.raises(ProtocolError):
+        reader.feed(["not", "a", "dict"])
