@@ -75,6 +75,14 @@ ERROR_CLASSES: Final[Mapping[ErrorCode, type[StatesyncError]]] = {
 
 _BY_CLASS: Final = {cls: code for code, cls in ERROR_CLASSES.items()}
 
+ERROR_CHARS_MAX: Final = 1000
+"""An error reply's message is cut to this many characters (it may quote the request)."""
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= ERROR_CHARS_MAX else text[: ERROR_CHARS_MAX - 1] + "…"
+
 
 def code_of(exc: BaseException) -> ErrorCode:
     """The code an exception travels as: its class's, or its nearest base's, else ``node_error``."""
@@ -86,9 +94,10 @@ def code_of(exc: BaseException) -> ErrorCode:
 
 
 def error_reply(exc: StatesyncError, **extra: Any) -> dict[str, Any]:
-    """The error reply for ``exc`` (a write concern's ``missing`` and ``dot`` included)."""
+    """The error reply for ``exc``: one line of at most ERROR_CHARS_MAX characters (a write
+    concern's ``missing`` and ``dot`` included)."""
     code = code_of(exc)
-    reply: dict[str, Any] = {"ok": False, "code": code.value, "error": str(exc), **extra}
+    reply: dict[str, Any] = {"ok": False, "code": code.value, "error": _one_line(str(exc)), **extra}
     if isinstance(exc, WriteConcernError):
         reply["missing"] = list(exc.missing)
         reply["dot"] = [exc.dot[0], exc.dot[1]]

@@ -8,6 +8,7 @@ segments. :mod:`._codec` turns the dicts into these classes and back.
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any, ClassVar, Final, TypeAlias
 
 import attrs
@@ -30,7 +31,7 @@ def check_ack(ack: object) -> Ack:
         return "all"
     if type(ack) is int and ack >= 0:
         return ack
-    raise BadRequest(f"ack = {ack!r}; use 'local', 'all' or a number of peers")
+    raise BadRequest(f"ack = {reprlib.repr(ack)}; use 'local', 'all' or a number of peers")
 
 
 def check_timeout(timeout_s: object, field: str = "timeout_s") -> float | None:
@@ -39,7 +40,7 @@ def check_timeout(timeout_s: object, field: str = "timeout_s") -> float | None:
         return None
     if type(timeout_s) in (int, float) and timeout_s > 0:  # type: ignore[operator]
         return float(timeout_s)  # type: ignore[arg-type]
-    raise BadRequest(f"{field} = {timeout_s!r} must be a positive number of seconds")
+    raise BadRequest(f"{field} = {reprlib.repr(timeout_s)} must be a positive number of seconds")
 
 
 def _ack_field(_: object, __: attrs.Attribute[Any], value: object) -> None:

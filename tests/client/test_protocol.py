@@ -148,3 +148,11 @@ async def test_a_delete_carries_no_value_and_a_stored_null_stays_null() -> None:
                 break
         assert got[0] == {"kind": "ready", "found": False, "value": None}
         assert got[1] == {"kind": "delete", "path": "w.x", "old": None, "origin": "p", "seq": 2}
+
+
+async def test_an_error_reply_stays_one_bounded_line_whatever_the_request_holds() -> None:
+    async with node_and_port() as (_, _rt, port):
+        bad: Any = await port.request({"op": "set", "path": "a", "value": 1, "ack": "x" * 500_000})
+        assert (bad["ok"], bad["code"]) == (False, "bad_request") and len(bad["error"]) < 200
+        bad = await port.request({"op": "get", "path": "a\n" * 200_000})
+        assert bad["ok"] is False and len(bad["error"]) <= 1000 and "\n" not in bad["error"]
