@@ -23,7 +23,7 @@ from cattrs.errors import AttributeValidationNote, IterableValidationNote
 from statesync.core import Path, Value, as_path, format_path
 from statesync.errors import BadRequest, InvalidPath, ProtocolError, StatesyncError
 from statesync.protocol._codes import error_from_reply
-from statesync.protocol._messages import REQUESTS, Ack, Request, check_ack
+from statesync.protocol._messages import REQUESTS, Ack, Request, check_ack, check_timeout
 
 R = TypeVar("R")
 
@@ -77,7 +77,7 @@ def _strict(kind: type, name: str) -> Callable[[object, object], Any]:
 
 def _timeout(value: object, _: object) -> float | None:
     if value is None or type(value) in (int, float):
-        return value  # type: ignore[return-value]  # the field's validator checks the range
+        return check_timeout(value)
     raise BadRequest(f"expected a number of seconds, not {_type_name(value)}")
 
 

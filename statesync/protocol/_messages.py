@@ -43,23 +43,19 @@ def check_timeout(timeout_s: object, field: str = "timeout_s") -> float | None:
     raise BadRequest(f"{field} = {reprlib.repr(timeout_s)} must be a positive number of seconds")
 
 
-def _ack_field(_: object, __: attrs.Attribute[Any], value: object) -> None:
-    check_ack(value)
-
-
-def _timeout_field(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    check_timeout(value, attribute.name)
-
-
 # ----------------------------------------------------------------- requests
 
 
 @attrs.frozen
 class _Write:
-    """The write concern every write carries (keyword-only, after the write's own fields)."""
+    """The write concern every write carries (keyword-only, after the write's own fields).
 
-    ack: Ack = attrs.field(default="local", validator=_ack_field, kw_only=True)
-    timeout_s: float | None = attrs.field(default=None, validator=_timeout_field, kw_only=True)
+    Checked where a request enters: by :func:`decode_request` on the node, by
+    :func:`check_ack` / :func:`check_timeout` in a client before it builds one.
+    """
+
+    ack: Ack = attrs.field(default="local", kw_only=True)
+    timeout_s: float | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
@@ -130,7 +126,7 @@ class Sync:
     """Run an anti-entropy round now, waiting up to ``timeout_s`` (default 10): :class:`SyncReply`."""
 
     OP: ClassVar[str] = "sync"
-    timeout_s: float | None = attrs.field(default=None, validator=_timeout_field)
+    timeout_s: float | None = None
 
 
 @attrs.frozen
