@@ -102,8 +102,40 @@ def cmd_get(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def read_input_value(args: argparse.Namespace) -> Any:
+    """SET's value: VALUE itself, all of stdin for ``-``, or the file of ``--file``.
+
+    Input from stdin or a file is taken as it is (no newline stripped): as
+    text when it is UTF-8 (then JSON when it parses as JSON, unless
+    ``--string``), else as bytes; ``--bytes`` stores it as bytes either way.
+    """
+    file: str | None = args.file
+    if file is not None and args.value is not None:
+        raise UsageError(f"give the value either as VALUE ({args.value!r}) or with --file, not both")
+    if file is None and args.value is None:
+        raise UsageError("give a VALUE, - to read it from stdin, or --file FILE")
+    if file is None and args.value != "-":
+        if args.bytes:
+            return os.fsencode(args.value)
+        return parse_value(args.value, as_string=args.string)
+    if file is None:
+        data = sys.stdin.buffer.read()
+    else:
+        try:
+            data = Path(file).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read --file {file}: {exc.strerror}") from exc
+    if args.bytes:
+        return data
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    return parse_value(text, as_string=args.string)
+
+
 def cmd_set(args: argparse.Namespace) -> int:
-    value = parse_value(args.value, as_string=args.string)
+    value = read_input_value(args)
     with open_client(args) as client:
         r = client.set(args.path, value, ack=_ack(args.ack), timeout_s=args.ack_timeout)
     print(_receipt_json(r) if args.json else _receipt_line("set", r))

@@ -263,12 +263,16 @@ installed, run from any folder) it runs the built-in three-node cluster that
   statesync set user.age 36                       # the number 36
   statesync set user.age 36 --string              # the string "36"
   statesync set user '{"name": "Ada", "langs": ["en", "fr"]}'   # a subtree
-  statesync set flags.beta true --ack all         # wait until every connected peer has it""",
+  statesync set flags.beta true --ack all         # wait until every connected peer has it
+  statesync set config.flags - < flags.json       # the value from stdin
+  statesync set users.ada.avatar --file ada.png   # a file (not UTF-8: stored as bytes)""",
         _clientcmds.cmd_set,
     )
     p.add_argument("path", metavar="PATH")
-    p.add_argument("value", metavar="VALUE")
-    p.add_argument("--string", action="store_true", help="store VALUE as a string even if it parses as JSON")
+    p.add_argument("value", metavar="VALUE", nargs="?", help="the value; - reads it from stdin")
+    p.add_argument("--file", "-f", metavar="FILE", help="read the value from FILE")
+    p.add_argument("--string", action="store_true", help="store the value as a string even if it parses as JSON")
+    p.add_argument("--bytes", action="store_true", help="store the value as bytes, as it is")
     _write_options(p)
     _client_options(p)
 
