@@ -61,3 +61,17 @@ class WriteConcernError(StatesyncError):
         super().__init__(message)
         self.missing = missing
         self.dot = dot
+
+
+class InvalidOperation(StatesyncError, ValueError):
+    """A typed operation (text, list, counter, set) cannot apply where it was aimed.
+
+    A position past the end, a negative count, a move of a missing item, a
+    malformed op record: nothing of the op is applied. ``where`` names the
+    place (``"pos 12"``, ``"item ('a', 3, 0)"``), ``type_name`` the type.
+    """
+
+    def __init__(self, message: str, *, type_name: str = "", where: str = "") -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.where = where
