@@ -684,7 +684,8 @@ def dump_runs(seq: Sequence[C], origins: dict[str, int]) -> dict[str, list[int]]
     ``origins`` maps author names to small ints; it is filled as names appear.
     Columns: ``runs`` (origin, flags, segment count) per run, flags bit 0 =
     deleted, bit 1 = origins follow; ``segs`` (seq delta, offset, count) per
-    segment; ``orig`` (left origin, seq, offset, right origin, seq, offset;
+    segment, or (seq delta, -1, r) for r one-element ops of consecutive
+    seqs (a typing run); ``orig`` (left origin, seq, offset, right origin, seq, offset;
     origin -1 = none) per run with origins; ``dels`` (origin, seq) of the op
     that deleted each unstable deleted run.
     """
@@ -711,10 +712,22 @@ def dump_runs(seq: Sequence[C], origins: dict[str, int]) -> dict[str, list[int]]
                     flat.append([s, off, n])
         stable = first.right is _GONE
         deleted = first.deleted_by is not None
-        runs += (oi(first.origin), int(deleted) | (0 if stable else 2), len(flat))
-        for s, off, n in flat:
-            segs += (s - last_seq, off, n)
-            last_seq = s
+        at = len(segs)
+        j = 0
+        while j < len(flat):
+            s, off, n = flat[j]
+            r = 1
+            if off == 0 and n == 1:  # a typing run: one-char ops with consecutive seqs
+                while j + r < len(flat) and flat[j + r] == [s + r, 0, 1]:
+                    r += 1
+            if r > 1:
+                segs += (s - last_seq, -1, r)
+                last_seq = s + r - 1
+            else:
+                segs += (s - last_seq, off, n)
+                last_seq = s
+            j += r
+        runs += (oi(first.origin), int(deleted) | (0 if stable else 2), (len(segs) - at) // 3)
         if not stable:
             for c in (first.left, first.right):
                 if c is None:
@@ -749,9 +762,13 @@ def load_runs(
         for _ in range(nseg):
             last_seq += segs[si]
             off, n = segs[si + 1], segs[si + 2]
-            if last_seq < 1 or off < 0 or n < 1:
+            if last_seq < 1 or off < -1 or n < 1 or (parts and last_seq <= parts[-1][0]):
                 raise ValueError(f"bad segment ({last_seq}, {off}, {n})")
-            parts.append((last_seq, off, n))
+            if off == -1:
+                parts += ((last_seq + r, 0, 1) for r in range(n))
+                last_seq += n - 1
+            else:
+                parts.append((last_seq, off, n))
             si += 3
         left: Char | None = _GONE
         right: Char | None = _GONE
