@@ -570,6 +570,28 @@ class Sequence(Generic[C]):
                 if it.vis:
                     yield it.content
 
+    def origins_at(self, pos: int) -> tuple[Char | None, Char | None]:
+        """The origins an element inserted at visible ``pos`` would get (nothing changes)."""
+        if pos == 0:
+            first = self._next(0, -1)
+            return None, (first.char(0) if first is not None else None)
+        ci, ii, start = self._seek(pos - 1)
+        self._cur = (ci, ii, start)
+        it = self._chunks[ci].items[ii]
+        k = pos - 1 - start
+        if k + 1 < it.length:
+            return it.char(k), it.char(k + 1)
+        nxt = self._next(ci, ii)
+        return it.char(k), (nxt.char(0) if nxt is not None else None)
+
+    def element_at(self, pos: int) -> tuple[Char, C]:
+        """The id and the one-element content of the visible element at ``pos``."""
+        ci, ii, start = self._seek(pos)
+        self._cur = (ci, ii, start)
+        it = self._chunks[ci].items[ii]
+        k = pos - start
+        return it.char(k), it.content[k : k + 1]
+
     def char_at(self, pos: int) -> Char:
         """The id of the visible element at ``pos`` (the caller checked the range)."""
         ci, ii, start = self._seek(pos)
@@ -670,7 +692,7 @@ def deletion_delta(ranges: list[tuple[int, int]]) -> list[dict[str, object]]:
     """A Yjs-style delta for ``ranges`` of (position before the op, count), ascending."""
     delta: list[dict[str, object]] = []
     at = 0
-    for p, n in ranges:
+    for p, n in _merge_ranges(ranges):
         if p > at:
             delta.append({"retain": p - at})
         delta.append({"delete": n})
