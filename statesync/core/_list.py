@@ -346,7 +346,10 @@ class List:
 
     def compact(self, stable: Mapping[str, int]) -> int:
         """Forget what no future op can need below the causally stable ``stable`` (see ``Sequence.compact``)."""
-        return self._seq.compact(stable)
+        touched = self._seq.compact(stable)
+        if touched:
+            self._seq = self._seq.rebuilt()
+        return touched
 
     def _live_slots(self) -> list[tuple[Char, Char]]:
         """(slot id, item id) of every visible slot, in list order."""

@@ -625,6 +625,31 @@ class Sequence(Generic[C]):
                 touched += 1
         return touched
 
+    def rebuilt(self) -> Sequence[C]:
+        """A copy with adjacent stable items of one author joined into one (what a snapshot loads).
+
+        Memory after :meth:`compact`: the replay of automerge-paper holds
+        83k items; rebuilt, 22k runs. Ids, order and origins are unchanged.
+        """
+        origins: dict[str, int] = {}
+        cols = dump_runs(self, origins)
+        parts = list(self.live())
+        whole: C
+        if isinstance(self._empty, str):
+            whole = "".join(parts)
+        else:
+            whole = [x for part in parts for x in part]
+        at = 0
+
+        def take(n: int) -> C:
+            nonlocal at
+            at += n
+            return whole[at - n : at]
+
+        new: Sequence[C] = Sequence(self._empty)
+        load_runs(new, cols, list(origins), take)
+        return new
+
     def runs(self) -> Iterator[tuple[_Item[C], list[_Item[C]]]]:
         """Items grouped as a snapshot stores them: adjacent stable items of one author, one state."""
         group: list[_Item[C]] = []

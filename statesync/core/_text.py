@@ -242,7 +242,10 @@ class Text:
 
         Returns how many runs it compacted. See ``Sequence.compact`` for the contract.
         """
-        return self._seq.compact(stable)
+        touched = self._seq.compact(stable)
+        if touched:
+            self._seq = self._seq.rebuilt()
+        return touched
 
     def to_snapshot(self) -> dict[str, object]:
         """Plain data (str, int, lists): live text once plus per-run metadata."""

@@ -89,3 +89,17 @@ def run_schedule(
             if s[3]:
                 deliver(r, op)
     return ops
+
+
+def sync_all(receivers: list[Callable[[Any], None]], ops: list[Any], rnd: Any) -> None:
+    """Deliver every op to every replica, shuffled, half of them twice."""
+    for receive in receivers:
+        order = ops + rnd.sample(ops, len(ops) // 2)
+        rnd.shuffle(order)
+        for op in order:
+            receive(op)
+
+
+def renamed(edit: Callable[[int, float, int, tuple[str, int]], Any], suffix: str) -> Callable[[int, float, int, tuple[str, int]], Any]:
+    """``edit`` with its dots' origins renamed (a second phase must not reuse dots)."""
+    return lambda r, frac, k, dot: edit(r, frac, k, (dot[0] + suffix, dot[1]))

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from statesync.core._errors import InvalidOperation
 from statesync.core._list import List, list_op_from_plain
-from tests.core.seqsim import apply_delta, run_schedule, schedules
+from tests.core.seqsim import apply_delta, renamed, run_schedule, schedules, sync_all
 
 
 class Replica:
@@ -174,3 +174,21 @@ def test_malformed_remote_ops_raise_only_invalid_operation() -> None:
         with pytest.raises(InvalidOperation):
             x.apply(list_op_from_plain(bad))
     assert x.value() == [1]
+
+
+@given(st.integers(2, 3), schedules, schedules, st.randoms(use_true_random=False))
+def test_edits_after_compaction_keep_converging(
+    n: int, first: list[Any], second: list[Any], rnd: random.Random
+) -> None:
+    reps = [Replica() for _ in range(n)]
+    receivers = [rep.receive for rep in reps]
+    inserted: dict[str, None] = {}
+    ops = run_schedule(n, first, _edit(reps, inserted), lambda r, op: reps[r].receive(op))
+    sync_all(receivers, ops, rnd)
+    stable = dict(reps[0].list.applied)  # every replica has every op: causally stable
+    for rep in reps:
+        rep.list.compact(stable)
+    more = run_schedule(n, second, renamed(_edit(reps, inserted), "b"), lambda r, op: reps[r].receive(op))
+    sync_all(receivers, ops + more, rnd)
+    values = [rep.list.value() for rep in reps]
+    assert all(v == values[0] for v in values) and len(set(values[0])) == len(values[0])

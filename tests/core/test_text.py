@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from statesync.core._errors import InvalidOperation
 from statesync.core._text import Text, TextInsert, text_op_from_plain
-from tests.core.seqsim import apply_delta, load_trace, run_schedule, schedules
+from tests.core.seqsim import apply_delta, load_trace, renamed, run_schedule, schedules, sync_all
 
 ALPHABET = "abcdefghij"
 
@@ -224,3 +224,19 @@ def test_held_ops_are_bounded() -> None:
         t.apply(TextInsert("b", 1, ("a", 3, 0), None, "y"))
     assert t.apply(ops[0]) == [[{"insert": "x"}], [{"retain": 1}, {"insert": "x"}], [{"retain": 2}, {"insert": "x"}], [{"retain": 3}, {"insert": "x"}]]
     assert t.value() == "xxxx" and t.pending_count == 0
+
+
+@given(st.integers(2, 3), schedules, schedules, st.randoms(use_true_random=False))
+def test_edits_after_compaction_keep_converging(
+    n: int, first: list[Any], second: list[Any], rnd: random.Random
+) -> None:
+    reps = [Replica() for _ in range(n)]
+    receivers = [rep.receive for rep in reps]
+    ops = run_schedule(n, first, _edit(reps), lambda r, op: reps[r].receive(op))
+    sync_all(receivers, ops, rnd)
+    stable = dict(reps[0].text.applied)  # every replica has every op: causally stable
+    for rep in reps:
+        rep.text.compact(stable)
+    more = run_schedule(n, second, renamed(_edit(reps), "b"), lambda r, op: reps[r].receive(op))
+    sync_all(receivers, ops + more, rnd)
+    assert len({rep.text.value() for rep in reps}) == 1
