@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Final, TypeAlias
+from typing import ClassVar, Final, TypeAlias
 
 import attrs
 
@@ -27,10 +27,12 @@ from statesync.core._context import Dot
 from statesync.core._errors import InvalidOperation
 from statesync.core._typebase import (
     PENDING_OPS_MAX,
+    Buffered,
     Delivery,
+    DottedOp,
+    bad,
     check_dot,
-    context_from_plain,
-    context_to_plain,
+    check_header,
 )
 
 Scalar: TypeAlias = bool | int | float | str | None
@@ -41,7 +43,7 @@ _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 
 def _bad(msg: str, where: str = "") -> InvalidOperation:
-    return InvalidOperation(f"set: {msg}", type_name="awset", where=where)
+    return bad("set", msg, where)
 
 
 def scalar_key(x: object) -> ScalarKey:
@@ -71,37 +73,27 @@ def _canonical(x: Scalar) -> Scalar:
 
 
 @attrs.frozen
-class SetAdd:
-    """Add ``element``; the author had observed the adds ``observed`` of it."""
-
-    origin: str
-    seq: int
+class _SetOp(DottedOp):
     element: Scalar
     observed: tuple[Dot, ...]
-
-    @property
-    def dot(self) -> Dot:
-        return (self.origin, self.seq)
+    KIND: ClassVar[int] = -1
 
     def to_plain(self) -> list[object]:
-        return [0, self.origin, self.seq, self.element, [list(d) for d in self.observed]]
+        return [self.KIND, self.origin, self.seq, self.element, [list(d) for d in self.observed]]
 
 
 @attrs.frozen
-class SetRemove:
+class SetAdd(_SetOp):
+    """Add ``element``; the author had observed the adds ``observed`` of it."""
+
+    KIND: ClassVar[int] = 0
+
+
+@attrs.frozen
+class SetRemove(_SetOp):
     """Remove ``element``: drop the adds ``observed`` of it (concurrent adds survive)."""
 
-    origin: str
-    seq: int
-    element: Scalar
-    observed: tuple[Dot, ...]
-
-    @property
-    def dot(self) -> Dot:
-        return (self.origin, self.seq)
-
-    def to_plain(self) -> list[object]:
-        return [1, self.origin, self.seq, self.element, [list(d) for d in self.observed]]
+    KIND: ClassVar[int] = 1
 
 
 SetOp: TypeAlias = SetAdd | SetRemove
@@ -121,8 +113,10 @@ def set_op_from_plain(data: object) -> SetOp:
     return cls(origin, seq, _canonical(data[3]), observed)
 
 
-class AWSet:
+class AWSet(Buffered[SetOp]):
     """A replicated add-wins set of JSON scalars. Pure: no I/O, no clock."""
+
+    TYPE_NAME = "awset"
 
     def __init__(self, *, pending_ops_max: int = PENDING_OPS_MAX) -> None:
         self._elems: dict[ScalarKey, tuple[Scalar, set[Dot]]] = {}
@@ -137,19 +131,9 @@ class AWSet:
     def __len__(self) -> int:
         return len(self._elems)
 
-    @property
-    def applied(self) -> Mapping[str, int]:
-        return self._d.applied.vv
-
-    @property
-    def pending_count(self) -> int:
-        return self._d.pending_count
-
     def _local(self, dot: Dot, element: Scalar, cls: type[SetAdd] | type[SetRemove]) -> SetOp:
-        check_dot(dot, "set op")
+        self._fresh(dot)
         key = scalar_key(element)
-        if dot in self._d.applied:
-            raise _bad(f"dot {dot} is already used here; give each op a new dot", f"op {dot}")
         got = self._elems.get(key)
         if cls is SetRemove and got is None:
             raise _bad(f"remove of {element!r:.40}: not in the set", f"element {element!r:.40}")
@@ -170,26 +154,14 @@ class AWSet:
         """Apply a replicated op: ``{"add": [...], "remove": [...]}`` of what changed (keys only when non-empty)."""
         if type(op) is not SetAdd and type(op) is not SetRemove:
             raise _bad(f"not a set op: {type(op).__name__}")
-        d = self._d
-        if d.seen(op.dot):
-            return {}
         before: dict[ScalarKey, bool] = {}
-        stack: list[SetOp] = [op]
-        while stack:
-            o = stack.pop()
-            if o.dot in d.applied:
-                continue
-            if o.dot in o.observed:
-                raise _bad(f"op {o.dot} observes itself", f"op {o.dot}")
-            miss = d.first_missing(o.observed)
-            if miss is not None:
-                d.hold(o.dot, o, miss, "set")
-                continue
+
+        def apply_now(o: SetOp) -> None:
             key = scalar_key(o.element)
             before.setdefault(key, key in self._elems)
             self._apply_now(key, o)
-            d.applied.add(o.dot)
-            stack.extend(p for _, p in d.release(o.dot))
+
+        self._d.deliver(op, lambda o: list(o.observed), apply_now, "set")
         return self._changes(before)
 
     def _apply_now(self, key: ScalarKey, op: SetOp) -> None:
@@ -226,16 +198,14 @@ class AWSet:
                 [self._elems[k][0], [list(d) for d in sorted(self._elems[k][1])]]
                 for k in sorted(self._elems)
             ],
-            "applied": context_to_plain(self._d.applied),
-            "pending": [op.to_plain() for op in self._d.pending()],
+            **self._causal_plain(),
         }
 
     @classmethod
     def from_snapshot(cls, data: Mapping[str, object], *, pending_ops_max: int = PENDING_OPS_MAX) -> AWSet:
         s = cls(pending_ops_max=pending_ops_max)
         try:
-            if data.get("type") != "awset" or data.get("v") != 1:
-                raise ValueError("not a v1 awset snapshot")
+            check_header(data, "awset")
             elements: Iterable[list[object]] = data["elements"]  # type: ignore[assignment]
             for x, dots in elements:
                 key = scalar_key(x)
@@ -243,8 +213,7 @@ class AWSet:
                 if not got:
                     raise ValueError(f"element {x!r:.40} without dots")
                 s._elems[key] = (_canonical(x), got)  # type: ignore[arg-type]
-            s._d.applied = context_from_plain(data["applied"], "awset")
-            pending = [set_op_from_plain(p) for p in data["pending"]]  # type: ignore[attr-defined]
+            pending = s._load_causal(data, set_op_from_plain)
         except (KeyError, TypeError, ValueError) as exc:
             raise _bad(f"malformed snapshot ({exc})") from None
         for op in pending:

@@ -16,14 +16,14 @@ import attrs
 
 from statesync.core._context import Dot
 from statesync.core._errors import InvalidOperation
-from statesync.core._typebase import check_dot
+from statesync.core._typebase import DottedOp, bad, check_dot, check_header
 
 COUNTER_MIN: Final = -(2**63)
 COUNTER_MAX: Final = 2**63 - 1
 
 
 def _bad(msg: str, where: str = "") -> InvalidOperation:
-    return InvalidOperation(f"counter: {msg}", type_name="counter", where=where)
+    return bad("counter", msg, where)
 
 
 def _check_int(x: object, what: str, where: str) -> int:
@@ -33,17 +33,11 @@ def _check_int(x: object, what: str, where: str) -> int:
 
 
 @attrs.frozen
-class CounterAdd:
+class CounterAdd(DottedOp):
     """``amount`` added by ``(origin, seq)``; ``total`` is the origin's running total after it."""
 
-    origin: str
-    seq: int
     amount: int
     total: int
-
-    @property
-    def dot(self) -> Dot:
-        return (self.origin, self.seq)
 
     def to_plain(self) -> list[object]:
         return [self.origin, self.seq, self.amount, self.total]
@@ -115,8 +109,7 @@ class Counter:
     def from_snapshot(cls, data: Mapping[str, object]) -> Counter:
         c = cls()
         try:
-            if data.get("type") != "counter" or data.get("v") != 1:
-                raise ValueError("not a v1 counter snapshot")
+            check_header(data, "counter")
             for o, s, t in data["entries"]:  # type: ignore[attr-defined]
                 c.apply(counter_op_from_plain([o, s, 0, t]))
         except (KeyError, TypeError, ValueError) as exc:

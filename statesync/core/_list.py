@@ -22,14 +22,20 @@ import attrs
 
 from statesync.core._context import Dot
 from statesync.core._errors import InvalidOperation, InvalidValue
-from statesync.core._seq import Char, Sequence, deletion_delta, dump_runs, load_runs
+from statesync.core._seq import Sequence, Slicer, deletion_delta, dump_runs, load_runs
 from statesync.core._typebase import (
     PENDING_OPS_MAX,
+    Buffered,
+    Char,
     Delivery,
     Delta,
+    DottedOp,
+    bad,
+    char_from_plain,
+    char_plain,
     check_dot,
-    context_from_plain,
-    context_to_plain,
+    check_header,
+    opt_char_from_plain,
 )
 from statesync.core._value import Value, validate_value
 
@@ -38,54 +44,36 @@ LIST_ITEMS_MAX = 1 << 20
 
 
 @attrs.frozen
-class ListInsert:
+class ListInsert(DottedOp):
     """Insert ``values`` between slots ``left`` and ``right``; items ``(origin, seq, 0..n-1)``."""
 
-    origin: str
-    seq: int
     left: Char | None
     right: Char | None
     values: tuple[Value, ...]
     ts: int
-
-    @property
-    def dot(self) -> Dot:
-        return (self.origin, self.seq)
 
     def to_plain(self) -> list[object]:
         return [0, self.origin, self.seq, _plain(self.left), _plain(self.right), list(self.values), self.ts]
 
 
 @attrs.frozen
-class ListDelete:
+class ListDelete(DottedOp):
     """Delete the items ``items`` (ids, wherever they are now)."""
 
-    origin: str
-    seq: int
     items: tuple[Char, ...]
-
-    @property
-    def dot(self) -> Dot:
-        return (self.origin, self.seq)
 
     def to_plain(self) -> list[object]:
         return [1, self.origin, self.seq, [list(i) for i in self.items]]
 
 
 @attrs.frozen
-class ListMove:
+class ListMove(DottedOp):
     """Move ``item`` to a new slot between ``left`` and ``right``; ``ts`` orders concurrent moves."""
 
-    origin: str
-    seq: int
     item: Char
     left: Char | None
     right: Char | None
     ts: int
-
-    @property
-    def dot(self) -> Dot:
-        return (self.origin, self.seq)
 
     def to_plain(self) -> list[object]:
         return [2, self.origin, self.seq, list(self.item), _plain(self.left), _plain(self.right), self.ts]
@@ -94,31 +82,31 @@ class ListMove:
 ListOp: TypeAlias = ListInsert | ListDelete | ListMove
 
 
-def _plain(c: Char | None) -> list[object] | None:
-    return None if c is None else [c[0], c[1], c[2]]
+_plain = char_plain
 
 
 def _bad(msg: str, where: str = "") -> InvalidOperation:
-    return InvalidOperation(f"list: {msg}", type_name="list", where=where)
+    return bad("list", msg, where)
 
 
 def _char(x: object, what: str) -> Char:
-    if (
-        isinstance(x, list | tuple)
-        and len(x) == 3
-        and type(x[0]) is str
-        and x[0]
-        and type(x[1]) is int
-        and x[1] >= 1
-        and type(x[2]) is int
-        and x[2] >= 0
-    ):
-        return (x[0], x[1], x[2])
-    raise _bad(f"{what} must be (origin, seq >= 1, offset >= 0), got {x!r:.60}", what)
+    return char_from_plain(x, what, "list")
 
 
 def _opt_char(x: object, what: str) -> Char | None:
-    return None if x is None else _char(x, what)
+    return opt_char_from_plain(x, what, "list")
+
+
+def _values(values: object, where: str) -> tuple[Value, ...]:
+    """``values`` as a non-empty tuple of storable values, or InvalidOperation naming ``where``."""
+    if not isinstance(values, list | tuple) or not values:
+        raise _bad(f"an insert needs a non-empty list of values ({where})", where)
+    for v in values:
+        try:
+            validate_value(v)
+        except InvalidValue as exc:
+            raise _bad(f"bad value at {where}: {exc}", where) from None
+    return tuple(values)
 
 
 def _ts(x: object) -> int:
@@ -134,15 +122,8 @@ def list_op_from_plain(data: object) -> ListOp:
     kind = data[0]
     origin, seq = check_dot((data[1], data[2]), "list op")
     if kind == 0 and len(data) == 7:
-        values = data[5]
-        if not isinstance(values, list | tuple) or not values:
-            raise _bad("an insert carries a non-empty list of values", f"op {(origin, seq)}")
-        for v in values:
-            try:
-                validate_value(v)
-            except InvalidValue as exc:
-                raise _bad(f"bad value in op {(origin, seq)}: {exc}", f"op {(origin, seq)}") from None
-        return ListInsert(origin, seq, _opt_char(data[3], "left"), _opt_char(data[4], "right"), tuple(values), _ts(data[6]))
+        values = _values(data[5], f"op {(origin, seq)}")
+        return ListInsert(origin, seq, _opt_char(data[3], "left"), _opt_char(data[4], "right"), values, _ts(data[6]))
     if kind == 1 and len(data) == 4:
         raw = data[3]
         if not isinstance(raw, list | tuple) or not raw:
@@ -153,8 +134,10 @@ def list_op_from_plain(data: object) -> ListOp:
     raise _bad(f"unknown op form {data!r:.60}")
 
 
-class List:
+class List(Buffered[ListOp]):
     """A replicated list of JSON values with move. Pure: no I/O, no clock."""
+
+    TYPE_NAME = "list"
 
     def __init__(self, *, items_max: int = LIST_ITEMS_MAX, pending_ops_max: int = PENDING_OPS_MAX) -> None:
         self._seq: Sequence[list[Char]] = Sequence([])
@@ -171,20 +154,7 @@ class List:
         values = self._values
         return [values[i] for run in self._seq.live() for i in run]
 
-    @property
-    def applied(self) -> Mapping[str, int]:
-        return self._d.applied.vv
-
-    @property
-    def pending_count(self) -> int:
-        return self._d.pending_count
-
     # ---- local edits ----------------------------------------------------------
-
-    def _fresh(self, dot: Dot) -> None:
-        check_dot(dot, "list op")
-        if dot in self._d.applied:
-            raise _bad(f"dot {dot} is already used here; give each op a new dot", f"op {dot}")
 
     def _check_pos(self, pos: object, top: int, what: str) -> int:
         if type(pos) is not int or not 0 <= pos <= top:
@@ -194,16 +164,10 @@ class List:
     def insert(self, dot: Dot, pos: int, values: list[Value]) -> ListInsert:
         """Insert ``values`` so that the first lands at index ``pos``; return the op."""
         self._check_pos(pos, len(self), "insert position")
-        if not isinstance(values, list | tuple) or not values:
-            raise _bad("insert needs a non-empty list of values", f"pos {pos}")
-        for v in values:
-            try:
-                validate_value(v)
-            except InvalidValue as exc:
-                raise _bad(f"bad value at pos {pos}: {exc}", f"pos {pos}") from None
+        checked = _values(values, f"pos {pos}")
         self._fresh(dot)
         left, right = self._seq.origins_at(pos)
-        op = ListInsert(dot[0], dot[1], left, right, tuple(values), self._clock + 1)
+        op = ListInsert(dot[0], dot[1], left, right, checked, self._clock + 1)
         self.apply(op)
         return op
 
@@ -262,28 +226,7 @@ class List:
         """Apply a replicated op: the deltas it (and ops it unblocked) made, in order."""
         if type(op) not in (ListInsert, ListDelete, ListMove):
             raise _bad(f"not a list op: {type(op).__name__}")
-        d = self._d
-        if d.seen(op.dot):
-            return []
-        out: list[Delta] = []
-        stack: list[ListOp] = [op]
-        while stack:
-            o = stack.pop()
-            if o.dot in d.applied:
-                continue
-            deps = self._deps(o)
-            if o.dot in deps:
-                raise _bad(f"op {o.dot} names itself", f"op {o.dot}")
-            miss = d.first_missing(deps)
-            if miss is not None:
-                d.hold(o.dot, o, miss, "list")
-                continue
-            delta = self._apply_now(o)
-            d.applied.add(o.dot)
-            if delta:
-                out.append(delta)
-            stack.extend(p for _, p in d.release(o.dot))
-        return out
+        return [d for d in self._d.deliver(op, self._deps, self._apply_now, "list") if d]
 
     def _check_known(self, op: ListOp, chars: list[Char | None]) -> None:
         for c in chars:
@@ -380,8 +323,7 @@ class List:
             "values": values,
             "ts": ts,
             "clock": self._clock,
-            "applied": context_to_plain(self._d.applied),
-            "pending": [op.to_plain() for op in self._d.pending()],
+            **self._causal_plain(),
         }
 
     @classmethod
@@ -395,32 +337,25 @@ class List:
         """A list from :meth:`to_snapshot`'s form; InvalidOperation when malformed."""
         lst = cls(items_max=items_max, pending_ops_max=pending_ops_max)
         try:
-            if data.get("type") != "list" or data.get("v") != 1:
-                raise ValueError(f"not a v1 list snapshot: {data.get('type')!r}")
+            check_header(data, "list")
             origins = [str(o) for o in data["origins"]]  # type: ignore[attr-defined]
             flat: list[int] = list(data["items"])  # type: ignore[call-overload]
             if len(flat) % 3:
                 raise ValueError("items are not whole triples")
             ids = [(origins[flat[i]], int(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)]
-            at = 0
-
-            def take(n: int) -> list[Char]:
-                nonlocal at
-                at += n
-                return ids[at - n : at]
-
+            take = Slicer(ids)
             load_runs(lst._seq, data, origins, take)  # type: ignore[arg-type]
+            take.check_done()
             values: list[Value] = list(data["values"])  # type: ignore[call-overload]
             ts: list[int] = [int(t) for t in data["ts"]]  # type: ignore[attr-defined]
-            if at != len(ids) or len(values) != len(ids) or len(ts) != len(ids):
+            if len(values) != len(ids) or len(ts) != len(ids):
                 raise ValueError("items, values and timestamps differ in count")
             for (slot, item), v, t in zip(lst._live_slots(), values, ts, strict=True):
                 validate_value(v)
                 lst._values[item] = v
                 lst._reg[item] = (t, slot[0], slot[1], slot)
             lst._clock = int(data["clock"])  # type: ignore[call-overload]
-            lst._d.applied = context_from_plain(data["applied"], "list")
-            pending = [list_op_from_plain(p) for p in data["pending"]]  # type: ignore[attr-defined]
+            pending = lst._load_causal(data, list_op_from_plain)
         except (KeyError, TypeError, ValueError, IndexError, InvalidValue) as exc:
             raise _bad(f"malformed snapshot ({exc})") from None
         for op in pending:

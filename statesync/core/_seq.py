@@ -34,9 +34,8 @@ from itertools import accumulate
 from typing import Generic, TypeAlias, TypeVar
 
 from statesync.core._context import Dot
+from statesync.core._typebase import Char
 
-Char: TypeAlias = tuple[str, int, int]
-"""One element's id: ``(origin, seq, offset)`` within the op that inserted it."""
 Target: TypeAlias = tuple[str, int, int, int]
 """A run of elements of one op: ``(origin, seq, offset, count)``."""
 
@@ -332,6 +331,18 @@ class Sequence(Generic[C]):
             return ci, ii + 1
         return ci + 1, 0
 
+    def _extend(self, it: _Item[C], ci: int, seq: int, content: C) -> None:
+        """Append op ``seq``'s run to ``it`` (live, same author, continuing it; in chunk ``ci``)."""
+        n = len(content)
+        it.seqs.append(seq)
+        it.offs.append(0)
+        it.starts.append(it.length)
+        it.content += content
+        it.length += n
+        it.vis += n
+        self._cvis[ci] += n
+        self._index[(it.origin, seq)] = it
+
     def local_insert(self, origin: str, seq: int, pos: int, content: C) -> tuple[Char | None, Char | None]:
         """Insert ``content`` at visible ``pos`` as op ``(origin, seq)``; return its origins.
 
@@ -360,14 +371,7 @@ class Sequence(Generic[C]):
             nxt2 = self._next(ci, ii)
             right = nxt2.char(0) if nxt2 is not None else None
             if it.origin == origin and it.right == right and seq > it.seqs[-1]:
-                it.seqs.append(seq)
-                it.offs.append(0)
-                it.starts.append(it.length)
-                it.content += content
-                it.length += n
-                it.vis += n
-                self._cvis[ci] += n
-                self._index[(origin, seq)] = it
+                self._extend(it, ci, seq, content)
                 self._cur = (ci, ii, start)
                 return left, right
         new = _Item(origin, [seq], [0], [0], content, n, left, right, None)
@@ -502,14 +506,7 @@ class Sequence(Generic[C]):
             and left is not None
             and prev.char(prev.length - 1) == left
         ):
-            prev.seqs.append(seq)
-            prev.offs.append(0)
-            prev.starts.append(prev.length)
-            prev.content += content
-            prev.length += n
-            prev.vis += n
-            self._cvis[pci] += n
-            self._index[(origin, seq)] = prev
+            self._extend(prev, pci, seq, content)
         else:
             new = _Item(origin, [seq], [0], [0], content, n, left, right, None)
             self._index[(origin, seq)] = new
@@ -639,15 +636,8 @@ class Sequence(Generic[C]):
             whole = "".join(parts)
         else:
             whole = [x for part in parts for x in part]
-        at = 0
-
-        def take(n: int) -> C:
-            nonlocal at
-            at += n
-            return whole[at - n : at]
-
         new: Sequence[C] = Sequence(self._empty)
-        load_runs(new, cols, list(origins), take)
+        load_runs(new, cols, list(origins), Slicer(whole))
         return new
 
     def runs(self) -> Iterator[tuple[_Item[C], list[_Item[C]]]]:
@@ -701,6 +691,22 @@ class Sequence(Generic[C]):
         ci = len(self._chunks) - 1
         self._put(ci, len(self._chunks[ci].items), it)
         self.length += it.vis
+
+
+class Slicer(Generic[C]):
+    """Hands out consecutive slices of ``whole``: the live runs' content when loading."""
+
+    def __init__(self, whole: C) -> None:
+        self.whole: C = whole
+        self.at = 0
+
+    def __call__(self, n: int) -> C:
+        self.at += n
+        return self.whole[self.at - n : self.at]
+
+    def check_done(self) -> None:
+        if self.at != len(self.whole):
+            raise ValueError(f"content left over: {len(self.whole) - self.at} elements")
 
 
 def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -17,14 +17,19 @@ import attrs
 
 from statesync.core._context import Dot
 from statesync.core._errors import InvalidOperation
-from statesync.core._seq import Char, Sequence, Target, deletion_delta, dump_runs, load_runs
+from statesync.core._seq import Sequence, Slicer, Target, deletion_delta, dump_runs, load_runs
 from statesync.core._typebase import (
     PENDING_OPS_MAX,
+    Buffered,
+    Char,
     Delivery,
     Delta,
+    DottedOp,
+    bad,
+    char_plain,
     check_dot,
-    context_from_plain,
-    context_to_plain,
+    check_header,
+    opt_char_from_plain,
 )
 
 TEXT_CHARS_MAX: Final = 1 << 26
@@ -32,34 +37,22 @@ TEXT_CHARS_MAX: Final = 1 << 26
 
 
 @attrs.frozen
-class TextInsert:
+class TextInsert(DottedOp):
     """Insert ``text`` between the elements ``left`` and ``right`` (None: the ends)."""
 
-    origin: str
-    seq: int
     left: Char | None
     right: Char | None
     text: str
 
-    @property
-    def dot(self) -> Dot:
-        return (self.origin, self.seq)
-
     def to_plain(self) -> list[object]:
-        return [0, self.origin, self.seq, _char_plain(self.left), _char_plain(self.right), self.text]
+        return [0, self.origin, self.seq, char_plain(self.left), char_plain(self.right), self.text]
 
 
 @attrs.frozen
-class TextDelete:
+class TextDelete(DottedOp):
     """Delete the elements ``targets`` names: runs ``(origin, seq, offset, count)``."""
 
-    origin: str
-    seq: int
     targets: tuple[Target, ...]
-
-    @property
-    def dot(self) -> Dot:
-        return (self.origin, self.seq)
 
     def to_plain(self) -> list[object]:
         return [1, self.origin, self.seq, [list(t) for t in self.targets]]
@@ -68,29 +61,12 @@ class TextDelete:
 TextOp: TypeAlias = TextInsert | TextDelete
 
 
-def _char_plain(c: Char | None) -> list[object] | None:
-    return None if c is None else [c[0], c[1], c[2]]
-
-
 def _bad(msg: str, where: str = "") -> InvalidOperation:
-    return InvalidOperation(f"text: {msg}", type_name="text", where=where)
+    return bad("text", msg, where)
 
 
 def _char(x: object, what: str) -> Char | None:
-    if x is None:
-        return None
-    if (
-        isinstance(x, list | tuple)
-        and len(x) == 3
-        and type(x[0]) is str
-        and x[0]
-        and type(x[1]) is int
-        and x[1] >= 1
-        and type(x[2]) is int
-        and x[2] >= 0
-    ):
-        return (x[0], x[1], x[2])
-    raise _bad(f"{what} must be (origin, seq >= 1, offset >= 0) or None, got {x!r}", what)
+    return opt_char_from_plain(x, what, "text")
 
 
 def text_op_from_plain(data: object) -> TextOp:
@@ -119,8 +95,10 @@ def text_op_from_plain(data: object) -> TextOp:
     raise _bad(f"unknown op form {data!r:.80}")
 
 
-class Text:
+class Text(Buffered[TextOp]):
     """A replicated string. Not thread-safe; pure (no I/O, no clock)."""
+
+    TYPE_NAME = "text"
 
     def __init__(
         self, *, chars_max: int = TEXT_CHARS_MAX, pending_ops_max: int = PENDING_OPS_MAX
@@ -135,20 +113,7 @@ class Text:
     def value(self) -> str:
         return "".join(self._seq.live())
 
-    @property
-    def applied(self) -> Mapping[str, int]:
-        """The version vector of ops applied here (dots seen out of order aside)."""
-        return self._d.applied.vv
-
-    @property
-    def pending_count(self) -> int:
-        return self._d.pending_count
-
     # ---- local edits ----------------------------------------------------------
-
-    def _fresh(self, dot: Dot) -> None:
-        if dot in self._d.applied:
-            raise _bad(f"dot {dot} is already used here; give each op a new dot", f"op {dot}")
 
     def insert(self, dot: Dot, pos: int, s: str) -> TextInsert:
         """Insert ``s`` so that it starts at code point ``pos``; return the op to replicate."""
@@ -194,28 +159,7 @@ class Text:
         """
         if type(op) is not TextInsert and type(op) is not TextDelete:
             raise _bad(f"not a text op: {type(op).__name__}")
-        d = self._d
-        if d.seen(op.dot):
-            return []
-        out: list[Delta] = []
-        stack: list[TextOp] = [op]
-        while stack:
-            o = stack.pop()
-            if o.dot in d.applied:
-                continue
-            deps = self._deps(o)
-            if o.dot in deps:
-                raise _bad(f"op {o.dot} names itself as an anchor", f"op {o.dot}")
-            miss = d.first_missing(deps)
-            if miss is not None:
-                d.hold(o.dot, o, miss, "text")
-                continue
-            delta = self._apply_now(o)
-            d.applied.add(o.dot)
-            if delta:
-                out.append(delta)
-            stack.extend(p for _, p in d.release(o.dot))
-        return out
+        return [d for d in self._d.deliver(op, self._deps, self._apply_now, "text") if d]
 
     def _apply_now(self, op: TextOp) -> Delta:
         seq = self._seq
@@ -257,8 +201,7 @@ class Text:
             "origins": list(origins),
             "text": self.value(),
             **cols,
-            "applied": context_to_plain(self._d.applied),
-            "pending": [op.to_plain() for op in self._d.pending()],
+            **self._causal_plain(),
         }
 
     @classmethod
@@ -272,24 +215,15 @@ class Text:
         """A text from :meth:`to_snapshot`'s form; InvalidOperation when malformed."""
         t = cls(chars_max=chars_max, pending_ops_max=pending_ops_max)
         try:
-            if data.get("type") != "text" or data.get("v") != 1:
-                raise ValueError(f"not a v1 text snapshot: {data.get('type')!r} v{data.get('v')!r}")
+            check_header(data, "text")
             origins = [str(o) for o in data["origins"]]  # type: ignore[attr-defined]
             text = data["text"]
             if type(text) is not str:
                 raise ValueError("text is not a str")
-            at = 0
-
-            def take(n: int) -> str:
-                nonlocal at
-                at += n
-                return text[at - n : at]
-
+            take = Slicer(text)
             load_runs(t._seq, data, origins, take)  # type: ignore[arg-type]
-            if at != len(text):
-                raise ValueError("text left over")
-            t._d.applied = context_from_plain(data["applied"], "text")
-            pending = [text_op_from_plain(p) for p in data["pending"]]  # type: ignore[attr-defined]
+            take.check_done()
+            pending = t._load_causal(data, text_op_from_plain)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise _bad(f"malformed snapshot ({exc})") from None
         for op in pending:

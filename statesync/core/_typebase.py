@@ -10,8 +10,10 @@ or through a third replica.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Generic, TypeAlias, TypeVar
+
+import attrs
 
 from statesync.core._context import CausalContext, Dot
 from statesync.core._errors import InvalidOperation
@@ -24,7 +26,53 @@ Delta: TypeAlias = list[DeltaStep]
 PENDING_OPS_MAX = 100_000
 """Default bound on ops held while waiting for the dots they depend on."""
 
-T = TypeVar("T")
+Char: TypeAlias = tuple[str, int, int]
+"""One sequence element's id: ``(origin, seq, offset)`` within the op that inserted it."""
+
+
+@attrs.frozen
+class DottedOp:
+    """What every typed op record starts with: the dot ``(origin, seq)`` its caller gave it."""
+
+    origin: str
+    seq: int
+
+    @property
+    def dot(self) -> Dot:
+        return (self.origin, self.seq)
+
+
+T = TypeVar("T", bound=DottedOp)
+R = TypeVar("R")
+
+
+def bad(type_name: str, msg: str, where: str = "") -> InvalidOperation:
+    """The one-line error of a typed op: ``"<type>: <msg>"``."""
+    return InvalidOperation(f"{type_name}: {msg}", type_name=type_name, where=where)
+
+
+def char_from_plain(x: object, what: str, type_name: str) -> Char:
+    """``x`` as an element id ``(origin, seq >= 1, offset >= 0)``, or InvalidOperation."""
+    if (
+        isinstance(x, list | tuple)
+        and len(x) == 3
+        and type(x[0]) is str
+        and x[0]
+        and type(x[1]) is int
+        and x[1] >= 1
+        and type(x[2]) is int
+        and x[2] >= 0
+    ):
+        return (x[0], x[1], x[2])
+    raise bad(type_name, f"{what} must be (origin, seq >= 1, offset >= 0), got {x!r:.60}", what)
+
+
+def opt_char_from_plain(x: object, what: str, type_name: str) -> Char | None:
+    return None if x is None else char_from_plain(x, what, type_name)
+
+
+def char_plain(c: Char | None) -> list[object] | None:
+    return None if c is None else [c[0], c[1], c[2]]
 
 
 def check_dot(dot: object, what: str) -> Dot:
@@ -88,6 +136,38 @@ class Delivery(Generic[T]):
             self._held.discard(d)
         return got
 
+    def deliver(
+        self,
+        op: T,
+        deps: Callable[[T], list[Dot]],
+        apply_now: Callable[[T], R],
+        type_name: str,
+    ) -> list[R]:
+        """Apply ``op`` once its deps are applied, then whatever it unblocks; hold it otherwise.
+
+        Returns ``apply_now``'s results in the order applied: ``[]`` for a
+        duplicate or a held op.
+        """
+        if self.seen(op.dot):
+            return []
+        out: list[R] = []
+        stack = [op]
+        while stack:
+            o = stack.pop()
+            if o.dot in self.applied:
+                continue
+            need = deps(o)
+            if o.dot in need:
+                raise bad(type_name, f"op {o.dot} depends on itself", f"op {o.dot}")
+            miss = self.first_missing(need)
+            if miss is not None:
+                self.hold(o.dot, o, miss, type_name)
+                continue
+            out.append(apply_now(o))
+            self.applied.add(o.dot)
+            stack.extend(p for _, p in self.release(o.dot))
+        return out
+
     def pending(self) -> list[T]:
         """Every held op, in a deterministic order (by dot)."""
         items = [p for ws in self._waiting.values() for p in ws]
@@ -117,7 +197,43 @@ def context_from_plain(data: object, type_name: str) -> CausalContext:
         vv = {str(k): int(v) for k, v in vv_items}  # type: ignore[call-overload]
         dots = [(str(o), int(s)) for o, s in cloud]  # type: ignore[call-overload]
     except (TypeError, ValueError) as exc:
-        raise InvalidOperation(
-            f"{type_name} snapshot: malformed applied context ({exc})", type_name=type_name
-        ) from None
+        raise bad(type_name, f"snapshot: malformed applied context ({exc})") from None
     return CausalContext(vv, dots)
+
+
+class Buffered(Generic[T]):
+    """Base of the types whose ops wait for their dependencies: applied dots, held ops, snapshots of both."""
+
+    TYPE_NAME: str = ""
+    _d: Delivery[T]
+
+    @property
+    def applied(self) -> Mapping[str, int]:
+        """The version vector of ops applied here (dots seen out of order aside)."""
+        return self._d.applied.vv
+
+    @property
+    def pending_count(self) -> int:
+        """How many ops wait for a dot they depend on."""
+        return self._d.pending_count
+
+    def _fresh(self, dot: Dot) -> None:
+        check_dot(dot, f"{self.TYPE_NAME} op")
+        if dot in self._d.applied:
+            raise bad(self.TYPE_NAME, f"dot {dot} is already used here; give each op a new dot", f"op {dot}")
+
+    def _causal_plain(self) -> dict[str, object]:
+        return {
+            "applied": context_to_plain(self._d.applied),
+            "pending": [op.to_plain() for op in self._d.pending()],  # type: ignore[attr-defined]
+        }
+
+    def _load_causal(self, data: Mapping[str, object], parse: Callable[[object], T]) -> list[T]:
+        """Restore the applied context; return the held ops for the caller to apply (KeyError etc. when malformed)."""
+        self._d.applied = context_from_plain(data["applied"], self.TYPE_NAME)
+        return [parse(p) for p in data["pending"]]  # type: ignore[attr-defined]
+
+
+def check_header(data: Mapping[str, object], type_name: str) -> None:
+    if data.get("type") != type_name or data.get("v") != 1:
+        raise ValueError(f"not a v1 {type_name} snapshot: {data.get('type')!r} v{data.get('v')!r}")

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from hypothesis import strategies as st
 
+from statesync.core._errors import InvalidOperation
+
 _ROOT = pathlib.Path(__file__).resolve().parents[2]
 # ../shared beside the clone (CI); a worktree one level deeper finds it one more up
 TRACES = next(
@@ -103,3 +105,29 @@ def sync_all(receivers: list[Callable[[Any], None]], ops: list[Any], rnd: Any) -
 def renamed(edit: Callable[[int, float, int, tuple[str, int]], Any], suffix: str) -> Callable[[int, float, int, tuple[str, int]], Any]:
     """``edit`` with its dots' origins renamed (a second phase must not reuse dots)."""
     return lambda r, frac, k, dot: edit(r, frac, k, (dot[0] + suffix, dot[1]))
+
+
+def assert_rejected(obj: Any, call: Callable[[Any], Any], where: str) -> None:
+    """``call(obj)`` raises a one-line InvalidOperation naming ``where`` and changes nothing."""
+    before = obj.to_snapshot()
+    with pytest.raises(InvalidOperation) as exc:
+        call(obj)
+    assert "\n" not in str(exc.value) and exc.value.where == where
+    assert obj.to_snapshot() == before
+
+
+def compacted_snapshots_agree(types: list[Any], cls: Any) -> Any:
+    """Compact every replica at the shared (stable) vector; their snapshots are equal and load back.
+
+    Returns the type loaded from the snapshot.
+    """
+    for t in types:
+        assert t.pending_count == 0
+    stable = dict(types[0].applied)
+    for t in types:
+        t.compact(stable)
+    snaps = [t.to_snapshot() for t in types]
+    assert all(s == snaps[0] for s in snaps)
+    loaded = cls.from_snapshot(snaps[0])
+    assert loaded.value() == types[0].value() and loaded.to_snapshot() == snaps[0]
+    return loaded

@@ -9,7 +9,15 @@ from hypothesis import strategies as st
 
 from statesync.core._errors import InvalidOperation
 from statesync.core._list import List, list_op_from_plain
-from tests.core.seqsim import apply_delta, renamed, run_schedule, schedules, sync_all
+from tests.core.seqsim import (
+    apply_delta,
+    assert_rejected,
+    compacted_snapshots_agree,
+    renamed,
+    run_schedule,
+    schedules,
+    sync_all,
+)
 
 
 class Replica:
@@ -60,25 +68,14 @@ def test_any_order_and_duplication_converge_and_moves_never_duplicate(
     reps = [Replica() for _ in range(n)]
     inserted: dict[str, None] = {}
     ops = run_schedule(n, schedule, _edit(reps, inserted), lambda r, op: reps[r].receive(op))
-    for rep in reps:
-        order = ops + rnd.sample(ops, len(ops) // 2)
-        rnd.shuffle(order)
-        for op in order:
-            rep.receive(op)
-        assert rep.list.pending_count == 0
+    sync_all([rep.receive for rep in reps], ops, rnd)
     values = [rep.list.value() for rep in reps]
     assert all(v == values[0] for v in values)
     final = values[0]
     assert len(final) == len(set(final))  # never duplicated
     deleted = {v for op in ops if type(op).__name__ == "ListDelete" for v in _deleted_values(op, ops)}
     assert set(final) == set(inserted) - deleted  # never lost
-    stable = dict(reps[0].list.applied)
-    for rep in reps:
-        rep.list.compact(stable)
-    snaps = [rep.list.to_snapshot() for rep in reps]
-    assert all(s == snaps[0] for s in snaps)
-    loaded = List.from_snapshot(snaps[0])
-    assert loaded.value() == final and loaded.to_snapshot() == snaps[0]
+    loaded = compacted_snapshots_agree([rep.list for rep in reps], List)
     if final:
         op = loaded.move(("new", 1), 0, len(final) - 1)
         reps[0].receive(op)
@@ -160,11 +157,7 @@ def test_ops_survive_their_plain_form() -> None:
 def test_bad_input_is_one_line_and_applies_nothing(call: Any, where: str) -> None:
     x = List()
     x.insert(("a", 1), 0, [1, 2, 3])
-    before = x.to_snapshot()
-    with pytest.raises(InvalidOperation) as exc:
-        call(x)
-    assert "\n" not in str(exc.value) and exc.value.where == where
-    assert x.to_snapshot() == before
+    assert_rejected(x, call, where)
 
 
 def test_malformed_remote_ops_raise_only_invalid_operation() -> None:
