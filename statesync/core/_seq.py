@@ -117,7 +117,8 @@ class Sequence(Generic[C]):
         self._empty: C = empty
         self._chunks: list[_Chunk[C]] = [_Chunk([])]
         self._cvis: list[int] = [0]
-        self._index: dict[tuple[str, int], _Item[C] | list[_Item[C]]] = {}
+        # origin -> seq -> the item holding op seq's elements, or its pieces in offset order
+        self._index: dict[str, dict[int, _Item[C] | list[_Item[C]]]] = {}
         self.length = 0
         # cursor: (chunk index, item index, visible position of the item's start)
         self._cur: tuple[int, int, int] | None = None
@@ -127,7 +128,7 @@ class Sequence(Generic[C]):
     def find(self, char: Char) -> tuple[_Item[C], int]:
         """The item holding ``char`` and its offset there; KeyError if unknown."""
         o, s, off = char
-        e = self._index[(o, s)]
+        e = self._index[o][s]
         pieces = e if isinstance(e, list) else (e,)
         for it in pieces:
             seqs = it.seqs
@@ -287,20 +288,18 @@ class Sequence(Generic[C]):
             it.content = it.content[:k]
             it.vis = k
         it.length = k
-        index = self._index
+        index = self._index[origin]
         for s in whole:
-            key = (origin, s)
-            e = index[key]
+            e = index[s]
             if e is it:
-                index[key] = right
+                index[s] = right
             else:
                 assert type(e) is list
                 e[e.index(it)] = right
         if cut is not None:
-            key = (origin, cut)
-            e = index[key]
+            e = index[cut]
             if e is it:
-                index[key] = [it, right]
+                index[cut] = [it, right]
             else:
                 assert type(e) is list
                 e.insert(e.index(it) + 1, right)
@@ -311,10 +310,11 @@ class Sequence(Generic[C]):
             self._split_chunk(ci)
         return right
 
-    def _register(self, it: _Item[C]) -> None:
-        index = self._index
-        for s in it.seqs:
-            index[(it.origin, s)] = it
+    def _register(self, origin: str, seq: int, it: _Item[C]) -> None:
+        by_seq = self._index.get(origin)
+        if by_seq is None:
+            by_seq = self._index[origin] = {}
+        by_seq[seq] = it
 
     # ---- local edits ------------------------------------------------------------
 
@@ -341,7 +341,7 @@ class Sequence(Generic[C]):
         it.length += n
         it.vis += n
         self._cvis[ci] += n
-        self._index[(it.origin, seq)] = it
+        self._index[it.origin][seq] = it
 
     def local_insert(self, origin: str, seq: int, pos: int, content: C) -> tuple[Char | None, Char | None]:
         """Insert ``content`` at visible ``pos`` as op ``(origin, seq)``; return its origins.
@@ -355,7 +355,7 @@ class Sequence(Generic[C]):
             first = self._next(0, -1)
             right = first.char(0) if first is not None else None
             new = _Item(origin, [seq], [0], [0], content, n, None, right, None)
-            self._index[(origin, seq)] = new
+            self._register(origin, seq, new)
             self._cur = (0, 0, 0)
             self._put(0, 0, new)
             return None, right
@@ -375,7 +375,7 @@ class Sequence(Generic[C]):
                 self._cur = (ci, ii, start)
                 return left, right
         new = _Item(origin, [seq], [0], [0], content, n, left, right, None)
-        self._index[(origin, seq)] = new
+        self._register(origin, seq, new)
         self._cur = (ci, ii, start)
         self._put(ci, ii + 1, new)
         return left, right
@@ -413,6 +413,9 @@ class Sequence(Generic[C]):
             self._kill(it, ci, by)
             ii += 1
         self.length -= n
+        cur = self._cur
+        assert cur is not None
+        self._coalesce(cur[0], cur[1], cur[1] + 1 + len(targets))
         return targets
 
     def _kill(self, it: _Item[C], ci: int, by: Dot) -> None:
@@ -420,6 +423,67 @@ class Sequence(Generic[C]):
         it.vis = 0
         it.content = self._empty
         it.deleted_by = by
+
+    def _coalesce(self, ci: int, lo: int, hi: int) -> None:
+        """Join adjacent tombstones among items ``lo - 1 .. hi`` of chunk ``ci`` where ids allow.
+
+        Two deleted items join when the second continues the first as a run
+        would (its left origin is the first's last element, same right origin,
+        same author, increasing seqs) and one author deleted both: the joined
+        item keeps every element's id and implied origins, and the later
+        delete (stable implies the earlier one stable too).
+        """
+        items = self._chunks[ci].items
+        i = max(lo, 1)
+        hi = min(hi, len(items) - 1)
+        while i <= hi:
+            a, b = items[i - 1], items[i]
+            da, db = a.deleted_by, b.deleted_by
+            if (
+                da is None
+                or db is None
+                or da[0] != db[0]
+                or a.origin != b.origin
+                or a.right is _GONE
+                or b.right != a.right
+                or b.left != a.char(a.length - 1)
+            ):
+                i += 1
+                continue
+            self._absorb(a, b)
+            if db[1] > da[1]:
+                a.deleted_by = db
+            del items[i]
+            hi -= 1
+            cur = self._cur
+            if cur is not None and cur[0] == ci and cur[1] >= i:
+                self._cur = (ci, cur[1] - 1, cur[2])
+
+    def _absorb(self, a: _Item[C], b: _Item[C]) -> None:
+        """Append deleted item ``b``'s ids to deleted item ``a`` (b follows a as a run would)."""
+        index = self._index[a.origin]
+        base = a.length
+        j0 = 0
+        if b.seqs[0] == a.seqs[-1]:  # the same op continues: one segment
+            j0 = 1
+            e = index[b.seqs[0]]
+            assert isinstance(e, list)
+            e.remove(b)
+            if len(e) == 1:
+                index[b.seqs[0]] = e[0]
+        for j in range(j0, len(b.seqs)):
+            s = b.seqs[j]
+            a.seqs.append(s)
+            a.offs.append(b.offs[j])
+            a.starts.append(base + b.starts[j])
+            e = index[s]
+            if e is b:
+                index[s] = a
+            else:
+                assert isinstance(e, list)
+                e[e.index(b)] = a
+        a.length += b.length
+        b.chunk = None
 
     # ---- remote edits -----------------------------------------------------------
 
@@ -509,7 +573,7 @@ class Sequence(Generic[C]):
             self._extend(prev, pci, seq, content)
         else:
             new = _Item(origin, [seq], [0], [0], content, n, left, right, None)
-            self._index[(origin, seq)] = new
+            self._register(origin, seq, new)
             self._put(ci, ii, new)
         self.length += n
         return pos
@@ -547,6 +611,10 @@ class Sequence(Generic[C]):
         for it, ci in dead:
             self.length -= it.length
             self._kill(it, ci, by)
+        for it, _ in dead:
+            if it.chunk is not None:  # not absorbed by a neighbour already
+                ci, ii = self._where(it)
+                self._coalesce(ci, ii, ii + 1)
         found.sort()
         return _merge_ranges(found)
 
@@ -651,7 +719,13 @@ class Sequence(Generic[C]):
                     and last.right is _GONE
                     and it.origin == last.origin
                     and (it.deleted_by is None) == (last.deleted_by is None)
-                    and it.seqs[0] > last.seqs[-1]
+                    and (
+                        it.seqs[0] > last.seqs[-1]
+                        or (
+                            it.seqs[0] == last.seqs[-1]
+                            and it.offs[0] == last.offs[-1] + last.seg_len(len(last.seqs) - 1)
+                        )
+                    )
                 ):
                     group.append(it)
                     continue
@@ -678,16 +752,15 @@ class Sequence(Generic[C]):
             starts.append(total)
             total += n
         it = _Item(origin, seqs, offs, starts, content, total, left, right, deleted_by)
-        index = self._index
+        index = self._index.setdefault(origin, {})
         for s, _, _ in segs:
-            key = (origin, s)
-            e = index.get(key)
+            e = index.get(s)
             if e is None:
-                index[key] = it
+                index[s] = it
             elif isinstance(e, list):
                 e.append(it)  # pieces of one op come in offset order
             else:
-                index[key] = [e, it]
+                index[s] = [e, it]
         ci = len(self._chunks) - 1
         self._put(ci, len(self._chunks[ci].items), it)
         self.length += it.vis
