@@ -232,3 +232,36 @@ def test_edits_after_compaction_keep_converging(
     more = run_schedule(n, second, renamed(_edit(reps), "b"), lambda r, op: reps[r].receive(op))
     sync_all(receivers, ops + more, rnd)
     assert len({rep.text.value() for rep in reps}) == 1
+
+
+@given(
+    st.text(alphabet="xyz", max_size=8),
+    st.floats(0, 1),
+    st.lists(st.tuples(st.text(alphabet="ABCDEFGH", min_size=1, max_size=6), st.booleans()), min_size=2, max_size=3),
+    st.randoms(use_true_random=False),
+)
+def test_concurrent_runs_at_one_position_stay_whole(
+    base: str, frac: float, runs: list[tuple[str, bool]], rnd: random.Random
+) -> None:
+    """Authors type concurrently at one position, forward or backward; each run stays contiguous."""
+    seed = Text()
+    base_ops = [seed.insert(("base", 1), 0, base)] if base else []
+    pos = int(frac * len(base))
+    made: list[Any] = []
+    words = []
+    for i, (w, backward) in enumerate(runs):
+        word = f"{i}{w}"  # distinct per author
+        t = Text()
+        for op in base_ops:
+            t.apply(op)
+        made += _typed(t, f"u{i}", pos, word, backward)
+        words.append(word)
+    rnd.shuffle(made)
+    t = Text()
+    for op in base_ops + made:
+        t.apply(op)
+    v = t.value()
+    middle = v[pos : len(v) - (len(base) - pos)]
+    assert v[:pos] == base[:pos] and v[len(v) - (len(base) - pos) :] == base[pos:]
+    for word in words:
+        assert word in middle, (word, middle)
