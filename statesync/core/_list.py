@@ -22,7 +22,8 @@ import attrs
 
 from statesync.core._context import Dot
 from statesync.core._errors import InvalidOperation, InvalidValue
-from statesync.core._seq import Sequence, Slicer, deletion_delta, dump_runs, load_runs
+from statesync.core._seq import Sequence, deletion_delta
+from statesync.core._seqruns import Slicer, dump_runs, load_runs, rebuilt
 from statesync.core._typebase import (
     PENDING_OPS_MAX,
     Buffered,
@@ -291,7 +292,7 @@ class List(Buffered[ListOp]):
         """Forget what no future op can need below the causally stable ``stable`` (see ``Sequence.compact``)."""
         touched = self._seq.compact(stable)
         if touched:
-            self._seq = self._seq.rebuilt()
+            self._seq = rebuilt(self._seq)
         return touched
 
     def _live_slots(self) -> list[tuple[Char, Char]]:

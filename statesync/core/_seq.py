@@ -22,14 +22,14 @@ local edit near the previous one costs O(1) and a remote one O(chunks).
 Deleted elements keep their id (other ops may name them as origins) but drop
 their content at once; :meth:`Sequence.compact` also drops the origins of
 causally stable elements, and a snapshot stores adjacent stable items of one
-author as one run. See :meth:`Sequence.compact` for why a stable tombstone
-keeps its id.
+author as one run (``_seqruns``). See :meth:`Sequence.compact` for why a
+stable tombstone keeps its id.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from itertools import accumulate
 from typing import Generic, TypeAlias, TypeVar
 
@@ -42,7 +42,7 @@ Target: TypeAlias = tuple[str, int, int, int]
 C = TypeVar("C", str, list[Char])
 
 CHUNK_ITEMS_MAX = 64
-_GONE: Char = ("", 0, -1)
+GONE: Char = ("", 0, -1)
 """Origins of a causally stable item: dropped, never read again, never equal to a real id."""
 _END_KEY = (1 << 62, 0, 0)
 _NO_KEY = (-1, 0, 0)
@@ -122,6 +122,11 @@ class Sequence(Generic[C]):
         self.length = 0
         # cursor: (chunk index, item index, visible position of the item's start)
         self._cur: tuple[int, int, int] | None = None
+
+    @property
+    def empty(self) -> C:
+        """The empty content (``""`` or ``[]``)."""
+        return self._empty
 
     # ---- lookup ---------------------------------------------------------------
 
@@ -280,7 +285,7 @@ class Sequence(Generic[C]):
             starts_r,
             it.content[k:] if live else it.content,
             it.length - k,
-            it.char(k - 1) if it.right is not _GONE else _GONE,
+            it.char(k - 1) if it.right is not GONE else GONE,
             it.right,
             it.deleted_by,
         )
@@ -444,7 +449,7 @@ class Sequence(Generic[C]):
                 or db is None
                 or da[0] != db[0]
                 or a.origin != b.origin
-                or a.right is _GONE
+                or a.right is GONE
                 or b.right != a.right
                 or b.left != a.char(a.length - 1)
             ):
@@ -488,7 +493,7 @@ class Sequence(Generic[C]):
     # ---- remote edits -----------------------------------------------------------
 
     def _key(self, char: Char | None, default: tuple[int, int, int]) -> tuple[int, int, int]:
-        if char is None or char is _GONE or char == _GONE:
+        if char is None or char is GONE or char == GONE:
             return default
         it, k = self.find(char)
         ci, ii = self._where(it)
@@ -677,7 +682,7 @@ class Sequence(Generic[C]):
         """
         touched = 0
         for it in self.items():
-            if it.right is _GONE:
+            if it.right is GONE:
                 continue
             if it.deleted_by is not None:
                 d = it.deleted_by
@@ -685,28 +690,10 @@ class Sequence(Generic[C]):
             else:
                 ok = stable.get(it.origin, 0) >= it.seqs[-1]
             if ok:
-                it.left = _GONE
-                it.right = _GONE
+                it.left = GONE
+                it.right = GONE
                 touched += 1
         return touched
-
-    def rebuilt(self) -> Sequence[C]:
-        """A copy with adjacent stable items of one author joined into one (what a snapshot loads).
-
-        Memory after :meth:`compact`: the replay of automerge-paper holds
-        83k items; rebuilt, 22k runs. Ids, order and origins are unchanged.
-        """
-        origins: dict[str, int] = {}
-        cols = dump_runs(self, origins)
-        parts = list(self.live())
-        whole: C
-        if isinstance(self._empty, str):
-            whole = "".join(parts)
-        else:
-            whole = [x for part in parts for x in part]
-        new: Sequence[C] = Sequence(self._empty)
-        load_runs(new, cols, list(origins), Slicer(whole))
-        return new
 
     def runs(self) -> Iterator[tuple[_Item[C], list[_Item[C]]]]:
         """Items grouped as a snapshot stores them: adjacent stable items of one author, one state."""
@@ -715,8 +702,8 @@ class Sequence(Generic[C]):
             if group:
                 last = group[-1]
                 if (
-                    it.right is _GONE
-                    and last.right is _GONE
+                    it.right is GONE
+                    and last.right is GONE
                     and it.origin == last.origin
                     and (it.deleted_by is None) == (last.deleted_by is None)
                     and (
@@ -766,22 +753,6 @@ class Sequence(Generic[C]):
         self.length += it.vis
 
 
-class Slicer(Generic[C]):
-    """Hands out consecutive slices of ``whole``: the live runs' content when loading."""
-
-    def __init__(self, whole: C) -> None:
-        self.whole: C = whole
-        self.at = 0
-
-    def __call__(self, n: int) -> C:
-        self.at += n
-        return self.whole[self.at - n : self.at]
-
-    def check_done(self) -> None:
-        if self.at != len(self.whole):
-            raise ValueError(f"content left over: {len(self.whole) - self.at} elements")
-
-
 def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
     for p, n in ranges:
@@ -802,120 +773,3 @@ def deletion_delta(ranges: list[tuple[int, int]]) -> list[dict[str, object]]:
         delta.append({"delete": n})
         at = p + n
     return delta
-
-
-def dump_runs(seq: Sequence[C], origins: dict[str, int]) -> dict[str, list[int]]:
-    """The engine's items as plain columns (content left to the caller, live runs in order).
-
-    ``origins`` maps author names to small ints; it is filled as names appear.
-    Columns: ``runs`` (origin, flags, segment count) per run, flags bit 0 =
-    deleted, bit 1 = origins follow; ``segs`` (seq delta, offset, count) per
-    segment, or (seq delta, -1, r) for r one-element ops of consecutive
-    seqs (a typing run); ``orig`` (left origin, seq, offset, right origin, seq, offset;
-    origin -1 = none) per run with origins; ``dels`` (origin, seq) of the op
-    that deleted each unstable deleted run.
-    """
-
-    def oi(name: str) -> int:
-        i = origins.get(name)
-        if i is None:
-            i = origins[name] = len(origins)
-        return i
-
-    runs: list[int] = []
-    segs: list[int] = []
-    orig: list[int] = []
-    dels: list[int] = []
-    last_seq = 0
-    for first, group in seq.runs():
-        flat: list[list[int]] = []
-        for it in group:
-            for i, s in enumerate(it.seqs):
-                off, n = it.offs[i], it.seg_len(i)
-                if flat and flat[-1][0] == s and flat[-1][1] + flat[-1][2] == off:
-                    flat[-1][2] += n
-                else:
-                    flat.append([s, off, n])
-        stable = first.right is _GONE
-        deleted = first.deleted_by is not None
-        at = len(segs)
-        j = 0
-        while j < len(flat):
-            s, off, n = flat[j]
-            r = 1
-            if off == 0 and n == 1:  # a typing run: one-char ops with consecutive seqs
-                while j + r < len(flat) and flat[j + r] == [s + r, 0, 1]:
-                    r += 1
-            if r > 1:
-                segs += (s - last_seq, -1, r)
-                last_seq = s + r - 1
-            else:
-                segs += (s - last_seq, off, n)
-                last_seq = s
-            j += r
-        runs += (oi(first.origin), int(deleted) | (0 if stable else 2), (len(segs) - at) // 3)
-        if not stable:
-            for c in (first.left, first.right):
-                if c is None:
-                    orig += (-1, 0, 0)
-                else:
-                    orig += (oi(c[0]), c[1], c[2])
-            if deleted:
-                d = first.deleted_by
-                assert d is not None
-                dels += (oi(d[0]), d[1])
-    return {"runs": runs, "segs": segs, "orig": orig, "dels": dels}
-
-
-def load_runs(
-    seq: Sequence[C], cols: Mapping[str, list[int]], origins: list[str], take: Callable[[int], C]
-) -> None:
-    """Rebuild ``seq`` (empty) from :func:`dump_runs` columns; ``take(n)`` gives the next live run's content.
-
-    Raises ValueError or IndexError on malformed columns (the caller turns them into its error).
-    """
-    runs, segs, orig, dels = cols["runs"], cols["segs"], cols["orig"], cols["dels"]
-    if len(runs) % 3 or len(segs) % 3 or len(orig) % 6 or len(dels) % 2:
-        raise ValueError("column lengths are not whole records")
-    si = oi = di = 0
-    last_seq = 0
-    for r in range(0, len(runs), 3):
-        origin = origins[runs[r]]
-        flags, nseg = runs[r + 1], runs[r + 2]
-        if nseg < 1:
-            raise ValueError("a run without segments")
-        parts: list[tuple[int, int, int]] = []
-        for _ in range(nseg):
-            last_seq += segs[si]
-            off, n = segs[si + 1], segs[si + 2]
-            if last_seq < 1 or off < -1 or n < 1 or (parts and last_seq <= parts[-1][0]):
-                raise ValueError(f"bad segment ({last_seq}, {off}, {n})")
-            if off == -1:
-                parts += ((last_seq + r, 0, 1) for r in range(n))
-                last_seq += n - 1
-            else:
-                parts.append((last_seq, off, n))
-            si += 3
-        left: Char | None = _GONE
-        right: Char | None = _GONE
-        deleted_by: Dot | None = None
-        if flags & 2:
-            lo, ls, loff, ro, rs, roff = orig[oi : oi + 6]
-            oi += 6
-            left = None if lo < 0 else (origins[lo], ls, loff)
-            right = None if ro < 0 else (origins[ro], rs, roff)
-        if flags & 1:
-            if flags & 2:
-                deleted_by = (origins[dels[di]], dels[di + 1])
-                di += 2
-            else:
-                deleted_by = _GONE[:2]  # stable: who deleted it no longer matters
-            content = seq._empty
-        else:
-            total = sum(n for _, _, n in parts)
-            content = take(total)
-            if len(content) != total:
-                raise ValueError("a run's content does not match its length")
-        seq.load_item(origin, parts, content, left, right, deleted_by)
-    if si != len(segs) or oi != len(orig) or di != len(dels):
-        raise ValueError("columns left over")

@@ -17,7 +17,8 @@ import attrs
 
 from statesync.core._context import Dot
 from statesync.core._errors import InvalidOperation
-from statesync.core._seq import Sequence, Slicer, Target, deletion_delta, dump_runs, load_runs
+from statesync.core._seq import Sequence, Target, deletion_delta
+from statesync.core._seqruns import Slicer, dump_runs, load_runs, rebuilt
 from statesync.core._typebase import (
     PENDING_OPS_MAX,
     Buffered,
@@ -188,7 +189,7 @@ class Text(Buffered[TextOp]):
         """
         touched = self._seq.compact(stable)
         if touched:
-            self._seq = self._seq.rebuilt()
+            self._seq = rebuilt(self._seq)
         return touched
 
     def to_snapshot(self) -> dict[str, object]:
