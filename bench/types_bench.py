@@ -33,8 +33,10 @@ from typing import Any
 import msgpack
 import zstandard
 
+from statesync.core import Replica, Strategies
 from statesync.core._counter import Counter, counter_op_from_plain
 from statesync.core._text import Text, text_op_from_plain
+from statesync.wire._opblock import encode_ops
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TRACES = next(
@@ -241,6 +243,23 @@ def counters(n: int = 1540) -> None:
     print(f"  bytes: {sum(map(len, blobs)):,} B of ops ({sum(map(len, blobs)) / n:.1f} B each), merged snapshot {len(snap):,} B")
 
 
+def plain_key_writers(n: int = 1540) -> None:
+    """Next to the counter: n replicas each write one plain key, merged into one replica."""
+    for name in ("last-write-wins", "vector-clock"):
+        ops = [Replica(f"node{i}", strategies=Strategies(name)).put("likes", 1, 1_700_000_000_000 + i) for i in range(n)]
+        blobs = [msgpack.packb(encode_ops([op])) for op in ops]
+        merged = Replica("merger", strategies=Strategies(name))
+        t0 = time.perf_counter()
+        for op in ops:
+            merged.receive(op)
+        secs = time.perf_counter() - t0
+        kept = len(merged.versions("likes"))
+        print(
+            f"  one plain key, {name}: merge {secs * 1e3:.1f} ms ({secs / n * 1e6:.1f} us/op), "
+            f"{sum(map(len, blobs)):,} B of ops (wire op blocks of one), {kept:,} version(s) kept, value {merged.get('likes')!r}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -258,6 +277,7 @@ def main() -> None:
     sequential(limit)
     concurrent()
     counters()
+    plain_key_writers()
 
 
 if __name__ == "__main__":
