@@ -165,6 +165,8 @@ class Text(Buffered[TextOp]):
     def _apply_now(self, op: TextOp) -> Delta:
         seq = self._seq
         if type(op) is TextInsert:
+            if type(op.text) is not str or not op.text:
+                raise _bad(f"op {op.dot} inserts {op.text!r:.20}: a non-empty str is needed", f"op {op.dot}")
             for c in (op.left, op.right):
                 if c is not None and not seq.has(c):
                     raise _bad(f"op {op.dot} anchors to {c}, which op {c[:2]} does not hold", f"op {op.dot}")

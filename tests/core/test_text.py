@@ -203,6 +203,8 @@ def test_malformed_remote_ops_raise_only_invalid_operation() -> None:
     assert t.value() == "abc"
     with pytest.raises(InvalidOperation):
         t.apply(TextInsert("b", 1, ("b", 1, 0), None, "x"))  # anchored to itself
+    with pytest.raises(InvalidOperation):
+        t.apply(TextInsert("b", 1, None, None, ""))
 
 
 def test_held_ops_are_bounded() -> None:
