@@ -39,6 +39,8 @@ Scalar: TypeAlias = bool | int | float | str | None
 ScalarKey: TypeAlias = tuple[int, int | float | str, int]
 
 SCALAR_STR_CHARS_MAX: Final = 1 << 16
+SET_ELEMENTS_MAX: Final = 1 << 20
+"""Default bound on a set's size."""
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 
@@ -118,9 +120,10 @@ class AWSet(Buffered[SetOp]):
 
     TYPE_NAME = "awset"
 
-    def __init__(self, *, pending_ops_max: int = PENDING_OPS_MAX) -> None:
+    def __init__(self, *, elements_max: int = SET_ELEMENTS_MAX, pending_ops_max: int = PENDING_OPS_MAX) -> None:
         self._elems: dict[ScalarKey, tuple[Scalar, set[Dot]]] = {}
         self._d: Delivery[SetOp] = Delivery(pending_ops_max)
+        self.elements_max = elements_max
 
     def value(self) -> list[Scalar]:
         return [self._elems[k][0] for k in sorted(self._elems)]
@@ -170,6 +173,8 @@ class AWSet(Buffered[SetOp]):
         dots.difference_update(op.observed)
         if type(op) is SetAdd:
             dots.add(op.dot)
+            if got is None and len(self._elems) >= self.elements_max:
+                raise _bad(f"op {op.dot} would exceed the bound of {self.elements_max} elements", f"op {op.dot}")
         if dots:
             self._elems[key] = (got[0] if got else op.element, dots)
         elif got:
@@ -202,8 +207,14 @@ class AWSet(Buffered[SetOp]):
         }
 
     @classmethod
-    def from_snapshot(cls, data: Mapping[str, object], *, pending_ops_max: int = PENDING_OPS_MAX) -> AWSet:
-        s = cls(pending_ops_max=pending_ops_max)
+    def from_snapshot(
+        cls,
+        data: Mapping[str, object],
+        *,
+        elements_max: int = SET_ELEMENTS_MAX,
+        pending_ops_max: int = PENDING_OPS_MAX,
+    ) -> AWSet:
+        s = cls(elements_max=elements_max, pending_ops_max=pending_ops_max)
         try:
             check_header(data, "awset")
             elements: Iterable[list[object]] = data["elements"]  # type: ignore[assignment]
@@ -213,6 +224,8 @@ class AWSet(Buffered[SetOp]):
                 if not got:
                     raise ValueError(f"element {x!r:.40} without dots")
                 s._elems[key] = (_canonical(x), got)  # type: ignore[arg-type]
+            if len(s._elems) > elements_max:
+                raise ValueError(f"more than {elements_max} elements")
             pending = s._load_causal(data, set_op_from_plain)
         except (KeyError, TypeError, ValueError) as exc:
             raise _bad(f"malformed snapshot ({exc})") from None

@@ -111,8 +111,8 @@ def _values(values: object, where: str) -> tuple[Value, ...]:
 
 
 def _ts(x: object) -> int:
-    if type(x) is not int or x < 1:
-        raise _bad(f"ts must be an int >= 1, got {x!r:.20}", "ts")
+    if type(x) is not int or not 1 <= x < 2**62:
+        raise _bad(f"ts must be an int in 1..2**62-1, got {x!r:.20}", "ts")
     return x
 
 

@@ -91,3 +91,13 @@ def test_bad_input() -> None:
             set_op_from_plain(bad)
     op = s.add(("a", 1), "x")
     assert set_op_from_plain(op.to_plain()) == op
+
+
+def test_the_set_is_bounded() -> None:
+    s = AWSet(elements_max=2)
+    s.add(("a", 1), 1)
+    s.add(("a", 2), 2)
+    s.add(("a", 3), 2)  # present already: fine
+    with pytest.raises(InvalidOperation):
+        s.add(("a", 4), 3)
+    assert s.value() == [1, 2]
