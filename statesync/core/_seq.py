@@ -5,10 +5,10 @@ the Fugue: Minimizing Interleaving in Collaborative Text Editing" (2023,
 arXiv:2305.00583), in its list form: each element records its left origin
 (the element just before it when it was inserted) and its right origin (the
 element just after that one, tombstones included), and a replica integrates
-a remote element by scanning the elements between the two origins (the scan
-Joseph Gentle's reference-crdts calls YjsMod, which the paper's FugueMax
-orders the same way). Concurrent inserts at one position never interleave:
-a run typed by one author stays together, forward or backward.
+a remote element by scanning the elements between the two origins, ties
+broken by author (the form Joseph Gentle's crdt-from-scratch gives
+FugueMax). Concurrent inserts at one position never interleave: a run typed
+by one author stays together, forward or backward (property-tested).
 
 Element ids are dots of the tree's scheme: the op that inserted an element
 has one dot ``(origin, seq)``, and its n elements are ``(origin, seq, 0..n-1)``.
