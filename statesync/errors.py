@@ -50,6 +50,7 @@ __all__ = [
     "HandshakeFailed",
     "InvalidArgument",
     "InvalidKey",
+    "InvalidOperation",
     "InvalidPath",
     "InvalidValue",
     "KeyFileError",
@@ -124,6 +125,21 @@ class InvalidValue(DataError):
     """
 
     def __init__(self, message: str, *, type_name: str = "", where: str = "$") -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.where = where
+
+
+
+class InvalidOperation(DataError):
+    """A typed operation (text, list, counter, set) cannot apply where it was aimed.
+
+    A position past the end, a negative count, a move of a missing item, a
+    malformed op record: nothing of the op is applied. ``where`` names the
+    place (``"pos 12"``, ``"item ('a', 3, 0)"``), ``type_name`` the type.
+    """
+
+    def __init__(self, message: str, *, type_name: str = "", where: str = "") -> None:
         super().__init__(message)
         self.type_name = type_name
         self.where = where

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from statesync.errors import (
     ClockSkewError,
+    InvalidOperation,
     InvalidPath,
     InvalidValue,
     ResolverCheckFailed,
@@ -18,6 +19,7 @@ from statesync.errors import (
 
 __all__ = [
     "ClockSkewError",
+    "InvalidOperation",
     "InvalidPath",
     "InvalidValue",
     "ResolverCheckFailed",
