@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import trio
 
 from statesync.ports import _codec
-from statesync.ports._errors import PeerUnreachable, PortClosedError, SocketClosed
+from statesync.ports._errors import PortClosedError, SocketClosed
 from statesync.ports._liveness import Liveness
 from statesync.ports._options import PortOptions
 from statesync.ports._outbox import Conn
@@ -131,7 +131,7 @@ class Link(Conn):
                 ok = self.transport.try_send(frame)
             except SocketClosed:
                 return True
-            except PeerUnreachable as e:
+            except ConnectionError as e:
                 self.host.link_dead(self, str(e))
                 return True
             if not ok:

@@ -7,7 +7,7 @@ its high-water mark does). Frames are the same bytes the ZeroMQ transport
 carries, so the runtime above, its handshake, heartbeats and protocol, run
 unchanged: tests use it to run several runtimes in one process without
 sockets. Closing one end ends the other's receiver with
-:class:`~statesync.ports._errors.PeerUnreachable` (a disconnect).
+the builtin ``ConnectionError`` (a disconnect; the runtime catches it).
 
 Listeners are found by name in a registry kept per trio run.
 """
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
 
-from statesync.ports._errors import ConnectError, PeerUnreachable, SocketClosed
+from statesync.ports._errors import ConnectError, SocketClosed
 
 if TYPE_CHECKING:
     from statesync.ports._link import Listener
@@ -81,7 +81,7 @@ class MemoryTransport:
             raise SocketClosed("the in-memory connection is closed")
         peer = self.peer
         if peer is None or peer.closed:
-            raise PeerUnreachable("the other side closed the in-memory connection")
+            raise ConnectionError("the other side closed the in-memory connection")
         return peer
 
     def try_send(self, frame: bytes) -> bool:

@@ -75,23 +75,14 @@ class Routing:
         elif st.close_at is not None:
             close_seq, close_pseq = st.close_at
         moves = st.moves + 1
+        # (id, partner, moves, partner_gen, window; out and in sequence numbers; the two
+        # directions' credit counters; where the partner closed)
         ref = PortRef(
-            id=st.id,
-            partner=st.partner,
-            moves=moves,
-            partner_gen=partner_gen,
-            window=st.window,
-            seq_out=st.seq_out,
-            pseq_out=st.pseq_out,
-            seq_in=first_seq,
-            pseq_in=first_pseq,
-            sent=st.sent,
-            credited=st.credited,
-            consumed=st.consumed,
-            granted=st.granted,
-            close_seq=close_seq,
-            close_pseq=close_pseq,
-        )
+            st.id, st.partner, moves, partner_gen, st.window,
+            st.seq_out, st.pseq_out, first_seq, first_pseq,
+            st.sent, st.credited, st.consumed, st.granted,
+            close_seq, close_pseq,
+        )  # fmt: skip
         self._retire(st, PortTransferredError(TRANSFERRED))
         st.exported = True
         if self.entries.get(st.id) is st:

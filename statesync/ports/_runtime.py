@@ -57,7 +57,6 @@ from statesync.ports._errors import (
     ConnectError,
     HandshakeFailed,
     InvalidKey,
-    PeerUnreachable,
     PortClosedError,
     PortsError,
     SocketClosed,
@@ -405,7 +404,7 @@ class PortRuntime(PortHosting):
                 self._run_ready()
         except SocketClosed:
             pass
-        except PeerUnreachable as e:
+        except ConnectionError as e:
             self.link_dead(link, f"the connection was lost ({e})")
 
     def _hello(self, link: Link, data: bytes) -> bool:

@@ -39,11 +39,8 @@ class Item:
     def __init__(
         self, kind: int, prio: bool, req_id: int, payload: bytes, ports: tuple[PortEnd, ...]
     ) -> None:
-        self.kind = kind
-        self.prio = prio
-        self.req_id = req_id
-        self.payload = payload
-        self.ports = ports
+        self.kind, self.prio, self.req_id = kind, prio, req_id
+        self.payload, self.ports = payload, ports
 
 
 QueueEntry = bytes | Item | CloseItem

@@ -9,7 +9,7 @@ browser issue adds WebSocket):
 
 - ``try_send(frame) -> bool``: send without blocking, False when the
   transport is full (the link then waits in ``wait_room``); raise
-  :class:`~statesync.ports._errors.PeerUnreachable` when the other side is
+  the builtin ``ConnectionError`` (caught by the link, never shown to users) when the other side is
   gone, :class:`~statesync.ports._errors.SocketClosed` once closed;
 - ``await wait_room()``: until ``try_send`` may succeed;
 - ``input_waiting()``: frames wait to be read (asked before a heartbeat
@@ -64,7 +64,7 @@ import trio
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from statesync.ports._errors import PeerUnreachable, SocketClosed
+from statesync.ports._errors import SocketClosed
 from statesync.ports._options import PortOptions
 from statesync.ports._zsocket import SEND_BACKOFF_FIRST_S, SEND_BACKOFF_MAX_S, TrioSocket
 from statesync.wire import DEFAULT_LIMITS
@@ -102,7 +102,7 @@ class ZmqDealer:
         try:
             return self.sock.try_send(frame)
         except zmq.ZMQError as e:
-            raise PeerUnreachable(f"the peer is unreachable ({e.strerror})") from None
+            raise ConnectionError(f"the peer is unreachable ({e.strerror})") from None
 
     async def wait_room(self) -> None:
         await self.sock.wait_for(zmq.POLLOUT)
@@ -140,7 +140,7 @@ class ZmqRouterPeer:
         try:
             ok = self.sock.try_send_multipart((self.rid, frame))
         except zmq.ZMQError as e:
-            raise PeerUnreachable(f"the peer is unreachable ({e.strerror})") from None
+            raise ConnectionError(f"the peer is unreachable ({e.strerror})") from None
         if ok:
             self._backoff_s = SEND_BACKOFF_FIRST_S
         return ok
