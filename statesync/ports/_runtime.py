@@ -2,23 +2,7 @@
 
 Socket layout: :mod:`statesync.ports._transport`; CURVE: :mod:`statesync.ports._curve`.
 
-Handshake and liveness
-======================
-
-The connecting (active) side speaks first: ``Hello`` (runtime id, protocol
-version, reachable endpoints, window, heartbeat timeout); the listening side
-answers ``Welcome`` or ``Bye`` with a reason. Then ``Open`` creates a logical
-port on the listener, which hands it to ``async for port in listener``. Each
-side pings an idle connection every ``heartbeat_interval_s`` (or faster, a
-quarter of the peer's announced timeout) and declares it dead after
-``heartbeat_timeout_s`` of silence (a SIGSTOPped peer, or one whose Python is
-stuck while libzmq still answers ZeroMQ pings), on EHOSTUNREACH or a TCP
-disconnect (a SIGKILLed peer) or on ``Bye`` (graceful close; it is queued
-behind everything already queued, so it never overtakes forwarded messages).
-A dead connection fires ``close`` on every port that used it, on both sides.
-ZeroMQ heartbeats run underneath. A frame that does not decode is counted,
-logged and dropped; a connection that sends more than ``BAD_FRAMES_MAX`` is
-dropped.
+Handshake and liveness: :mod:`statesync.ports._link`.
 
 The ports protocol itself (sequencing, credit, transfer and relays, close) is
 the pure state machine of :mod:`statesync.ports._protocol`; this module keeps
