@@ -56,12 +56,6 @@ def vv_compare(a: Mapping[str, int], b: Mapping[str, int]) -> Ordering:
     return Ordering.CONCURRENT
 
 
-def vv_min(vectors: Iterable[Mapping[str, int]], nodes: Iterable[str]) -> VersionVector:
-    """Pointwise minimum over ``vectors`` for each of ``nodes`` (0 where absent)."""
-    vectors = list(vectors)
-    return {node: min((v.get(node, 0) for v in vectors), default=0) for node in nodes}
-
-
 def context_from_dots(dots: Iterable[Dot]) -> Context:
     """The compact context covering ``dots``: per node, the highest seq among them.
 

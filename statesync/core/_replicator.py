@@ -59,7 +59,7 @@ from typing import Final, Literal, NamedTuple, TypeAlias
 
 import attrs
 
-from statesync.core._context import CausalContext, Dot
+from statesync.core._context import CausalContext
 from statesync.core._errors import WriteConcernError
 from statesync.core._hlc import hlc_wall_ms
 from statesync.core._messages import (
@@ -1017,12 +1017,6 @@ class Replicator:
         """Drop causally stable ops from the log."""
         return self.replica.log.compact(self.stable())
 
-    def forget_peer(self, node_id: str) -> None:
-        """Stop counting ``node_id`` for stability (a member removed for good)."""
-        peer = self.peers.get(node_id)
-        if peer is not None and peer.link is None:
-            del self.peers[node_id]
-
     def shutdown(self, now: Now, reason: str = RefuseReason.SHUTDOWN) -> None:
         """Say goodbye on every link and close them."""
         for link in list(self._links.values()):
@@ -1092,6 +1086,3 @@ class Replicator:
             **self.replica.stats(),
         }
 
-
-def dots_of(ops: Iterable[Op]) -> set[Dot]:
-    return {(op.origin, op.seq) for op in ops}

@@ -257,49 +257,6 @@ class StateTree:
                 else:
                     yield (*path, seg), reg_versions(child)  # type: ignore[arg-type]
 
-    def scope_context(self, path: Path) -> Context:
-        """The compact context of every version in ``path``'s scope.
-
-        The scope is the path, its ancestors and everything beneath it: what a
-        write at ``path`` overwrites.
-        """
-        best: dict[str, int] = {}
-        node = self._root
-        last = len(path) - 1
-        if last < 0:
-            self._note_subtree(best, node)
-        for i, seg in enumerate(path):
-            entry = node.children.get(seg)
-            if entry is None:
-                break
-            if type(entry) is _Node:
-                if entry.reg is not None:
-                    _note_dots(best, entry.reg)
-                if i == last:
-                    self._note_subtree(best, entry)
-                node = entry
-            else:
-                _note_dots(best, entry)  # type: ignore[arg-type]
-                break
-        if not best:
-            return ()
-        if len(best) == 1:
-            return tuple(best.items())
-        return tuple(sorted(best.items()))
-
-    @staticmethod
-    def _note_subtree(best: dict[str, int], node: _Node) -> None:
-        stack = [node]
-        while stack:
-            n = stack.pop()
-            for entry in n.children.values():
-                if type(entry) is _Node:
-                    if entry.reg is not None:
-                        _note_dots(best, entry.reg)
-                    stack.append(entry)
-                else:
-                    _note_dots(best, entry)  # type: ignore[arg-type]
-
     # ----------------------------------------------------------------- writes
 
     def apply(self, op: Op, changes: list[Change] | None = None) -> None:

@@ -138,10 +138,6 @@ def encode_chunks(
         per = max(1, int(k * target_bytes / max(1, len(body))))
 
 
-def encode_vv(pack: Callable[[object], bytes], vv: dict[str, int]) -> bytes:
-    return pack(vv)
-
-
 def decode_vv(body: bytes) -> dict[str, int]:
     try:
         raw = _unpack(body)
