@@ -64,18 +64,18 @@ from statesync.core._path import (
     parse_path,
 )
 from statesync.core._replica import Replica, ReplicaLimits, Snapshot
-from statesync.core._replicator import (
+from statesync.core._replication import (
     AckSpec,
     LinkId,
     Now,
     Output,
     PeerState,
-    Replicator,
     ReplicatorConfig,
     WriteStatus,
     WriteTicket,
-    op_size,
 )
+from statesync.core._replicator import Replicator
+from statesync.core._sizes import op_size
 from statesync.core._strategy import (
     Custom,
     LastWriteWins,
