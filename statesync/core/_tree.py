@@ -587,8 +587,18 @@ class StateTree:
     def _insert(
         self, path: Path, version: Version, touched: dict[Path, Value | AbsentType] | None
     ) -> None:
+        old = self._add_at(self._make_parent(path[:-1]), path[-1], version)
+        if touched is not None and path not in touched:
+            touched[path] = self._value_safe(path, old)
+
+    def _make_parent(self, prefix: Path) -> _Node:
+        """The node at ``prefix``, made where missing (a leaf on the way becomes a node's register).
+
+        Interior nodes are only ever created here, never replaced, so a node
+        found for a prefix stays valid while nothing is removed.
+        """
         node = self._root
-        for seg in path[:-1]:
+        for seg in prefix:
             entry = node.children.get(seg)
             if type(entry) is _Node:
                 node = entry
@@ -598,23 +608,24 @@ class StateTree:
                 nxt.reg = entry  # type: ignore[assignment]
             node.children[seg] = nxt
             node = nxt
-        seg = path[-1]
-        entry = node.children.get(seg)
-        old: Register | None
+        return node
+
+    def _add_at(self, node: _Node, seg: str, version: Version) -> Register | None:
+        """Add ``version`` to the register at ``seg`` under ``node``; return the register it had."""
+        children = node.children
+        entry = children.get(seg)
         if entry is None:
-            old = None
-            node.children[seg] = version
+            children[seg] = version
             self.leaf_count += 1
-        elif type(entry) is _Node:
+            return None
+        if type(entry) is _Node:
             old = entry.reg
             if old is None:
                 self.leaf_count += 1
             entry.reg = _add_version(old, version)
-        else:
-            old = entry  # type: ignore[assignment]
-            node.children[seg] = _add_version(old, version)
-        if touched is not None and path not in touched:
-            touched[path] = self._value_safe(path, old)
+            return old
+        children[seg] = _add_version(entry, version)  # type: ignore[arg-type]
+        return entry  # type: ignore[return-value]
 
     # ---------------------------------------------------------- whole state
 
@@ -630,18 +641,8 @@ class StateTree:
         changes: list[Change] | None = None,
     ) -> None:
         """Make ``versions`` the register at ``path`` (empty: remove it)."""
-        if not path:
-            return
-        old = self._read_leaf(path) if changes is not None else ABSENT
-        self._drop_register(path)
-        for v in versions:
-            self._insert(path, v, None)
-        if changes is not None:
-            new = self._read_leaf(path)
-            top = max(versions, key=version_key) if versions else None
-            changes.append(
-                Change(path, old, new, top.origin if top else "", top.seq if top else 0)
-            )
+        if path:
+            self._set_versions(path, versions, changes, replace=True)
 
     def add_registers(
         self, items: Iterable[tuple[Path, tuple[Version, ...]]], changes: list[Change] | None = None
@@ -656,20 +657,35 @@ class StateTree:
             self._add_registers_bulk(items)
             return
         for path, versions in items:
-            if not path or not versions:
-                continue
-            old = self._read_leaf(path)
-            for v in versions:
-                self._insert(path, v, None)
-            top = max(versions, key=version_key)
-            changes.append(Change(path, old, self._read_leaf(path), top.origin, top.seq))
+            if path and versions:
+                self._set_versions(path, versions, changes, replace=False)
+
+    def _set_versions(
+        self,
+        path: Path,
+        versions: tuple[Version, ...],
+        changes: list[Change] | None,
+        *,
+        replace: bool,
+    ) -> None:
+        """Add ``versions`` at ``path`` (first dropping the register there if ``replace``); record the change."""
+        old = self._read_leaf(path) if changes is not None else ABSENT
+        if replace:
+            self._drop_register(path)
+        for v in versions:
+            self._insert(path, v, None)
+        if changes is not None:
+            top = max(versions, key=version_key) if versions else None
+            changes.append(
+                Change(path, old, self._read_leaf(path), top.origin if top else "", top.seq if top else 0)
+            )
 
     def _add_registers_bulk(self, items: Iterable[tuple[Path, tuple[Version, ...]]]) -> None:
         insert = self._insert
-        root = self._root
-        node = root
+        make_parent = self._make_parent
+        add_at = self._add_at
+        node = self._root
         last: Path | None = None
-        added = 0
         for path, versions in items:
             if not path or not versions:
                 continue
@@ -679,33 +695,9 @@ class StateTree:
                 continue
             prefix = path[:-1]
             if prefix != last:
-                # Interior nodes are only ever created here, never replaced, so
-                # the node found for a prefix stays valid for the whole load.
-                node = root
-                for seg in prefix:
-                    entry = node.children.get(seg)
-                    if type(entry) is _Node:
-                        node = entry
-                        continue
-                    nxt = _Node()
-                    if entry is not None:
-                        nxt.reg = entry  # type: ignore[assignment]
-                    node.children[seg] = nxt
-                    node = nxt
+                node = make_parent(prefix)
                 last = prefix
-            seg = path[-1]
-            children = node.children
-            entry = children.get(seg)
-            if entry is None:
-                children[seg] = versions[0]
-                added += 1
-            elif type(entry) is _Node:
-                if entry.reg is None:
-                    added += 1
-                entry.reg = _add_version(entry.reg, versions[0])
-            else:
-                children[seg] = _add_version(entry, versions[0])  # type: ignore[arg-type]
-        self.leaf_count += added
+            add_at(node, path[-1], versions[0])
 
     def _drop_register(self, path: Path) -> None:
         node = self._root

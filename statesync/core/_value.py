@@ -99,14 +99,16 @@ def _walk(value: object, trail: list[object], depth: int, limits: ValueLimits) -
             type_name=t.__name__,
             where=_where(trail),
         )
-    if t is list:
-        items: list[object] = value  # type: ignore[assignment]
-        if len(items) > limits.container_items_max:
+    if t is list or t is dict:
+        n = len(value)  # type: ignore[arg-type]
+        if n > limits.container_items_max:
             raise InvalidValue(
-                f"a list of {len(items)} items at {_where(trail)} exceeds the limit of {limits.container_items_max}",
-                type_name="list",
+                f"a {t.__name__} of {n} items at {_where(trail)} exceeds the limit of {limits.container_items_max}",
+                type_name=t.__name__,
                 where=_where(trail),
             )
+    if t is list:
+        items: list[object] = value  # type: ignore[assignment]
         size = 5
         for i, item in enumerate(items):
             trail.append(i)
@@ -117,12 +119,6 @@ def _walk(value: object, trail: list[object], depth: int, limits: ValueLimits) -
         return size
     if t is dict:
         mapping: dict[object, object] = value  # type: ignore[assignment]
-        if len(mapping) > limits.container_items_max:
-            raise InvalidValue(
-                f"a dict of {len(mapping)} items at {_where(trail)} exceeds the limit of {limits.container_items_max}",
-                type_name="dict",
-                where=_where(trail),
-            )
         size = 5
         for key, item in mapping.items():
             if type(key) is not str:

@@ -1,0 +1,299 @@
+"""Decoding hooks: an unpacked msgpack object to a message, checked strictly.
+
+One :class:`Decoder` per :class:`DecodeLimits`; every hook raises DecodeError
+naming where the offending field sits.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Any, Final
+
+import attrs
+from cattrs.preconf.msgpack import make_converter
+
+from statesync.core import Op, Ops, SyncResponse, Version
+from statesync.wire import _opblock
+from statesync.wire._errors import (
+    DecodeError,
+    MalformedFrame,
+    RegistrationError,
+    UnknownMessageType,
+    WrongType,
+)
+from statesync.wire._fields import (
+    NONE,
+    SNAPSHOT_ENTRY,
+    StructureHook,
+    is_registered,
+    is_union,
+    is_value_type,
+)
+from statesync.wire._limits import DecodeLimits
+from statesync.wire._values import fix_value
+
+
+def _wrong(value: object, expected: str) -> WrongType:
+    return WrongType(
+        f"expected {expected}, got {type(value).__name__} {value!r:.60}",
+        limit="type",
+        bound=expected,
+        value=type(value).__name__,
+    )
+
+
+def _dec_str(x: Any, _: Any) -> Any:
+    if type(x) is not str:
+        raise _wrong(x, "str")
+    return x
+
+
+def _dec_int(x: Any, _: Any) -> Any:
+    if type(x) is not int:
+        raise _wrong(x, "int")
+    return x
+
+
+def _dec_float(x: Any, _: Any) -> Any:
+    t = type(x)
+    if t is float:
+        return x
+    if t is int:
+        return float(x)
+    raise _wrong(x, "float")
+
+
+def _dec_bool(x: Any, _: Any) -> Any:
+    if type(x) is not bool:
+        raise _wrong(x, "bool")
+    return x
+
+
+def _dec_bytes(x: Any, _: Any) -> Any:
+    if type(x) is not bytes:
+        raise _wrong(x, "bytes")
+    return x
+
+
+def _dec_none(x: Any, _: Any) -> Any:
+    if x is not None:
+        raise _wrong(x, "nil")
+    return x
+
+
+_DEC_PRIMITIVES: Final[dict[object, StructureHook]] = {
+    str: _dec_str,
+    int: _dec_int,
+    float: _dec_float,
+    bool: _dec_bool,
+    bytes: _dec_bytes,
+    NONE: _dec_none,
+}
+
+
+class Decoder:
+    """A decoding converter bound to one DecodeLimits, with its tag table."""
+
+    def __init__(self, limits: DecodeLimits, classes: list[type]) -> None:
+        self.limits = limits
+        self.converter = conv = make_converter(detailed_validation=False)
+        for t, hook in _DEC_PRIMITIVES.items():
+            conv.register_structure_hook(t, hook)
+        conv.register_structure_hook(Op, lambda x, _: _opblock.decode_op(x, limits))
+        conv.register_structure_hook(Version, lambda x, _: _opblock.decode_version(x, limits))
+        conv.register_structure_hook_factory(lambda t: True, self._factory)
+        for cls in classes:
+            conv.register_structure_hook(cls, self._class_hook(cls))
+        conv.register_structure_hook(Ops, self._ops_hook)
+        conv.register_structure_hook(SyncResponse, self._sync_response_hook)
+        self.by_tag: dict[int, tuple[type, StructureHook]] = {
+            cls.TAG: (cls, conv.get_structure_hook(cls))  # type: ignore[attr-defined]
+            for cls in classes
+        }
+
+    def message(self, obj: Any) -> object:
+        if type(obj) is not tuple or not obj:
+            raise MalformedFrame(
+                f"a message is an array [tag, fields...], not {type(obj).__name__}",
+                limit="format",
+                bound="array",
+                value=type(obj).__name__,
+            )
+        tag = obj[0]
+        entry = self.by_tag.get(tag) if type(tag) is int else None
+        if entry is None:
+            raise UnknownMessageType(
+                f"unknown message tag {tag!r}; the peer speaks a newer or different protocol",
+                limit="tag",
+                bound=sorted(self.by_tag),
+                value=tag,
+            )
+        return entry[1](obj, entry[0])
+
+    def _factory(self, t: Any) -> StructureHook:
+        limits = self.limits
+        conv = self.converter
+        if t in _DEC_PRIMITIVES:
+            return _DEC_PRIMITIVES[t]
+        if t is None:
+            return _dec_none
+        if is_value_type(t):
+            return lambda x, _: fix_value(x, limits)
+        if t is Op:
+            return lambda x, _: _opblock.decode_op(x, limits)
+        if t is Version:
+            return lambda x, _: _opblock.decode_version(x, limits)
+        args = typing.get_args(t)
+        if is_union(t):
+            members = [a for a in args if a is not NONE]
+            nullable = len(members) < len(args)
+            if len(members) == 1:
+                inner = conv.get_structure_hook(members[0])
+                member = members[0]
+
+                def optional(x: Any, _: Any) -> Any:
+                    return None if x is None else inner(x, member)
+
+                return optional if nullable else inner
+            prims = {m: _DEC_PRIMITIVES[m] for m in members if m in _DEC_PRIMITIVES}
+            tagged = {m.TAG: m for m in members if is_registered(m)}
+            expected = " or ".join(getattr(m, "__name__", str(m)) for m in args)
+
+            def union(x: Any, _: Any) -> Any:
+                if x is None and nullable:
+                    return None
+                tx = type(x)
+                if tx in prims:
+                    return x
+                if tx is int and float in prims:
+                    return float(x)
+                if tx is tuple and x and type(x[0]) is int and x[0] in tagged:
+                    cls = tagged[x[0]]
+                    return conv.get_structure_hook(cls)(x, cls)
+                raise _wrong(x, expected)
+
+            return union
+        origin = typing.get_origin(t)
+        if origin is tuple or origin is list:
+            if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+                elem = args[0]
+                if elem is Op:
+                    return lambda x, _: _opblock.decode_ops(x, limits)
+                if elem is Version:
+                    return lambda x, _: _opblock.decode_versions(x, limits)
+                if elem == SNAPSHOT_ENTRY:
+                    return lambda x, _: _opblock.decode_entries(x, limits)
+            elif origin is list:
+                elem = args[0]
+            else:
+                return _fixed_tuple_dec(args, [conv.get_structure_hook(a) for a in args])
+            return _seq_dec(elem, conv.get_structure_hook(elem), origin is list)
+        if origin is dict:
+            return _dict_dec(args[1], conv.get_structure_hook(args[1]))
+        raise RegistrationError(f"no decoder for the field type {t!r}")
+
+    def _class_hook(self, cls: type) -> StructureHook:
+        tag: int = cls.TAG  # type: ignore[attr-defined]
+        afields = attrs.fields(cls)
+        fields = [(f.name, self.converter.get_structure_hook(f.type), f.type) for f in afields]
+        total = len(fields)
+        required = sum(1 for f in afields if f.default is attrs.NOTHING)
+        name = cls.__qualname__
+
+        def structure(obj: Any, _: Any) -> Any:
+            if type(obj) is not tuple or not obj or type(obj[0]) is not int or obj[0] != tag:
+                raise _wrong(obj, f"a {name} message [{tag}, ...]")
+            given = len(obj) - 1
+            if not required <= given <= total:
+                raise MalformedFrame(
+                    f"a {name} message has {given} fields; it has {required} to {total}",
+                    limit="format",
+                    bound=(required, total),
+                    value=given,
+                )
+            args = []
+            for (fname, hook, ftype), value in zip(fields, obj[1:], strict=False):
+                try:
+                    args.append(hook(value, ftype))
+                except DecodeError as e:
+                    raise e.at(f".{fname}") from None
+            return cls(*args)
+
+        return structure
+
+    def _ops_hook(self, obj: Any, _: Any) -> Any:
+        if type(obj) is not tuple or len(obj) != 2 or obj[0] != Ops.TAG:
+            raise MalformedFrame("an Ops message is [4, ops]", limit="format", bound=2, value=obj)
+        try:
+            return Ops(_opblock.decode_ops(obj[1], self.limits))
+        except DecodeError as e:
+            raise e.at(".ops") from None
+
+    def _sync_response_hook(self, obj: Any, _: Any) -> Any:
+        if type(obj) is not tuple or len(obj) not in (2, 3) or obj[0] != SyncResponse.TAG:
+            raise MalformedFrame("a SyncResponse message is [7, ops, more]", limit="format", bound=3, value=obj)
+        more = obj[2] if len(obj) == 3 else False
+        if type(more) is not bool:
+            raise _wrong(more, "bool").at(".more")
+        try:
+            return SyncResponse(_opblock.decode_ops(obj[1], self.limits), more)
+        except DecodeError as e:
+            raise e.at(".ops") from None
+
+
+def _seq_dec(elem: object, inner: StructureHook, as_list: bool) -> StructureHook:
+    exact = elem if elem in (str, int, bool, bytes) else None
+
+    def seq(x: Any, _: Any) -> Any:
+        if type(x) is not tuple:
+            raise _wrong(x, "an array")
+        if exact is not None and all(type(e) is exact for e in x):
+            return list(x) if as_list else x
+        out = []
+        for i, e in enumerate(x):
+            try:
+                out.append(inner(e, elem))
+            except DecodeError as err:
+                raise err.at(f"[{i}]") from None
+        return out if as_list else tuple(out)
+
+    return seq
+
+
+def _fixed_tuple_dec(types_: tuple[Any, ...], inners: list[StructureHook]) -> StructureHook:
+    size = len(inners)
+
+    def fixed(x: Any, _: Any) -> Any:
+        if type(x) is not tuple or len(x) != size:
+            raise _wrong(x, f"an array of {size} items")
+        out = []
+        for i, (hook, t, e) in enumerate(zip(inners, types_, x, strict=True)):
+            try:
+                out.append(hook(e, t))
+            except DecodeError as err:
+                raise err.at(f"[{i}]") from None
+        return tuple(out)
+
+    return fixed
+
+
+def _dict_dec(value_type: object, inner: StructureHook) -> StructureHook:
+    exact = value_type if value_type in (str, int, bool, bytes) else None
+
+    def mapping(x: Any, _: Any) -> Any:
+        if type(x) is not dict:
+            raise _wrong(x, "a map")
+        for k in x:
+            if type(k) is not str:
+                raise _wrong(k, "str map keys")
+        if exact is not None and all(type(v) is exact for v in x.values()):
+            return x
+        out = {}
+        for k, v in x.items():
+            try:
+                out[k] = inner(v, value_type)
+            except DecodeError as err:
+                raise err.at(f"[{k!r}]") from None
+        return out
+
+    return mapping

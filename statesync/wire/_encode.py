@@ -1,0 +1,289 @@
+"""Encoding hooks: a registered message to its msgpack-ready form, checked field by field.
+
+Each hook checks a field against its annotation and raises DataCloneError
+naming where the culprit sits (``$.ops[0].value``).
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable
+from typing import Any, Final
+
+import attrs
+import cattrs
+
+from statesync.core import Op, Ops, SyncResponse, Version
+from statesync.wire import _opblock
+from statesync.wire._errors import DataCloneError, RegistrationError
+from statesync.wire._fields import (
+    NONE,
+    SNAPSHOT_ENTRY,
+    UnstructureHook,
+    is_registered,
+    is_union,
+    is_value_type,
+)
+from statesync.wire._limits import DEFAULT_LIMITS
+from statesync.wire._values import INT_MAX, INT_MIN, check_payload
+
+
+def _clone_error(value: object, expected: str) -> DataCloneError:
+    return DataCloneError(
+        f"{value!r:.80} is a {type(value).__qualname__}; the field holds {expected}",
+        type_name=type(value).__qualname__,
+    )
+
+
+def _at(e: DataCloneError, prefix: str) -> DataCloneError:
+    e.where = "$" + prefix + e.where[1:]
+    return e
+
+
+def _enc_str(x: object) -> object:
+    if type(x) is not str:
+        raise _clone_error(x, "a str")
+    if len(x) * 4 > DEFAULT_LIMITS.str_bytes_max:
+        check_payload(x)
+    return x
+
+
+def _enc_int(x: object) -> object:
+    if type(x) is not int:
+        raise _clone_error(x, "an int")
+    if not INT_MIN <= x <= INT_MAX:
+        raise _clone_error(x, "a 64-bit int")
+    return x
+
+
+def _enc_float(x: object) -> object:
+    if type(x) is not float and type(x) is not int:
+        raise _clone_error(x, "a float")
+    return x
+
+
+def _enc_bool(x: object) -> object:
+    if type(x) is not bool:
+        raise _clone_error(x, "a bool")
+    return x
+
+
+def _enc_bytes(x: object) -> object:
+    if type(x) is not bytes:
+        raise _clone_error(x, "bytes")
+    if len(x) > DEFAULT_LIMITS.bin_bytes_max:
+        check_payload(x)
+    return x
+
+
+def _enc_none(x: object) -> object:
+    if x is not None:
+        raise _clone_error(x, "None")
+    return x
+
+
+def _enc_value(x: object) -> object:
+    check_payload(x)
+    return x
+
+
+ENC_PRIMITIVES: Final[dict[object, UnstructureHook]] = {
+    str: _enc_str,
+    int: _enc_int,
+    float: _enc_float,
+    bool: _enc_bool,
+    bytes: _enc_bytes,
+    NONE: _enc_none,
+}
+
+
+def _enc_ops(x: Any) -> object:
+    if type(x) is not tuple and type(x) is not list:
+        raise _clone_error(x, "a tuple of Op")
+    return _opblock.encode_ops(x)
+
+
+def enc_op(x: Any) -> object:
+    if not isinstance(x, tuple):
+        raise _clone_error(x, "an Op")
+    return _opblock.encode_ops((x,))  # type: ignore[arg-type]
+
+
+def _enc_versions(x: Any) -> object:
+    if type(x) is not tuple and type(x) is not list:
+        raise _clone_error(x, "a tuple of Version")
+    return _opblock.encode_versions(x)
+
+
+def enc_version(x: Any) -> object:
+    _opblock.encode_versions((x,))
+    return x
+
+
+def _enc_entries(x: Any) -> object:
+    if type(x) is not tuple and type(x) is not list:
+        raise _clone_error(x, "a tuple of snapshot entries")
+    return _opblock.encode_entries(x)
+
+
+def unstructure_factory(conv: cattrs.Converter) -> Callable[[Any], UnstructureHook]:
+    def factory(t: Any) -> UnstructureHook:
+        if t in ENC_PRIMITIVES:
+            return ENC_PRIMITIVES[t]
+        if t is None:
+            return _enc_none
+        if is_value_type(t):
+            return _enc_value
+        if t is Op:
+            return enc_op
+        if t is Version:
+            return enc_version
+        args = typing.get_args(t)
+        if is_union(t):
+            members = [a for a in args if a is not NONE]
+            nullable = len(members) < len(args)
+            if len(members) == 1:
+                inner = conv.get_unstructure_hook(members[0])
+
+                def optional(x: object) -> object:
+                    return None if x is None else inner(x)
+
+                return optional if nullable else inner
+            by_type = {m: conv.get_unstructure_hook(m) for m in members}
+            expected = " or ".join(getattr(m, "__name__", str(m)) for m in args)
+
+            def union(x: object) -> object:
+                if x is None and nullable:
+                    return None
+                hook = by_type.get(type(x))
+                if hook is None:
+                    raise _clone_error(x, expected)
+                return hook(x)
+
+            return union
+        origin = typing.get_origin(t)
+        if origin is tuple or origin is list:
+            if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+                elem = args[0]
+                if elem is Op:
+                    return _enc_ops
+                if elem is Version:
+                    return _enc_versions
+                if elem == SNAPSHOT_ENTRY:
+                    return _enc_entries
+            elif origin is list:
+                elem = args[0]
+            else:
+                return _fixed_tuple_enc([conv.get_unstructure_hook(a) for a in args])
+            return _seq_enc(elem, conv.get_unstructure_hook(elem))
+        if origin is dict:
+            return _dict_enc(args[1], conv.get_unstructure_hook(args[1]))
+        if is_registered(t):
+            return conv.get_unstructure_hook(t)
+        raise RegistrationError(f"no encoder for the field type {t!r}")
+
+    return factory
+
+
+def _seq_enc(elem: object, inner: UnstructureHook) -> UnstructureHook:
+    exact = elem if elem in (str, bool, bytes) else None
+
+    def seq(x: Any) -> object:
+        if type(x) is not tuple and type(x) is not list:
+            raise _clone_error(x, "a tuple")
+        if exact is not None and all(type(e) is exact for e in x):
+            return x
+        out = []
+        for i, e in enumerate(x):
+            try:
+                out.append(inner(e))
+            except DataCloneError as err:
+                raise _at(err, f"[{i}]") from None
+        return out
+
+    return seq
+
+
+def _fixed_tuple_enc(inners: list[UnstructureHook]) -> UnstructureHook:
+    size = len(inners)
+
+    def fixed(x: Any) -> object:
+        if (type(x) is not tuple and type(x) is not list) or len(x) != size:
+            raise _clone_error(x, f"a tuple of {size} items")
+        out = []
+        for i, (hook, e) in enumerate(zip(inners, x, strict=True)):
+            try:
+                out.append(hook(e))
+            except DataCloneError as err:
+                raise _at(err, f"[{i}]") from None
+        return out
+
+    return fixed
+
+
+def _dict_enc(value_type: object, inner: UnstructureHook) -> UnstructureHook:
+    exact = int if value_type is int else str if value_type is str else None
+
+    def mapping(x: Any) -> object:
+        if type(x) is not dict:
+            raise _clone_error(x, "a dict")
+        for k in x:
+            if type(k) is not str:
+                raise _at(_clone_error(k, "str keys"), f"[{k!r}]")
+        if exact is not None and all(type(v) is exact for v in x.values()):
+            if exact is int and x and not (min(x.values()) >= INT_MIN and max(x.values()) <= INT_MAX):
+                raise _clone_error(x, "64-bit ints")
+            return x
+        out = {}
+        for k, v in x.items():
+            try:
+                out[k] = inner(v)
+            except DataCloneError as err:
+                raise _at(err, f"[{k!r}]") from None
+        return out
+
+    return mapping
+
+
+def class_unstructure(cls: type, conv: cattrs.Converter) -> UnstructureHook:
+    tag: int = cls.TAG  # type: ignore[attr-defined]
+    fields = [(f.name, conv.get_unstructure_hook(f.type)) for f in attrs.fields(cls)]
+
+    def unstructure(msg: Any) -> list[object]:
+        if type(msg) is not cls:
+            raise _clone_error(msg, f"a {cls.__qualname__}")
+        out: list[object] = [tag]
+        for name, hook in fields:
+            try:
+                out.append(hook(getattr(msg, name)))
+            except DataCloneError as err:
+                raise _at(err, f".{name}") from None
+        return out
+
+    return unstructure
+
+
+def _ops_unstructure(msg: Any) -> list[object]:
+    if type(msg) is not Ops:
+        raise _clone_error(msg, "an Ops")
+    try:
+        return [Ops.TAG, _enc_ops(msg.ops)]
+    except DataCloneError as err:
+        raise _at(err, ".ops") from None
+
+
+def _sync_response_unstructure(msg: Any) -> list[object]:
+    if type(msg) is not SyncResponse:
+        raise _clone_error(msg, "a SyncResponse")
+    if type(msg.more) is not bool:
+        raise _at(_clone_error(msg.more, "a bool"), ".more")
+    try:
+        return [SyncResponse.TAG, _enc_ops(msg.ops), msg.more]
+    except DataCloneError as err:
+        raise _at(err, ".ops") from None
+
+
+HAND_UNSTRUCTURE: Final[dict[type, UnstructureHook]] = {
+    Ops: _ops_unstructure,
+    SyncResponse: _sync_response_unstructure,
+}
