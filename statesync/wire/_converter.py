@@ -42,14 +42,11 @@ from statesync.wire._encode import (
 from statesync.wire._errors import (
     DataCloneError,
     DecodeError,
-    FrameTooLarge,
-    MalformedFrame,
-    NestingTooDeep,
     RegistrationError,
 )
 from statesync.wire._fields import BY_CLASS, BY_TAG, UnstructureHook, check_supported, is_registered
 from statesync.wire._limits import DEFAULT_LIMITS, DecodeLimits
-from statesync.wire._msgpack import pack_checked, packb, unpack
+from statesync.wire._msgpack import frame_too_large, pack_checked, packb, undecodable, unpack
 from statesync.wire._values import check_payload, fix_value
 
 __all__ = [
@@ -205,10 +202,8 @@ def structure_message(obj: object, limits: DecodeLimits) -> object:
         return _decoder(limits).message(obj)
     except DecodeError:
         raise
-    except RecursionError:
-        raise NestingTooDeep("the message nests too deep", limit="depth_max", bound=limits.depth_max) from None
     except Exception as e:
-        raise MalformedFrame(f"the message does not decode: {type(e).__name__}: {e}", limit="unexpected") from None
+        raise undecodable(e, "message", limits) from None
 
 
 def decode_message(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> object:
@@ -216,17 +211,12 @@ def decode_message(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> object
     try:
         size = len(data)
         if size > limits.frame_bytes_max:
-            raise FrameTooLarge(
-                f"a message of {size} bytes exceeds frame_bytes_max={limits.frame_bytes_max}",
-                limit="frame_bytes_max",
-                bound=limits.frame_bytes_max,
-                value=size,
-            )
+            raise frame_too_large(size, limits, "message")
         return structure_message(unpack(data, limits), limits)
     except DecodeError:
         raise
     except Exception as e:
-        raise MalformedFrame(f"the message does not decode: {type(e).__name__}: {e}", limit="unexpected") from None
+        raise undecodable(e, "message", limits) from None
 
 
 def encode_payload(data: object) -> bytes:
@@ -258,19 +248,12 @@ def decode_payload(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Value:
     try:
         size = len(data)
         if size > limits.frame_bytes_max:
-            raise FrameTooLarge(
-                f"a payload of {size} bytes exceeds frame_bytes_max={limits.frame_bytes_max}",
-                limit="frame_bytes_max",
-                bound=limits.frame_bytes_max,
-                value=size,
-            )
+            raise frame_too_large(size, limits, "payload")
         return fix_value(unpack(data, limits), limits)
     except DecodeError:
         raise
-    except RecursionError:
-        raise NestingTooDeep("the payload nests too deep", limit="depth_max", bound=limits.depth_max) from None
     except Exception as e:
-        raise MalformedFrame(f"the payload does not decode: {type(e).__name__}: {e}", limit="unexpected") from None
+        raise undecodable(e, "payload", limits) from None
 
 
 for _cls in MESSAGE_TYPES:

@@ -7,13 +7,15 @@ naming where the offending field sits.
 from __future__ import annotations
 
 import typing
+from collections.abc import Iterable
+from itertools import repeat
 from typing import Any, Final
 
 import attrs
 from cattrs.preconf.msgpack import make_converter
 
 from statesync.core import Op, Ops, SyncResponse, Version
-from statesync.wire import _opblock
+from statesync.wire._entryblock import decode_entries, decode_version, decode_versions
 from statesync.wire._errors import (
     DecodeError,
     MalformedFrame,
@@ -30,6 +32,7 @@ from statesync.wire._fields import (
     is_value_type,
 )
 from statesync.wire._limits import DecodeLimits
+from statesync.wire._opblock import decode_op, decode_ops
 from statesync.wire._values import fix_value
 
 
@@ -42,16 +45,15 @@ def _wrong(value: object, expected: str) -> WrongType:
     )
 
 
-def _dec_str(x: Any, _: Any) -> Any:
-    if type(x) is not str:
-        raise _wrong(x, "str")
-    return x
+def _dec_exact(t: type, name: str) -> StructureHook:
+    """The hook of a primitive that decodes to exactly ``t`` (msgpack's own types)."""
 
+    def hook(x: Any, _: Any) -> Any:
+        if type(x) is not t:
+            raise _wrong(x, name)
+        return x
 
-def _dec_int(x: Any, _: Any) -> Any:
-    if type(x) is not int:
-        raise _wrong(x, "int")
-    return x
+    return hook
 
 
 def _dec_float(x: Any, _: Any) -> Any:
@@ -63,18 +65,6 @@ def _dec_float(x: Any, _: Any) -> Any:
     raise _wrong(x, "float")
 
 
-def _dec_bool(x: Any, _: Any) -> Any:
-    if type(x) is not bool:
-        raise _wrong(x, "bool")
-    return x
-
-
-def _dec_bytes(x: Any, _: Any) -> Any:
-    if type(x) is not bytes:
-        raise _wrong(x, "bytes")
-    return x
-
-
 def _dec_none(x: Any, _: Any) -> Any:
     if x is not None:
         raise _wrong(x, "nil")
@@ -82,11 +72,11 @@ def _dec_none(x: Any, _: Any) -> Any:
 
 
 _DEC_PRIMITIVES: Final[dict[object, StructureHook]] = {
-    str: _dec_str,
-    int: _dec_int,
+    str: _dec_exact(str, "str"),
+    int: _dec_exact(int, "int"),
     float: _dec_float,
-    bool: _dec_bool,
-    bytes: _dec_bytes,
+    bool: _dec_exact(bool, "bool"),
+    bytes: _dec_exact(bytes, "bytes"),
     NONE: _dec_none,
 }
 
@@ -99,8 +89,8 @@ class Decoder:
         self.converter = conv = make_converter(detailed_validation=False)
         for t, hook in _DEC_PRIMITIVES.items():
             conv.register_structure_hook(t, hook)
-        conv.register_structure_hook(Op, lambda x, _: _opblock.decode_op(x, limits))
-        conv.register_structure_hook(Version, lambda x, _: _opblock.decode_version(x, limits))
+        conv.register_structure_hook(Op, lambda x, _: decode_op(x, limits))
+        conv.register_structure_hook(Version, lambda x, _: decode_version(x, limits))
         conv.register_structure_hook_factory(lambda t: True, self._factory)
         for cls in classes:
             conv.register_structure_hook(cls, self._class_hook(cls))
@@ -140,9 +130,9 @@ class Decoder:
         if is_value_type(t):
             return lambda x, _: fix_value(x, limits)
         if t is Op:
-            return lambda x, _: _opblock.decode_op(x, limits)
+            return lambda x, _: decode_op(x, limits)
         if t is Version:
-            return lambda x, _: _opblock.decode_version(x, limits)
+            return lambda x, _: decode_version(x, limits)
         args = typing.get_args(t)
         if is_union(t):
             members = [a for a in args if a is not NONE]
@@ -178,11 +168,11 @@ class Decoder:
             if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
                 elem = args[0]
                 if elem is Op:
-                    return lambda x, _: _opblock.decode_ops(x, limits)
+                    return lambda x, _: decode_ops(x, limits)
                 if elem is Version:
-                    return lambda x, _: _opblock.decode_versions(x, limits)
+                    return lambda x, _: decode_versions(x, limits)
                 if elem == SNAPSHOT_ENTRY:
-                    return lambda x, _: _opblock.decode_entries(x, limits)
+                    return lambda x, _: decode_entries(x, limits)
             elif origin is list:
                 elem = args[0]
             else:
@@ -225,7 +215,7 @@ class Decoder:
         if type(obj) is not tuple or len(obj) != 2 or obj[0] != Ops.TAG:
             raise MalformedFrame("an Ops message is [4, ops]", limit="format", bound=2, value=obj)
         try:
-            return Ops(_opblock.decode_ops(obj[1], self.limits))
+            return Ops(decode_ops(obj[1], self.limits))
         except DecodeError as e:
             raise e.at(".ops") from None
 
@@ -236,7 +226,7 @@ class Decoder:
         if type(more) is not bool:
             raise _wrong(more, "bool").at(".more")
         try:
-            return SyncResponse(_opblock.decode_ops(obj[1], self.limits), more)
+            return SyncResponse(decode_ops(obj[1], self.limits), more)
         except DecodeError as e:
             raise e.at(".ops") from None
 
@@ -249,12 +239,7 @@ def _seq_dec(elem: object, inner: StructureHook, as_list: bool) -> StructureHook
             raise _wrong(x, "an array")
         if exact is not None and all(type(e) is exact for e in x):
             return list(x) if as_list else x
-        out = []
-        for i, e in enumerate(x):
-            try:
-                out.append(inner(e, elem))
-            except DecodeError as err:
-                raise err.at(f"[{i}]") from None
+        out = _dec_items(repeat(inner), repeat(elem), x)
         return out if as_list else tuple(out)
 
     return seq
@@ -266,15 +251,20 @@ def _fixed_tuple_dec(types_: tuple[Any, ...], inners: list[StructureHook]) -> St
     def fixed(x: Any, _: Any) -> Any:
         if type(x) is not tuple or len(x) != size:
             raise _wrong(x, f"an array of {size} items")
-        out = []
-        for i, (hook, t, e) in enumerate(zip(inners, types_, x, strict=True)):
-            try:
-                out.append(hook(e, t))
-            except DecodeError as err:
-                raise err.at(f"[{i}]") from None
-        return tuple(out)
+        return tuple(_dec_items(inners, types_, x))
 
     return fixed
+
+
+def _dec_items(hooks: Iterable[StructureHook], types_: Iterable[Any], items: tuple[Any, ...]) -> list[Any]:
+    """Each item through its hook (given its type), a failure naming the item's index."""
+    out = []
+    for i, (hook, t, e) in enumerate(zip(hooks, types_, items, strict=False)):
+        try:
+            out.append(hook(e, t))
+        except DecodeError as err:
+            raise err.at(f"[{i}]") from None
+    return out
 
 
 def _dict_dec(value_type: object, inner: StructureHook) -> StructureHook:

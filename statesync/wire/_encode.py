@@ -7,14 +7,15 @@ naming where the culprit sits (``$.ops[0].value``).
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
 from typing import Any, Final
 
 import attrs
 import cattrs
 
 from statesync.core import Op, Ops, SyncResponse, Version
-from statesync.wire import _opblock
+from statesync.wire._entryblock import encode_entries, encode_versions
 from statesync.wire._errors import DataCloneError, RegistrationError
 from statesync.wire._fields import (
     NONE,
@@ -25,7 +26,8 @@ from statesync.wire._fields import (
     is_value_type,
 )
 from statesync.wire._limits import DEFAULT_LIMITS
-from statesync.wire._values import INT_MAX, INT_MIN, check_payload
+from statesync.wire._opblock import encode_ops
+from statesync.wire._values import INT_MAX, INT_MIN, check_payload, clone_error_at
 
 
 def _clone_error(value: object, expected: str) -> DataCloneError:
@@ -33,11 +35,6 @@ def _clone_error(value: object, expected: str) -> DataCloneError:
         f"{value!r:.80} is a {type(value).__qualname__}; the field holds {expected}",
         type_name=type(value).__qualname__,
     )
-
-
-def _at(e: DataCloneError, prefix: str) -> DataCloneError:
-    e.where = "$" + prefix + e.where[1:]
-    return e
 
 
 def _enc_str(x: object) -> object:
@@ -100,30 +97,30 @@ ENC_PRIMITIVES: Final[dict[object, UnstructureHook]] = {
 def _enc_ops(x: Any) -> object:
     if type(x) is not tuple and type(x) is not list:
         raise _clone_error(x, "a tuple of Op")
-    return _opblock.encode_ops(x)
+    return encode_ops(x)
 
 
 def enc_op(x: Any) -> object:
     if not isinstance(x, tuple):
         raise _clone_error(x, "an Op")
-    return _opblock.encode_ops((x,))  # type: ignore[arg-type]
+    return encode_ops((x,))  # type: ignore[arg-type]
 
 
 def _enc_versions(x: Any) -> object:
     if type(x) is not tuple and type(x) is not list:
         raise _clone_error(x, "a tuple of Version")
-    return _opblock.encode_versions(x)
+    return encode_versions(x)
 
 
 def enc_version(x: Any) -> object:
-    _opblock.encode_versions((x,))
+    encode_versions((x,))
     return x
 
 
 def _enc_entries(x: Any) -> object:
     if type(x) is not tuple and type(x) is not list:
         raise _clone_error(x, "a tuple of snapshot entries")
-    return _opblock.encode_entries(x)
+    return encode_entries(x)
 
 
 def unstructure_factory(conv: cattrs.Converter) -> Callable[[Any], UnstructureHook]:
@@ -193,13 +190,7 @@ def _seq_enc(elem: object, inner: UnstructureHook) -> UnstructureHook:
             raise _clone_error(x, "a tuple")
         if exact is not None and all(type(e) is exact for e in x):
             return x
-        out = []
-        for i, e in enumerate(x):
-            try:
-                out.append(inner(e))
-            except DataCloneError as err:
-                raise _at(err, f"[{i}]") from None
-        return out
+        return _enc_items(repeat(inner), x)
 
     return seq
 
@@ -210,15 +201,20 @@ def _fixed_tuple_enc(inners: list[UnstructureHook]) -> UnstructureHook:
     def fixed(x: Any) -> object:
         if (type(x) is not tuple and type(x) is not list) or len(x) != size:
             raise _clone_error(x, f"a tuple of {size} items")
-        out = []
-        for i, (hook, e) in enumerate(zip(inners, x, strict=True)):
-            try:
-                out.append(hook(e))
-            except DataCloneError as err:
-                raise _at(err, f"[{i}]") from None
-        return out
+        return _enc_items(inners, x)
 
     return fixed
+
+
+def _enc_items(hooks: Iterable[UnstructureHook], items: Sequence[Any]) -> list[object]:
+    """Each item through its hook, a failure naming the item's index."""
+    out = []
+    for i, (hook, e) in enumerate(zip(hooks, items, strict=False)):
+        try:
+            out.append(hook(e))
+        except DataCloneError as err:
+            raise clone_error_at(err, f"[{i}]") from None
+    return out
 
 
 def _dict_enc(value_type: object, inner: UnstructureHook) -> UnstructureHook:
@@ -229,7 +225,7 @@ def _dict_enc(value_type: object, inner: UnstructureHook) -> UnstructureHook:
             raise _clone_error(x, "a dict")
         for k in x:
             if type(k) is not str:
-                raise _at(_clone_error(k, "str keys"), f"[{k!r}]")
+                raise clone_error_at(_clone_error(k, "str keys"), f"[{k!r}]")
         if exact is not None and all(type(v) is exact for v in x.values()):
             if exact is int and x and not (min(x.values()) >= INT_MIN and max(x.values()) <= INT_MAX):
                 raise _clone_error(x, "64-bit ints")
@@ -239,7 +235,7 @@ def _dict_enc(value_type: object, inner: UnstructureHook) -> UnstructureHook:
             try:
                 out[k] = inner(v)
             except DataCloneError as err:
-                raise _at(err, f"[{k!r}]") from None
+                raise clone_error_at(err, f"[{k!r}]") from None
         return out
 
     return mapping
@@ -257,7 +253,7 @@ def class_unstructure(cls: type, conv: cattrs.Converter) -> UnstructureHook:
             try:
                 out.append(hook(getattr(msg, name)))
             except DataCloneError as err:
-                raise _at(err, f".{name}") from None
+                raise clone_error_at(err, f".{name}") from None
         return out
 
     return unstructure
@@ -269,18 +265,18 @@ def _ops_unstructure(msg: Any) -> list[object]:
     try:
         return [Ops.TAG, _enc_ops(msg.ops)]
     except DataCloneError as err:
-        raise _at(err, ".ops") from None
+        raise clone_error_at(err, ".ops") from None
 
 
 def _sync_response_unstructure(msg: Any) -> list[object]:
     if type(msg) is not SyncResponse:
         raise _clone_error(msg, "a SyncResponse")
     if type(msg.more) is not bool:
-        raise _at(_clone_error(msg.more, "a bool"), ".more")
+        raise clone_error_at(_clone_error(msg.more, "a bool"), ".more")
     try:
         return [SyncResponse.TAG, _enc_ops(msg.ops), msg.more]
     except DataCloneError as err:
-        raise _at(err, ".ops") from None
+        raise clone_error_at(err, ".ops") from None
 
 
 HAND_UNSTRUCTURE: Final[dict[type, UnstructureHook]] = {

@@ -40,14 +40,14 @@ from statesync.wire._errors import (
     DecodeError,
     DecompressedTooLarge,
     EncodeError,
-    FrameTooLarge,
     MalformedFrame,
-    NestingTooDeep,
     UnknownFlags,
     UnknownVersion,
     WireSettingError,
 )
 from statesync.wire._limits import DEFAULT_LIMITS, DecodeLimits
+from statesync.wire._msgpack import frame_too_large, undecodable
+from statesync.wire._values import clone_error_at
 
 VERSION: Final = 1
 FLAG_COMPRESSED: Final = 0x01
@@ -149,7 +149,7 @@ def encode_frame(
             try:
                 parts.append(unstructure_message(msg))
             except DataCloneError as e:
-                e.where = f"$[{i}]{e.where[1:]}"
+                clone_error_at(e, f"[{i}]")
                 raise
         body = pack_checked(parts, list(messages))
         flags = FLAG_BATCH
@@ -195,22 +195,15 @@ def decode_frame(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Frame:
         return _decode_frame(data, limits)
     except DecodeError:
         raise
-    except RecursionError:
-        raise NestingTooDeep("the frame nests too deep", limit="depth_max", bound=limits.depth_max) from None
     except Exception as e:
-        raise MalformedFrame(f"the frame does not decode: {type(e).__name__}: {e}", limit="unexpected") from None
+        raise undecodable(e, "frame", limits) from None
 
 
 def _decode_frame(data: bytes, limits: DecodeLimits) -> Frame:
     view = memoryview(data).cast("B")  # any buffer: bytes, bytearray, a zmq frame
     size = len(view)
     if size > limits.frame_bytes_max:
-        raise FrameTooLarge(
-            f"a frame of {size} bytes exceeds frame_bytes_max={limits.frame_bytes_max}",
-            limit="frame_bytes_max",
-            bound=limits.frame_bytes_max,
-            value=size,
-        )
+        raise frame_too_large(size, limits, "frame")
     if size <= HEADER_BYTES:
         raise MalformedFrame(f"a frame of {size} bytes is too short to hold anything", limit="format", value=size)
     version = view[0]

@@ -14,6 +14,7 @@ from statesync.wire._errors import (
     ContainerTooLong,
     DataCloneError,
     DecodeError,
+    FrameTooLarge,
     MalformedFrame,
     NestingTooDeep,
     StringTooLong,
@@ -121,3 +122,20 @@ def pack_checked(obj: object, original: object) -> bytes:
         raise DataCloneError(
             f"cannot encode {type(original).__qualname__}: {e}", type_name=type(original).__qualname__
         ) from None
+
+
+def frame_too_large(size: int, limits: DecodeLimits, what: str) -> FrameTooLarge:
+    """The error for ``size`` bytes of ``what`` (a frame, a message...) beyond frame_bytes_max."""
+    return FrameTooLarge(
+        f"a {what} of {size} bytes exceeds frame_bytes_max={limits.frame_bytes_max}",
+        limit="frame_bytes_max",
+        bound=limits.frame_bytes_max,
+        value=size,
+    )
+
+
+def undecodable(e: Exception, what: str, limits: DecodeLimits) -> DecodeError:
+    """The decoder's safety net: the DecodeError for a Python error met decoding ``what``."""
+    if isinstance(e, RecursionError):
+        return NestingTooDeep(f"the {what} nests too deep", limit="depth_max", bound=limits.depth_max)
+    return MalformedFrame(f"the {what} does not decode: {type(e).__name__}: {e}", limit="unexpected")

@@ -35,6 +35,12 @@ def where_of(trail: list[object]) -> str:
     return "$" + "".join(f"[{k!r}]" for k in trail)
 
 
+def clone_error_at(e: DataCloneError, prefix: str) -> DataCloneError:
+    """Prefix ``e.where`` with the position of what encloses it (``[2]``, ``.ops``); return ``e``."""
+    e.where = "$" + prefix + e.where[1:]
+    return e
+
+
 def check_payload(value: Any, limits: DecodeLimits = DEFAULT_LIMITS) -> int:
     """Raise DataCloneError unless ``value`` can be sent as a payload; return its item count.
 
