@@ -21,6 +21,7 @@ from statesync.core._context import (
 )
 from statesync.core._errors import (
     ClockSkewError,
+    InvalidArgument,
     InvalidPath,
     InvalidValue,
     ResolverCheckFailed,
@@ -119,6 +120,7 @@ __all__ = [
     "Dot",
     "Hello",
     "HybridClock",
+    "InvalidArgument",
     "InvalidPath",
     "InvalidValue",
     "LastWriteWins",

@@ -61,3 +61,8 @@ class WriteConcernError(StatesyncError):
         super().__init__(message)
         self.missing = missing
         self.dot = dot
+
+
+class InvalidArgument(StatesyncError, ValueError):
+    """A call got an argument it does not take (an unknown write concern, an empty
+    batch, an empty node id); the message names it and what is accepted."""

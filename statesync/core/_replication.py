@@ -12,7 +12,7 @@ from typing import Literal, NamedTuple, TypeAlias
 
 import attrs
 
-from statesync.core._errors import WriteConcernError
+from statesync.core._errors import InvalidArgument, WriteConcernError
 from statesync.core._messages import Message, SnapshotEntry
 from statesync.core._op import Change, Op
 from statesync.core._replica import Snapshot
@@ -63,7 +63,7 @@ class ReplicatorConfig:
 
 def check_ack(ack: object) -> None:
     if not (ack == "local" or ack == "all" or (type(ack) is int and ack >= 0)):  # noqa: PLR1714
-        raise ValueError(f"ack must be 'local', 'all' or a number of peers >= 0, not {ack!r}")
+        raise InvalidArgument(f"ack must be 'local', 'all' or a number of peers >= 0, not {ack!r}")
 
 
 class WriteStatus(enum.Enum):

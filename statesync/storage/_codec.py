@@ -78,7 +78,7 @@ def decode_op(body: bytes) -> Op:
     except DecodeError:
         raise
     except Exception as e:
-        raise DecodeError(f"an op record does not decode: {e}") from None
+        raise DecodeError(f"an op record does not decode: {e}") from e
 
 
 def _version(raw: Any) -> Version:
@@ -111,7 +111,7 @@ def decode_entries(body: bytes) -> list[SnapshotEntry]:
     except DecodeError:
         raise
     except Exception as e:
-        raise DecodeError(f"a snapshot chunk does not decode: {e}") from None
+        raise DecodeError(f"a snapshot chunk does not decode: {e}") from e
 
 
 def encode_chunks(
@@ -142,7 +142,7 @@ def decode_vv(body: bytes) -> dict[str, int]:
     try:
         raw = _unpack(body)
     except Exception as e:
-        raise DecodeError(f"a version vector does not decode: {e}") from None
+        raise DecodeError(f"a version vector does not decode: {e}") from e
     if type(raw) is not dict:
         raise DecodeError("a version vector is not a map")
     return raw
@@ -152,7 +152,7 @@ def decode_endpoints(body: bytes) -> tuple[str, ...]:
     try:
         raw = _unpack(body)
     except Exception as e:
-        raise DecodeError(f"a peer's endpoints do not decode: {e}") from None
+        raise DecodeError(f"a peer's endpoints do not decode: {e}") from e
     if type(raw) is not tuple:
         raise DecodeError("a peer's endpoints are not an array")
     return raw

@@ -29,3 +29,8 @@ class StoreClosed(StorageError):
 
 class StorageLimitError(StorageError, ValueError):
     """An argument exceeds a storage bound (peer count, endpoint or meta size)."""
+
+
+class StorageArgumentError(StorageError, ValueError):
+    """A store was given a setting or a name it does not take (durability, snapshot
+    chunk size, node id, meta key); the message says what it takes."""

@@ -283,14 +283,14 @@ def check_paths(paths: Any, count: int, limits: DecodeLimits) -> None:
         return
     try:
         joined = "\x00".join(segments)  # TypeError unless every segment is a str
-    except TypeError:
+    except TypeError as exc:
         bad = next(s for s in segments if type(s) is not str)
         raise BadPath(
             f"a path segment is a {type(bad).__name__}, not a str",
             limit="path",
             bound="str",
             value=type(bad).__name__,
-        ) from None
+        ) from exc
     if "" in segments:
         raise BadPath("a path has an empty segment; segments are non-empty", limit="path", bound="non-empty", value="")
     limit = limits.segment_chars_max
@@ -331,7 +331,7 @@ def fix_values(
             raise ValueRejected(
                 f"a value breaks the value rules: {e}", limit="value", bound="core value rules", value=e.type_name,
                 where=f"$[{i}].value",
-            ) from None
+            ) from e
         fixed[i] = v
     return tuple(fixed)
 

@@ -203,7 +203,7 @@ def structure_message(obj: object, limits: DecodeLimits) -> object:
     except DecodeError:
         raise
     except Exception as e:
-        raise undecodable(e, "message", limits) from None
+        raise undecodable(e, "message", limits) from e
 
 
 def decode_message(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> object:
@@ -216,7 +216,7 @@ def decode_message(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> object
     except DecodeError:
         raise
     except Exception as e:
-        raise undecodable(e, "message", limits) from None
+        raise undecodable(e, "message", limits) from e
 
 
 def encode_payload(data: object) -> bytes:
@@ -253,7 +253,7 @@ def decode_payload(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Value:
     except DecodeError:
         raise
     except Exception as e:
-        raise undecodable(e, "payload", limits) from None
+        raise undecodable(e, "payload", limits) from e
 
 
 for _cls in MESSAGE_TYPES:

@@ -196,7 +196,7 @@ def decode_frame(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Frame:
     except DecodeError:
         raise
     except Exception as e:
-        raise undecodable(e, "frame", limits) from None
+        raise undecodable(e, "frame", limits) from e
 
 
 def _decode_frame(data: bytes, limits: DecodeLimits) -> Frame:
@@ -265,7 +265,7 @@ def _decompress(view: memoryview, limits: DecodeLimits) -> bytes:
     try:
         stated = zstandard.frame_content_size(packed)
     except zstandard.ZstdError as e:
-        raise CompressionError(f"the compressed body is corrupt: {e}", limit="zstd") from None
+        raise CompressionError(f"the compressed body is corrupt: {e}", limit="zstd") from e
     if stated >= 0 and stated != claimed:
         # zstd would size its output from its own header, ignoring max_output_size.
         raise CompressionError(
@@ -281,7 +281,7 @@ def _decompress(view: memoryview, limits: DecodeLimits) -> bytes:
             f"the compressed body does not expand to the {claimed} bytes it claims: {e}",
             limit="decompressed_bytes_max",
             bound=claimed,
-        ) from None
+        ) from e
     if len(body) != claimed:
         raise CompressionError(
             f"the compressed body expands to {len(body)} bytes, not the {claimed} it claims",

@@ -61,25 +61,25 @@ def unpack(data: bytes, limits: DecodeLimits) -> Any:
         )
     except DecodeError:
         raise
-    except msgpack.StackError:
+    except msgpack.StackError as exc:
         raise NestingTooDeep(
             "the data nests deeper than the unpacker's stack (1024 levels)",
             limit="depth_max",
             bound=limits.depth_max,
             value=">1024",
-        ) from None
-    except msgpack.OutOfData:
-        raise MalformedFrame("the message is truncated", limit="format", value=size) from None
-    except msgpack.ExtraData:  # pragma: no cover - the pre-pass catches it
-        raise MalformedFrame("extra bytes follow the message", limit="format", value=size) from None
-    except msgpack.FormatError:
-        raise MalformedFrame("the bytes are not msgpack (a reserved type byte)", limit="format") from None
-    except UnicodeDecodeError:
-        raise MalformedFrame("a str is not valid UTF-8", limit="format") from None
+        ) from exc
+    except msgpack.OutOfData as exc:
+        raise MalformedFrame("the message is truncated", limit="format", value=size) from exc
+    except msgpack.ExtraData as exc:  # pragma: no cover - the pre-pass catches it
+        raise MalformedFrame("extra bytes follow the message", limit="format", value=size) from exc
+    except msgpack.FormatError as exc:
+        raise MalformedFrame("the bytes are not msgpack (a reserved type byte)", limit="format") from exc
+    except UnicodeDecodeError as exc:
+        raise MalformedFrame("a str is not valid UTF-8", limit="format") from exc
     except ValueError as e:
-        raise _limit_error(str(e), limits) from None
+        raise _limit_error(str(e), limits) from e
     except Exception as e:
-        raise MalformedFrame(f"the bytes do not unpack: {type(e).__name__}: {e}", limit="unexpected") from None
+        raise MalformedFrame(f"the bytes do not unpack: {type(e).__name__}: {e}", limit="unexpected") from e
 
 
 def _limit_error(text: str, limits: DecodeLimits) -> DecodeError:
@@ -111,17 +111,17 @@ def pack_checked(obj: object, original: object) -> bytes:
     """packb, with a DataCloneError naming the culprit on failure."""
     try:
         return packb(obj)
-    except UnicodeEncodeError:
+    except UnicodeEncodeError as exc:
         where = find_unencodable_str(original) or "$"
         raise DataCloneError(
             f"the str at {where} is not valid UTF-8 (a lone surrogate?); fix or drop it",
             type_name="str",
             where=where,
-        ) from None
+        ) from exc
     except (TypeError, ValueError, OverflowError) as e:
         raise DataCloneError(
             f"cannot encode {type(original).__qualname__}: {e}", type_name=type(original).__qualname__
-        ) from None
+        ) from e
 
 
 def frame_too_large(size: int, limits: DecodeLimits, what: str) -> FrameTooLarge:
