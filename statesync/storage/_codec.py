@@ -139,20 +139,23 @@ def encode_chunks(
 
 
 def decode_vv(body: bytes) -> dict[str, int]:
-    try:
-        raw = _unpack(body)
-    except Exception as e:
-        raise DecodeError(f"a version vector does not decode: {e}") from e
-    if type(raw) is not dict:
-        raise DecodeError("a version vector is not a map")
-    return raw
+    vv: dict[str, int] = _decode_plain(body, dict, "a version vector does not decode", "a version vector is not a map")
+    return vv
 
 
 def decode_endpoints(body: bytes) -> tuple[str, ...]:
+    endpoints: tuple[str, ...] = _decode_plain(
+        body, tuple, "a peer's endpoints do not decode", "a peer's endpoints are not an array"
+    )
+    return endpoints
+
+
+def _decode_plain(body: bytes, kind: type, undecodable: str, wrong_kind: str) -> Any:
+    """Unpack a record that must be a ``kind``; raise DecodeError with the text given for each failure."""
     try:
         raw = _unpack(body)
     except Exception as e:
-        raise DecodeError(f"a peer's endpoints do not decode: {e}") from e
-    if type(raw) is not tuple:
-        raise DecodeError("a peer's endpoints are not an array")
+        raise DecodeError(f"{undecodable}: {e}") from e
+    if type(raw) is not kind:
+        raise DecodeError(wrong_kind)
     return raw

@@ -50,6 +50,7 @@ from statesync.storage._store import (
     FORMAT_VERSION,
     META_KEYS_MAX,
     SNAPSHOT_CHUNK_BYTES,
+    ClosingStore,
     Durability,
     Loaded,
     as_durability,
@@ -90,7 +91,7 @@ _COVERED: Final = "seq <= coalesce((SELECT n FROM temp.snap_vv v WHERE v.origin 
 _INSERT_OP: Final = "INSERT INTO ops (origin, seq, hlc, body) VALUES (?, ?, ?, ?)"
 
 
-class SqliteStore:
+class SqliteStore(ClosingStore):
     """A node's durable store under ``data_dir`` (created if missing).
 
     Holds the data dir's lock from construction to :meth:`close`; raises
@@ -127,12 +128,6 @@ class SqliteStore:
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.data_dir)!r}, node_id={self.node_id!r}, durability={self.durability.value!r})"
-
-    def __enter__(self) -> SqliteStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------- opening
 

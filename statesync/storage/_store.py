@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, Protocol, Self, runtime_checkable
 
 import attrs
 
@@ -64,6 +64,19 @@ class Loaded:
     """The highest hybrid-clock stamp ever persisted; the clock restarts above it."""
     peers: dict[str, tuple[str, ...]]
     meta: dict[str, str]
+
+
+class ClosingStore:
+    """What both stores share: ``with store:`` closes the store when the block ends."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
 
 
 @runtime_checkable

@@ -16,6 +16,7 @@ from statesync.core import PUT, InvalidValue, check_tree_value, validate_value
 from statesync.wire._errors import (
     BadPath,
     BatchTooLong,
+    ContainerTooLong,
     DecodeError,
     MalformedFrame,
     OutOfRange,
@@ -354,20 +355,32 @@ def dec_head(n: Any, table: Any, paths: Any, limits: DecodeLimits, *, count: str
         check_node_ids(table, limits, "a node id")
 
 
-def dec_lens(col: Any, n: int, noun: str) -> tuple[int, int, Any]:
-    """A lengths column of ``n`` entries: (the length when all are equal else -1, their sum, the lengths)."""
+def dec_lens(col: Any, n: int, noun: str, limits: DecodeLimits, holds: str) -> tuple[int, int, Any]:
+    """A lengths column of ``n`` entries: (the length when all are equal else -1, their sum, the lengths).
+
+    The sum is bounded by container_len_max; ``holds`` words an excess (``{}`` the sum).
+    """
     t = type(col)
     if t is int:
         if col < 0:
             raise malformed(f"the {noun} is {col}")
-        return col, col * n, None
-    if t is bytes or t is tuple:
+        uniform, total, lens = col, col * n, None
+    elif t is bytes or t is tuple:
         if len(col) != n:
             raise malformed(f"the {noun}s column has {len(col)} entries, not {n}")
         if t is tuple and (not INT_ONLY.issuperset(map(type, col)) or min(col) < 0):
             raise malformed(f"the {noun}s column holds a negative or non-int {noun.rsplit(maxsplit=1)[-1]}")
-        return -1, sum(col), col
-    raise malformed(f"the {noun}s column is a {t.__name__}")
+        uniform, total, lens = -1, sum(col), col
+    else:
+        raise malformed(f"the {noun}s column is a {t.__name__}")
+    if total > limits.container_len_max:
+        raise ContainerTooLong(
+            f"{holds.format(total)}; container_len_max is {limits.container_len_max}",
+            limit="container_len_max",
+            bound=limits.container_len_max,
+            value=total,
+        )
+    return uniform, total, lens
 
 
 def dec_ranged(col: Any, count: int, name: str, low: int, *, what: str, plural: str, limit: str) -> tuple[int, ...]:

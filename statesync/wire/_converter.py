@@ -24,7 +24,8 @@ extra fields are an error.
 from __future__ import annotations
 
 import threading
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
 
 import attrs
 from cattrs.preconf.msgpack import make_converter
@@ -65,6 +66,8 @@ __all__ = [
     "unregister_message",
     "unstructure_message",
 ]
+
+_T = TypeVar("_T")
 
 TAG_MIN: Final = 1
 TAG_MAX: Final = 127
@@ -208,15 +211,20 @@ def structure_message(obj: object, limits: DecodeLimits) -> object:
 
 def decode_message(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> object:
     """Decode one unframed message; raise DecodeError (and nothing else)."""
+    return _decode_bytes(data, limits, "message", structure_message)
+
+
+def _decode_bytes(data: bytes, limits: DecodeLimits, what: str, build: Callable[[Any, DecodeLimits], _T]) -> _T:
+    """Unpack ``data`` (a ``what``) within ``limits`` and ``build`` the result; raise DecodeError only."""
     try:
         size = len(data)
         if size > limits.frame_bytes_max:
-            raise frame_too_large(size, limits, "message")
-        return structure_message(unpack(data, limits), limits)
+            raise frame_too_large(size, limits, what)
+        return build(unpack(data, limits), limits)
     except DecodeError:
         raise
     except Exception as e:
-        raise undecodable(e, "message", limits) from e
+        raise undecodable(e, what, limits) from e
 
 
 def encode_payload(data: object) -> bytes:
@@ -245,15 +253,7 @@ def decode_payload(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Value:
 
     Lists come back as lists (tuples were sent as lists).
     """
-    try:
-        size = len(data)
-        if size > limits.frame_bytes_max:
-            raise frame_too_large(size, limits, "payload")
-        return fix_value(unpack(data, limits), limits)
-    except DecodeError:
-        raise
-    except Exception as e:
-        raise undecodable(e, "payload", limits) from e
+    return _decode_bytes(data, limits, "payload", fix_value)
 
 
 for _cls in MESSAGE_TYPES:

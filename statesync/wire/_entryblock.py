@@ -30,7 +30,7 @@ from statesync.wire._columns import (
     new_tuple,
     split_groups,
 )
-from statesync.wire._errors import ContainerTooLong, DataCloneError, OutOfRange, WrongType
+from statesync.wire._errors import DataCloneError, OutOfRange, WrongType
 from statesync.wire._limits import DecodeLimits
 from statesync.wire._values import SCALAR_TYPES, check_payload, clone_error_at
 
@@ -158,14 +158,7 @@ def decode_entries(block: Any, limits: DecodeLimits) -> tuple[tuple[tuple[str, .
     dec_head(n, table, paths, limits, count="entry count", holds="a snapshot chunk holds", items="entries")
     if not n:
         return ()
-    uniform, m, lens = dec_lens(ccol, n, "version count")
-    if m > limits.container_len_max:
-        raise ContainerTooLong(
-            f"a snapshot chunk holds {m} versions; container_len_max is {limits.container_len_max}",
-            limit="container_len_max",
-            bound=limits.container_len_max,
-            value=m,
-        )
+    uniform, m, lens = dec_lens(ccol, n, "version count", limits, "a snapshot chunk holds {} versions")
     values = fix_values(values, m, limits, None, None)
     origins = dec_strs(ocol, table, m, "version origins")
     hlcs = dec_ranged(hcol, m, "hlc", 0, what="a version's hlc", plural="hlcs", limit="hlc")

@@ -66,7 +66,7 @@ from statesync.wire._columns import (
     new_tuple,
     split_groups,
 )
-from statesync.wire._errors import ContainerTooLong, DataCloneError, OutOfRange
+from statesync.wire._errors import DataCloneError, OutOfRange
 from statesync.wire._limits import DEFAULT_LIMITS, DecodeLimits
 from statesync.wire._values import SCALAR_TYPES, check_payload, clone_error_at
 
@@ -293,14 +293,7 @@ def decode_block(block: Any, limits: DecodeLimits) -> tuple[Op, ...]:
         raise malformed(f"the kinds column is a {tk.__name__}")
     values = fix_values(values, n, limits, kinds, paths)
     # contexts
-    uniform, m, lens = dec_lens(lcol, n, "context length")
-    if m > limits.container_len_max:
-        raise ContainerTooLong(
-            f"the contexts of an op block hold {m} pairs; container_len_max is {limits.container_len_max}",
-            limit="container_len_max",
-            bound=limits.container_len_max,
-            value=m,
-        )
+    uniform, m, lens = dec_lens(lcol, n, "context length", limits, "the contexts of an op block hold {} pairs")
     names = dec_strs(ncol, table, m, "context node")
     ns = dec_ranged(vcol, m, "context counter", 0, what="a context counter", plural="counters", limit="context")
     contexts = split_groups(zip(names, ns, strict=True), n, uniform, lens)
