@@ -64,13 +64,13 @@ from statesync.core._path import (
     is_related,
     parse_path,
 )
+from statesync.core._peers import PeerState
 from statesync.core._replica import Replica, ReplicaLimits, Snapshot
 from statesync.core._replication import (
     AckSpec,
     LinkId,
     Now,
     Output,
-    PeerState,
     ReplicatorConfig,
     WriteStatus,
     WriteTicket,

@@ -1,8 +1,9 @@
 """The replicator's vocabulary: the time of an event, its knobs, write tickets,
-what it knows per link and per peer, and the :class:`Output` it hands back.
+and the :class:`Output` it hands back.
 
-The state machine itself is :mod:`statesync.core._replicator`; the snapshot
-transfer part of it is :mod:`statesync.core._snapshots`.
+The state machine itself is :mod:`statesync.core._replicator`; what it knows
+per link and per peer is :mod:`statesync.core._peers`; the snapshot transfer
+part of it is :mod:`statesync.core._snapshots`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Literal, NamedTuple, TypeAlias
 import attrs
 
 from statesync.core._errors import InvalidArgument, WriteConcernError
-from statesync.core._messages import Message, SnapshotEntry
+from statesync.core._messages import Message
 from statesync.core._op import Change, Op
 from statesync.core._replica import Snapshot
 
@@ -122,47 +123,3 @@ class Output:
             or self.peers_down
             or self.notices
         )
-
-
-@attrs.define
-class LinkState:
-    """One transport link: its handshake state and the peer on it once up."""
-
-    id: LinkId
-    active: bool
-    opened_s: float
-    peer: str | None = None
-    up: bool = False
-    bad_messages: int = 0
-    gap_sync_after_s: float = 0.0
-    instance: str = ""
-
-
-@attrs.define
-class PeerState:
-    """What this node knows about one peer, across its links."""
-
-    node_id: str
-    link: LinkId | None = None
-    acked: dict[str, int] = attrs.field(factory=dict)
-    """The peer's applied (durable) vector, as far as we know."""
-    pushed: int = 0
-    """The highest own seq sent to the peer."""
-    retransmit_at_s: float | None = None
-    attempts: int = 0
-    endpoints: tuple[str, ...] = ()
-    last_seen_s: float = 0.0
-    last_sync_s: float | None = None
-    snapshot_in: IncomingSnapshot | None = None
-
-
-@attrs.define
-class IncomingSnapshot:
-    """A snapshot being received from a peer, chunk by chunk."""
-
-    transfer_id: str
-    total: int
-    vv: dict[str, int]
-    entries: list[SnapshotEntry]
-    hlc: int = 0
-    """The highest HLC among the entries received so far."""

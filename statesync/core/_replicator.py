@@ -74,14 +74,13 @@ from statesync.core._messages import (
 )
 from statesync.core._op import Op
 from statesync.core._path import PathLike
+from statesync.core._peers import LinkState, PeerState
 from statesync.core._replica import Replica
 from statesync.core._replication import (
     AckSpec,
     LinkId,
-    LinkState,
     Now,
     Output,
-    PeerState,
     ReplicatorConfig,
     WriteStatus,
     WriteTicket,

@@ -19,16 +19,9 @@ from typing import Final
 import attrs
 
 from statesync.core._messages import Message, SnapshotChunk, SnapshotRequest
+from statesync.core._peers import IncomingSnapshot, LinkState, PeerState
 from statesync.core._replica import Replica, Snapshot
-from statesync.core._replication import (
-    IncomingSnapshot,
-    LinkId,
-    LinkState,
-    Now,
-    Output,
-    PeerState,
-    ReplicatorConfig,
-)
+from statesync.core._replication import LinkId, Now, Output, ReplicatorConfig
 from statesync.core._sizes import entries_size
 
 SNAPSHOT_WINDOW_CHUNKS: Final = 2

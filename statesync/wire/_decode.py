@@ -15,6 +15,7 @@ import attrs
 from cattrs.preconf.msgpack import make_converter
 
 from statesync.core import Op, Ops, SyncResponse, Version
+from statesync.wire import _fields
 from statesync.wire._entryblock import decode_entries, decode_version, decode_versions
 from statesync.wire._errors import (
     DecodeError,
@@ -23,14 +24,7 @@ from statesync.wire._errors import (
     UnknownMessageType,
     WrongType,
 )
-from statesync.wire._fields import (
-    NONE,
-    SNAPSHOT_ENTRY,
-    StructureHook,
-    is_registered,
-    is_union,
-    is_value_type,
-)
+from statesync.wire._fields import StructureHook
 from statesync.wire._limits import DecodeLimits
 from statesync.wire._opblock import decode_op, decode_ops
 from statesync.wire._values import fix_value
@@ -77,7 +71,7 @@ _DEC_PRIMITIVES: Final[dict[object, StructureHook]] = {
     float: _dec_float,
     bool: _dec_exact(bool, "bool"),
     bytes: _dec_exact(bytes, "bytes"),
-    NONE: _dec_none,
+    _fields.NONE: _dec_none,
 }
 
 
@@ -127,15 +121,15 @@ class Decoder:
             return _DEC_PRIMITIVES[t]
         if t is None:
             return _dec_none
-        if is_value_type(t):
+        if _fields.is_value_type(t):
             return lambda x, _: fix_value(x, limits)
         if t is Op:
             return lambda x, _: decode_op(x, limits)
         if t is Version:
             return lambda x, _: decode_version(x, limits)
         args = typing.get_args(t)
-        if is_union(t):
-            members = [a for a in args if a is not NONE]
+        if _fields.is_union(t):
+            members = [a for a in args if a is not _fields.NONE]
             nullable = len(members) < len(args)
             if len(members) == 1:
                 inner = conv.get_structure_hook(members[0])
@@ -146,7 +140,7 @@ class Decoder:
 
                 return optional if nullable else inner
             prims = {m: _DEC_PRIMITIVES[m] for m in members if m in _DEC_PRIMITIVES}
-            tagged = {m.TAG: m for m in members if is_registered(m)}
+            tagged = {m.TAG: m for m in members if _fields.is_registered(m)}
             expected = " or ".join(getattr(m, "__name__", str(m)) for m in args)
 
             def union(x: Any, _: Any) -> Any:
@@ -171,7 +165,7 @@ class Decoder:
                     return lambda x, _: decode_ops(x, limits)
                 if elem is Version:
                     return lambda x, _: decode_versions(x, limits)
-                if elem == SNAPSHOT_ENTRY:
+                if elem == _fields.SNAPSHOT_ENTRY:
                     return lambda x, _: decode_entries(x, limits)
             elif origin is list:
                 elem = args[0]

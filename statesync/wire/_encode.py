@@ -15,16 +15,10 @@ import attrs
 import cattrs
 
 from statesync.core import Op, Ops, SyncResponse, Version
+from statesync.wire import _fields
 from statesync.wire._entryblock import encode_entries, encode_versions
 from statesync.wire._errors import DataCloneError, RegistrationError
-from statesync.wire._fields import (
-    NONE,
-    SNAPSHOT_ENTRY,
-    UnstructureHook,
-    is_registered,
-    is_union,
-    is_value_type,
-)
+from statesync.wire._fields import UnstructureHook
 from statesync.wire._limits import DEFAULT_LIMITS
 from statesync.wire._opblock import encode_ops
 from statesync.wire._values import INT_MAX, INT_MIN, check_payload, clone_error_at
@@ -90,7 +84,7 @@ ENC_PRIMITIVES: Final[dict[object, UnstructureHook]] = {
     float: _enc_float,
     bool: _enc_bool,
     bytes: _enc_bytes,
-    NONE: _enc_none,
+    _fields.NONE: _enc_none,
 }
 
 
@@ -129,15 +123,15 @@ def unstructure_factory(conv: cattrs.Converter) -> Callable[[Any], UnstructureHo
             return ENC_PRIMITIVES[t]
         if t is None:
             return _enc_none
-        if is_value_type(t):
+        if _fields.is_value_type(t):
             return _enc_value
         if t is Op:
             return enc_op
         if t is Version:
             return enc_version
         args = typing.get_args(t)
-        if is_union(t):
-            members = [a for a in args if a is not NONE]
+        if _fields.is_union(t):
+            members = [a for a in args if a is not _fields.NONE]
             nullable = len(members) < len(args)
             if len(members) == 1:
                 inner = conv.get_unstructure_hook(members[0])
@@ -166,7 +160,7 @@ def unstructure_factory(conv: cattrs.Converter) -> Callable[[Any], UnstructureHo
                     return _enc_ops
                 if elem is Version:
                     return _enc_versions
-                if elem == SNAPSHOT_ENTRY:
+                if elem == _fields.SNAPSHOT_ENTRY:
                     return _enc_entries
             elif origin is list:
                 elem = args[0]
@@ -175,7 +169,7 @@ def unstructure_factory(conv: cattrs.Converter) -> Callable[[Any], UnstructureHo
             return _seq_enc(elem, conv.get_unstructure_hook(elem))
         if origin is dict:
             return _dict_enc(args[1], conv.get_unstructure_hook(args[1]))
-        if is_registered(t):
+        if _fields.is_registered(t):
             return conv.get_unstructure_hook(t)
         raise RegistrationError(f"no encoder for the field type {t!r}")
 

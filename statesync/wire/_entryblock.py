@@ -9,27 +9,7 @@ from itertools import chain, repeat
 from typing import Any
 
 from statesync.core import Version
-from statesync.wire._columns import (
-    ENTRY_BLOCK_LEN,
-    INT_ONLY,
-    STR_ONLY,
-    TUPLE_ONLY,
-    U64_MAX,
-    check_node_ids,
-    check_values,
-    dec_head,
-    dec_lens,
-    dec_ranged,
-    dec_strs,
-    enc_ints,
-    enc_lens,
-    enc_strs,
-    enc_table,
-    fix_values,
-    malformed,
-    new_tuple,
-    split_groups,
-)
+from statesync.wire import _columns
 from statesync.wire._errors import DataCloneError, OutOfRange, WrongType
 from statesync.wire._limits import DecodeLimits
 from statesync.wire._values import SCALAR_TYPES, check_payload, clone_error_at
@@ -42,11 +22,11 @@ def encode_versions(versions: Sequence[Version]) -> Sequence[Version]:
             isinstance(v, tuple)
             and len(v) == 4
             and type(v[1]) is int
-            and 0 <= v[1] <= U64_MAX
+            and 0 <= v[1] <= _columns.U64_MAX
             and type(v[2]) is str
             and v[2]
             and type(v[3]) is int
-            and 1 <= v[3] <= U64_MAX
+            and 1 <= v[3] <= _columns.U64_MAX
         ):
             raise DataCloneError(
                 f"versions[{i}] = {v!r} is not a Version(value, hlc, origin, seq)",
@@ -69,10 +49,10 @@ def encode_entries(entries: Sequence[tuple[tuple[str, ...], Sequence[Version]]])
         return [0, (), 0, (), (), None, None, None]
     try:
         paths, groups = zip(*entries, strict=True)
-        if not TUPLE_ONLY.issuperset(map(type, paths)):
+        if not _columns.TUPLE_ONLY.issuperset(map(type, paths)):
             raise TypeError
         segments = tuple(chain.from_iterable(paths))
-        if not STR_ONLY.issuperset(map(type, segments)) or "" in segments:
+        if not _columns.STR_ONLY.issuperset(map(type, segments)) or "" in segments:
             raise TypeError
         lens = list(map(len, groups))
         flat = tuple(chain.from_iterable(groups))
@@ -81,11 +61,11 @@ def encode_entries(entries: Sequence[tuple[tuple[str, ...], Sequence[Version]]])
         else:
             values = hlcs = origins = seqs = ()
         index: dict[str, int] = dict.fromkeys(origins, 0)
-        table = enc_table(index)
-        hlc_col = enc_ints(hlcs, 0)
-        seq_col = enc_ints(seqs, 1)
-        check_values(values)
-        return [n, table, enc_lens(lens), paths, values, hlc_col, enc_strs(origins, index), seq_col]
+        table = _columns.enc_table(index)
+        hlc_col = _columns.enc_ints(hlcs, 0)
+        seq_col = _columns.enc_ints(seqs, 1)
+        _columns.check_values(values)
+        return [n, table, _columns.enc_lens(lens), paths, values, hlc_col, _columns.enc_strs(origins, index), seq_col]
     except Exception:
         raise _locate_bad_entry(entries) from None
 
@@ -119,16 +99,16 @@ def _locate_bad_entry(entries: Sequence[object]) -> DataCloneError:
 def decode_versions(rows: Any, limits: DecodeLimits, paths: Sequence[Any] | None = None) -> tuple[Version, ...]:
     """Decode and validate an array of version rows ``[value, hlc, origin, seq]``."""
     if type(rows) is not tuple:
-        raise malformed("the versions are not an array")
+        raise _columns.malformed("the versions are not an array")
     if not rows:
         return ()
-    if not TUPLE_ONLY.issuperset(map(type, rows)) or set(map(len, rows)) != {4}:
-        raise malformed("a version is not an array [value, hlc, origin, seq]")
+    if not _columns.TUPLE_ONLY.issuperset(map(type, rows)) or set(map(len, rows)) != {4}:
+        raise _columns.malformed("a version is not an array [value, hlc, origin, seq]")
     values, hlcs, origins, seqs = zip(*rows, strict=True)
     n = len(values)
-    check_node_ids(origins, limits, "a version's origin")
+    _columns.check_node_ids(origins, limits, "a version's origin")
     for name, col, low in (("hlc", hlcs, 0), ("seq", seqs, 1)):
-        if not INT_ONLY.issuperset(map(type, col)):
+        if not _columns.INT_ONLY.issuperset(map(type, col)):
             bad = next(x for x in col if type(x) is not int)
             raise WrongType(
                 f"a version's {name} is a {type(bad).__name__}, not an int",
@@ -138,11 +118,11 @@ def decode_versions(rows: Any, limits: DecodeLimits, paths: Sequence[Any] | None
             )
         lo = min(col)
         if lo < low:
-            raise OutOfRange(f"a version's {name} is {lo}", limit=name, bound=(low, U64_MAX), value=lo)
-    fixed = fix_values(values, n, limits, None, None)
+            raise OutOfRange(f"a version's {name} is {lo}", limit=name, bound=(low, _columns.U64_MAX), value=lo)
+    fixed = _columns.fix_values(values, n, limits, None, None)
     if fixed is values:
-        return tuple(map(new_tuple, repeat(Version), rows))
-    return tuple(map(new_tuple, repeat(Version), zip(fixed, hlcs, origins, seqs, strict=True)))
+        return tuple(map(_columns.new_tuple, repeat(Version), rows))
+    return tuple(map(_columns.new_tuple, repeat(Version), zip(fixed, hlcs, origins, seqs, strict=True)))
 
 
 def decode_version(obj: Any, limits: DecodeLimits) -> Version:
@@ -152,17 +132,17 @@ def decode_version(obj: Any, limits: DecodeLimits) -> Version:
 
 def decode_entries(block: Any, limits: DecodeLimits) -> tuple[tuple[tuple[str, ...], tuple[Version, ...]], ...]:
     """Decode and validate an entry block (snapshot entries, see the module docstring)."""
-    if type(block) is not tuple or len(block) != ENTRY_BLOCK_LEN:
-        raise malformed(f"the snapshot entries are not an array of {ENTRY_BLOCK_LEN} columns")
+    if type(block) is not tuple or len(block) != _columns.ENTRY_BLOCK_LEN:
+        raise _columns.malformed(f"the snapshot entries are not an array of {_columns.ENTRY_BLOCK_LEN} columns")
     n, table, ccol, paths, values, hcol, ocol, scol = block
-    dec_head(n, table, paths, limits, count="entry count", holds="a snapshot chunk holds", items="entries")
+    _columns.dec_head(n, table, paths, limits, count="entry count", holds="a snapshot chunk holds", items="entries")
     if not n:
         return ()
-    uniform, m, lens = dec_lens(ccol, n, "version count", limits, "a snapshot chunk holds {} versions")
-    values = fix_values(values, m, limits, None, None)
-    origins = dec_strs(ocol, table, m, "version origins")
-    hlcs = dec_ranged(hcol, m, "hlc", 0, what="a version's hlc", plural="hlcs", limit="hlc")
-    seqs = dec_ranged(scol, m, "seq", 1, what="a version's seq", plural="seqs", limit="seq")
-    versions = map(new_tuple, repeat(Version), zip(values, hlcs, origins, seqs, strict=True))
-    grouped = split_groups(versions, n, uniform, lens)
+    uniform, m, lens = _columns.dec_lens(ccol, n, "version count", limits, "a snapshot chunk holds {} versions")
+    values = _columns.fix_values(values, m, limits, None, None)
+    origins = _columns.dec_strs(ocol, table, m, "version origins")
+    hlcs = _columns.dec_ranged(hcol, m, "hlc", 0, what="a version's hlc", plural="hlcs", limit="hlc")
+    seqs = _columns.dec_ranged(scol, m, "seq", 1, what="a version's seq", plural="seqs", limit="seq")
+    versions = map(_columns.new_tuple, repeat(Version), zip(values, hlcs, origins, seqs, strict=True))
+    grouped = _columns.split_groups(versions, n, uniform, lens)
     return tuple(zip(paths, grouped, strict=True))
