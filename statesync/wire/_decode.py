@@ -6,7 +6,6 @@ naming where the offending field sits.
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Iterable
 from itertools import repeat
 from typing import Any, Final
@@ -24,7 +23,7 @@ from statesync.wire._errors import (
     UnknownMessageType,
     WrongType,
 )
-from statesync.wire._fields import StructureHook
+from statesync.wire._fields import Kind, Shape, StructureHook
 from statesync.wire._limits import DecodeLimits
 from statesync.wire._opblock import decode_op, decode_ops
 from statesync.wire._values import fix_value
@@ -117,64 +116,68 @@ class Decoder:
     def _factory(self, t: Any) -> StructureHook:
         limits = self.limits
         conv = self.converter
-        if t in _DEC_PRIMITIVES:
+        shape = _fields.shape_of(t)
+        kind = shape.kind if shape is not None else None
+        if shape is None or kind is Kind.MESSAGE:
+            raise RegistrationError(f"no decoder for the field type {t!r}")
+        types_ = shape.types
+        if kind is Kind.PRIMITIVE:
             return _DEC_PRIMITIVES[t]
-        if t is None:
+        if kind is Kind.NONE:
             return _dec_none
-        if _fields.is_value_type(t):
+        if kind is Kind.VALUE:
             return lambda x, _: fix_value(x, limits)
-        if t is Op:
+        if kind is Kind.OP:
             return lambda x, _: decode_op(x, limits)
-        if t is Version:
+        if kind is Kind.VERSION:
             return lambda x, _: decode_version(x, limits)
-        args = typing.get_args(t)
-        if _fields.is_union(t):
-            members = [a for a in args if a is not _fields.NONE]
-            nullable = len(members) < len(args)
-            if len(members) == 1:
-                inner = conv.get_structure_hook(members[0])
-                member = members[0]
+        if kind is Kind.OPS:
+            return lambda x, _: decode_ops(x, limits)
+        if kind is Kind.VERSIONS:
+            return lambda x, _: decode_versions(x, limits)
+        if kind is Kind.ENTRIES:
+            return lambda x, _: decode_entries(x, limits)
+        if kind is Kind.OPTIONAL:
+            member = types_[0]
+            inner = conv.get_structure_hook(member)
+            if not shape.nullable:
+                return inner
 
-                def optional(x: Any, _: Any) -> Any:
-                    return None if x is None else inner(x, member)
+            def optional(x: Any, _: Any) -> Any:
+                return None if x is None else inner(x, member)
 
-                return optional if nullable else inner
-            prims = {m: _DEC_PRIMITIVES[m] for m in members if m in _DEC_PRIMITIVES}
-            tagged = {m.TAG: m for m in members if _fields.is_registered(m)}
-            expected = " or ".join(getattr(m, "__name__", str(m)) for m in args)
+            return optional
+        if kind is Kind.UNION:
+            return self._union_hook(shape)
+        if kind is Kind.SEQUENCE or kind is Kind.LIST:
+            return _seq_dec(types_[0], conv.get_structure_hook(types_[0]), kind is Kind.LIST)
+        if kind is Kind.FIXED:
+            return _fixed_tuple_dec(types_, [conv.get_structure_hook(a) for a in types_])
+        assert kind is Kind.DICT
+        return _dict_dec(types_[1], conv.get_structure_hook(types_[1]))
 
-            def union(x: Any, _: Any) -> Any:
-                if x is None and nullable:
-                    return None
-                tx = type(x)
-                if tx in prims:
-                    return x
-                if tx is int and float in prims:
-                    return float(x)
-                if tx is tuple and x and type(x[0]) is int and x[0] in tagged:
-                    cls = tagged[x[0]]
-                    return conv.get_structure_hook(cls)(x, cls)
-                raise _wrong(x, expected)
+    def _union_hook(self, shape: Shape) -> StructureHook:
+        conv = self.converter
+        members = shape.types
+        nullable = shape.nullable
+        prims = {m: _DEC_PRIMITIVES[m] for m in members if m in _DEC_PRIMITIVES}
+        tagged = {m.TAG: m for m in members if _fields.is_registered(m)}
+        expected = shape.expected
 
-            return union
-        origin = typing.get_origin(t)
-        if origin is tuple or origin is list:
-            if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-                elem = args[0]
-                if elem is Op:
-                    return lambda x, _: decode_ops(x, limits)
-                if elem is Version:
-                    return lambda x, _: decode_versions(x, limits)
-                if elem == _fields.SNAPSHOT_ENTRY:
-                    return lambda x, _: decode_entries(x, limits)
-            elif origin is list:
-                elem = args[0]
-            else:
-                return _fixed_tuple_dec(args, [conv.get_structure_hook(a) for a in args])
-            return _seq_dec(elem, conv.get_structure_hook(elem), origin is list)
-        if origin is dict:
-            return _dict_dec(args[1], conv.get_structure_hook(args[1]))
-        raise RegistrationError(f"no decoder for the field type {t!r}")
+        def union(x: Any, _: Any) -> Any:
+            if x is None and nullable:
+                return None
+            tx = type(x)
+            if tx in prims:
+                return x
+            if tx is int and float in prims:
+                return float(x)
+            if tx is tuple and x and type(x[0]) is int and x[0] in tagged:
+                cls = tagged[x[0]]
+                return conv.get_structure_hook(cls)(x, cls)
+            raise _wrong(x, expected)
+
+        return union
 
     def _class_hook(self, cls: type) -> StructureHook:
         tag: int = cls.TAG  # type: ignore[attr-defined]

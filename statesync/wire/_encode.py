@@ -6,7 +6,6 @@ naming where the culprit sits (``$.ops[0].value``).
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
 from typing import Any, Final
@@ -14,11 +13,11 @@ from typing import Any, Final
 import attrs
 import cattrs
 
-from statesync.core import Op, Ops, SyncResponse, Version
+from statesync.core import Ops, SyncResponse
 from statesync.wire import _fields
 from statesync.wire._entryblock import encode_entries, encode_versions
 from statesync.wire._errors import DataCloneError, RegistrationError
-from statesync.wire._fields import UnstructureHook
+from statesync.wire._fields import Kind, UnstructureHook
 from statesync.wire._limits import DEFAULT_LIMITS
 from statesync.wire._opblock import encode_ops
 from statesync.wire._values import INT_MAX, INT_MIN, check_payload, clone_error_at
@@ -117,31 +116,45 @@ def _enc_entries(x: Any) -> object:
     return encode_entries(x)
 
 
+_KIND_HOOKS: Final[dict[Kind, UnstructureHook]] = {
+    Kind.NONE: _enc_none,
+    Kind.VALUE: _enc_value,
+    Kind.OP: enc_op,
+    Kind.VERSION: enc_version,
+    Kind.OPS: _enc_ops,
+    Kind.VERSIONS: _enc_versions,
+    Kind.ENTRIES: _enc_entries,
+}
+"""The hooks that depend on nothing but the field's kind."""
+
+
 def unstructure_factory(conv: cattrs.Converter) -> Callable[[Any], UnstructureHook]:
     def factory(t: Any) -> UnstructureHook:
-        if t in ENC_PRIMITIVES:
+        shape = _fields.shape_of(t)
+        if shape is None:
+            raise RegistrationError(f"no encoder for the field type {t!r}")
+        kind = shape.kind
+        hook = _KIND_HOOKS.get(kind)
+        if hook is not None:
+            return hook
+        types_ = shape.types
+        if kind is Kind.PRIMITIVE:
             return ENC_PRIMITIVES[t]
-        if t is None:
-            return _enc_none
-        if _fields.is_value_type(t):
-            return _enc_value
-        if t is Op:
-            return enc_op
-        if t is Version:
-            return enc_version
-        args = typing.get_args(t)
-        if _fields.is_union(t):
-            members = [a for a in args if a is not _fields.NONE]
-            nullable = len(members) < len(args)
-            if len(members) == 1:
-                inner = conv.get_unstructure_hook(members[0])
+        if kind is Kind.MESSAGE:
+            return conv.get_unstructure_hook(t)
+        if kind is Kind.OPTIONAL:
+            inner = conv.get_unstructure_hook(types_[0])
+            if not shape.nullable:
+                return inner
 
-                def optional(x: object) -> object:
-                    return None if x is None else inner(x)
+            def optional(x: object) -> object:
+                return None if x is None else inner(x)
 
-                return optional if nullable else inner
-            by_type = {m: conv.get_unstructure_hook(m) for m in members}
-            expected = " or ".join(getattr(m, "__name__", str(m)) for m in args)
+            return optional
+        if kind is Kind.UNION:
+            by_type = {m: conv.get_unstructure_hook(m) for m in types_}
+            nullable = shape.nullable
+            expected = shape.expected
 
             def union(x: object) -> object:
                 if x is None and nullable:
@@ -152,26 +165,12 @@ def unstructure_factory(conv: cattrs.Converter) -> Callable[[Any], UnstructureHo
                 return hook(x)
 
             return union
-        origin = typing.get_origin(t)
-        if origin is tuple or origin is list:
-            if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-                elem = args[0]
-                if elem is Op:
-                    return _enc_ops
-                if elem is Version:
-                    return _enc_versions
-                if elem == _fields.SNAPSHOT_ENTRY:
-                    return _enc_entries
-            elif origin is list:
-                elem = args[0]
-            else:
-                return _fixed_tuple_enc([conv.get_unstructure_hook(a) for a in args])
-            return _seq_enc(elem, conv.get_unstructure_hook(elem))
-        if origin is dict:
-            return _dict_enc(args[1], conv.get_unstructure_hook(args[1]))
-        if _fields.is_registered(t):
-            return conv.get_unstructure_hook(t)
-        raise RegistrationError(f"no encoder for the field type {t!r}")
+        if kind is Kind.SEQUENCE or kind is Kind.LIST:
+            return _seq_enc(types_[0], conv.get_unstructure_hook(types_[0]))
+        if kind is Kind.FIXED:
+            return _fixed_tuple_enc([conv.get_unstructure_hook(a) for a in types_])
+        assert kind is Kind.DICT
+        return _dict_enc(types_[1], conv.get_unstructure_hook(types_[1]))
 
     return factory
 
