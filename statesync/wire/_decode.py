@@ -6,7 +6,7 @@ naming where the offending field sits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import repeat
 from typing import Any, Final
 
@@ -74,6 +74,17 @@ _DEC_PRIMITIVES: Final[dict[object, StructureHook]] = {
 }
 
 
+_BY_KIND: Final[dict[Kind, Callable[[Any, DecodeLimits], Any]]] = {
+    Kind.VALUE: fix_value,
+    Kind.OP: decode_op,
+    Kind.VERSION: decode_version,
+    Kind.OPS: decode_ops,
+    Kind.VERSIONS: decode_versions,
+    Kind.ENTRIES: decode_entries,
+}
+"""The kinds decoded by a function of the data and the limits."""
+
+
 class Decoder:
     """A decoding converter bound to one DecodeLimits, with its tag table."""
 
@@ -117,26 +128,17 @@ class Decoder:
         limits = self.limits
         conv = self.converter
         shape = _fields.shape_of(t)
-        kind = shape.kind if shape is not None else None
-        if shape is None or kind is Kind.MESSAGE:
+        if shape is None or shape.kind is Kind.MESSAGE:
             raise RegistrationError(f"no decoder for the field type {t!r}")
+        kind = shape.kind
         types_ = shape.types
         if kind is Kind.PRIMITIVE:
             return _DEC_PRIMITIVES[t]
         if kind is Kind.NONE:
             return _dec_none
-        if kind is Kind.VALUE:
-            return lambda x, _: fix_value(x, limits)
-        if kind is Kind.OP:
-            return lambda x, _: decode_op(x, limits)
-        if kind is Kind.VERSION:
-            return lambda x, _: decode_version(x, limits)
-        if kind is Kind.OPS:
-            return lambda x, _: decode_ops(x, limits)
-        if kind is Kind.VERSIONS:
-            return lambda x, _: decode_versions(x, limits)
-        if kind is Kind.ENTRIES:
-            return lambda x, _: decode_entries(x, limits)
+        decode = _BY_KIND.get(kind)
+        if decode is not None:
+            return lambda x, _: decode(x, limits)
         if kind is Kind.OPTIONAL:
             member = types_[0]
             inner = conv.get_structure_hook(member)
