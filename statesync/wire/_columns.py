@@ -187,10 +187,7 @@ def dec_ints(col: Any, count: int, name: str) -> tuple[tuple[int, ...], int, int
     if len(col) != count or count < 2:
         raise malformed(f"the {name} column has {len(col)} entries, not {count}")
     if not INT_ONLY.issuperset(map(type, col)):
-        bad = next(x for x in col if type(x) is not int)
-        raise WrongType(
-            f"a {name} is a {type(bad).__name__}, not an int", limit="type", bound="int", value=type(bad).__name__
-        )
+        raise first_wrong(col, int, f"a {name} is a {{}}, not an int")
     return col, min(col), max(col)
 
 
@@ -233,15 +230,20 @@ def dec_strs(col: Any, table: tuple[str, ...], count: int, name: str) -> tuple[s
     raise malformed(f"the {name} column is a {t.__name__}")
 
 
+def first_wrong(
+    items: Iterable[Any], t: type, text: str, cls: type[DecodeError] = WrongType, limit: str = "type"
+) -> DecodeError:
+    """The error for the first of ``items`` that is not exactly a ``t`` (``{}`` in ``text``: its type)."""
+    bad = type(next(x for x in items if type(x) is not t)).__name__
+    return cls(text.format(bad), limit=limit, bound=t.__name__, value=bad)
+
+
 def check_node_ids(ids: tuple[Any, ...], limits: DecodeLimits, what: str) -> None:
     """Every entry is a str of 1 to node_id_chars_max characters."""
     if not ids:
         return
     if not STR_ONLY.issuperset(map(type, ids)):
-        bad = next(x for x in ids if type(x) is not str)
-        raise WrongType(
-            f"{what} is a {type(bad).__name__}, not a str node id", limit="type", bound="str", value=type(bad).__name__
-        )
+        raise first_wrong(ids, str, f"{what} is a {{}}, not a str node id")
     longest = max(map(len, ids))
     if longest > limits.node_id_chars_max:
         raise StringTooLong(
@@ -285,13 +287,7 @@ def check_paths(paths: Any, count: int, limits: DecodeLimits) -> None:
     try:
         joined = "\x00".join(segments)  # TypeError unless every segment is a str
     except TypeError as exc:
-        bad = next(s for s in segments if type(s) is not str)
-        raise BadPath(
-            f"a path segment is a {type(bad).__name__}, not a str",
-            limit="path",
-            bound="str",
-            value=type(bad).__name__,
-        ) from exc
+        raise first_wrong(segments, str, "a path segment is a {}, not a str", BadPath, "path") from exc
     if "" in segments:
         raise BadPath("a path has an empty segment; segments are non-empty", limit="path", bound="non-empty", value="")
     limit = limits.segment_chars_max

@@ -10,7 +10,7 @@ from typing import Any
 
 from statesync.core import Version
 from statesync.wire import _columns
-from statesync.wire._errors import DataCloneError, OutOfRange, WrongType
+from statesync.wire._errors import DataCloneError, OutOfRange
 from statesync.wire._limits import DecodeLimits
 from statesync.wire._values import SCALAR_TYPES, check_payload, clone_error_at
 
@@ -109,13 +109,7 @@ def decode_versions(rows: Any, limits: DecodeLimits, paths: Sequence[Any] | None
     _columns.check_node_ids(origins, limits, "a version's origin")
     for name, col, low in (("hlc", hlcs, 0), ("seq", seqs, 1)):
         if not _columns.INT_ONLY.issuperset(map(type, col)):
-            bad = next(x for x in col if type(x) is not int)
-            raise WrongType(
-                f"a version's {name} is a {type(bad).__name__}, not an int",
-                limit="type",
-                bound="int",
-                value=type(bad).__name__,
-            )
+            raise _columns.first_wrong(col, int, f"a version's {name} is a {{}}, not an int")
         lo = min(col)
         if lo < low:
             raise OutOfRange(f"a version's {name} is {lo}", limit=name, bound=(low, _columns.U64_MAX), value=lo)
