@@ -26,7 +26,7 @@ from statesync.wire._errors import (
     ValueRejected,
     WrongType,
 )
-from statesync.wire._limits import DEFAULT_LIMITS, DecodeLimits
+from statesync.wire._limits import DEFAULT_LIMITS, DecodeLimits, over
 from statesync.wire._values import SCALAR_TYPES, check_payload, fix_value
 
 U64_MAX: Final = 2**64 - 1
@@ -246,12 +246,7 @@ def check_node_ids(ids: tuple[Any, ...], limits: DecodeLimits, what: str) -> Non
         raise first_wrong(ids, str, f"{what} is a {{}}, not a str node id")
     longest = max(map(len, ids))
     if longest > limits.node_id_chars_max:
-        raise StringTooLong(
-            f"{what} has {longest} characters; node_id_chars_max is {limits.node_id_chars_max}",
-            limit="node_id_chars_max",
-            bound=limits.node_id_chars_max,
-            value=longest,
-        )
+        raise over(StringTooLong, limits, "node_id_chars_max", longest, f"{what} has {longest} characters")
     if "" in ids:
         raise OutOfRange(f"{what} is empty; node ids are non-empty", limit="node_id", bound="non-empty", value="")
 
@@ -274,13 +269,7 @@ def check_paths(paths: Any, count: int, limits: DecodeLimits) -> None:
     deepest = max(map(len, paths))
     if deepest > limits.path_depth_max:
         i = next(i for i, p in enumerate(paths) if len(p) == deepest)
-        raise PathTooDeep(
-            f"a path has {deepest} segments; path_depth_max is {limits.path_depth_max}",
-            limit="path_depth_max",
-            bound=limits.path_depth_max,
-            value=deepest,
-            where=f"$[{i}].path",
-        )
+        raise over(PathTooDeep, limits, "path_depth_max", deepest, f"a path has {deepest} segments").at(f"[{i}].path")
     segments = tuple(chain.from_iterable(paths))
     if not segments:
         return
@@ -295,12 +284,7 @@ def check_paths(paths: Any, count: int, limits: DecodeLimits) -> None:
         return  # all segments together fit one segment's bound
     longest = max(map(len, segments))
     if longest > limit:
-        raise SegmentTooLong(
-            f"a path segment has {longest} characters; segment_chars_max is {limit}",
-            limit="segment_chars_max",
-            bound=limit,
-            value=longest,
-        )
+        raise over(SegmentTooLong, limits, "segment_chars_max", longest, f"a path segment has {longest} characters")
 
 
 def fix_values(
@@ -338,12 +322,7 @@ def dec_head(n: Any, table: Any, paths: Any, limits: DecodeLimits, *, count: str
     if type(n) is not int or n < 0:
         raise malformed(f"the {count} is {n!r}")
     if n > limits.ops_len_max:
-        raise BatchTooLong(
-            f"{holds} {n} {items}; ops_len_max is {limits.ops_len_max}",
-            limit="ops_len_max",
-            bound=limits.ops_len_max,
-            value=n,
-        )
+        raise over(BatchTooLong, limits, "ops_len_max", n, f"{holds} {n} {items}")
     check_paths(paths, n, limits)  # bounds n by real data before anything is sized by it
     if n and type(table) is not tuple:
         raise malformed("the node id table is not an array")
@@ -370,12 +349,7 @@ def dec_lens(col: Any, n: int, noun: str, limits: DecodeLimits, holds: str) -> t
     else:
         raise malformed(f"the {noun}s column is a {t.__name__}")
     if total > limits.container_len_max:
-        raise ContainerTooLong(
-            f"{holds.format(total)}; container_len_max is {limits.container_len_max}",
-            limit="container_len_max",
-            bound=limits.container_len_max,
-            value=total,
-        )
+        raise over(ContainerTooLong, limits, "container_len_max", total, holds.format(total))
     return uniform, total, lens
 
 

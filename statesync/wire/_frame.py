@@ -45,7 +45,7 @@ from statesync.wire._errors import (
     UnknownVersion,
     WireSettingError,
 )
-from statesync.wire._limits import DEFAULT_LIMITS, DecodeLimits
+from statesync.wire._limits import DEFAULT_LIMITS, DecodeLimits, exceeds, over
 from statesync.wire._msgpack import frame_too_large, undecodable
 from statesync.wire._values import clone_error_at
 
@@ -57,6 +57,7 @@ KNOWN_FLAGS: Final = FLAG_COMPRESSED | FLAG_BATCH | FLAG_PRIORITY
 ZSTD_LEVEL_MIN: Final = -(1 << 17)
 """zstd's fastest level (ZSTD_minCLevel); the slowest is zstandard.MAX_COMPRESSION_LEVEL."""
 HEADER_BYTES: Final = 2
+_SEND_LESS: Final = "; send fewer or smaller messages"
 SIZE_BYTES: Final = 4
 
 
@@ -134,12 +135,7 @@ def encode_frame(
     if count == 0:
         raise EncodeError("a frame needs at least one message", limit="batch_len_max", bound=1, value=0)
     if count > limits.batch_len_max:
-        raise EncodeError(
-            f"a frame of {count} messages exceeds batch_len_max={limits.batch_len_max}; split the batch",
-            limit="batch_len_max",
-            bound=limits.batch_len_max,
-            value=count,
-        )
+        raise exceeds(EncodeError, limits, "batch_len_max", count, f"a frame of {count} messages", advice="; split the batch")
     if count == 1:
         body = encode_message(messages[0])
         flags = 0
@@ -157,13 +153,7 @@ def encode_frame(
         flags |= FLAG_PRIORITY
     size = len(body)
     if size > limits.decompressed_bytes_max:
-        raise EncodeError(
-            f"a frame body of {size} bytes exceeds decompressed_bytes_max={limits.decompressed_bytes_max}; "
-            "send fewer or smaller messages",
-            limit="decompressed_bytes_max",
-            bound=limits.decompressed_bytes_max,
-            value=size,
-        )
+        raise exceeds(EncodeError, limits, "decompressed_bytes_max", size, f"a frame body of {size} bytes", advice=_SEND_LESS)
     if compression is not None and size >= compression.min_bytes:
         packed = _codecs.compressor(compression.level).compress(body)
         if len(packed) + SIZE_BYTES <= size * compression.ratio_max:
@@ -176,13 +166,7 @@ def encode_frame(
 
 def _check_size(frame: bytes, limits: DecodeLimits) -> bytes:
     if len(frame) > limits.frame_bytes_max:
-        raise EncodeError(
-            f"a frame of {len(frame)} bytes exceeds frame_bytes_max={limits.frame_bytes_max}; "
-            "send fewer or smaller messages",
-            limit="frame_bytes_max",
-            bound=limits.frame_bytes_max,
-            value=len(frame),
-        )
+        raise exceeds(EncodeError, limits, "frame_bytes_max", len(frame), f"a frame of {len(frame)} bytes", advice=_SEND_LESS)
     return frame
 
 
@@ -231,12 +215,7 @@ def _decode_frame(data: bytes, limits: DecodeLimits) -> Frame:
         if type(obj) is not tuple or not obj:
             raise MalformedFrame("a batch frame's body is not a non-empty array of messages", limit="format")
         if len(obj) > limits.batch_len_max:
-            raise BatchTooLong(
-                f"a frame of {len(obj)} messages exceeds batch_len_max={limits.batch_len_max}",
-                limit="batch_len_max",
-                bound=limits.batch_len_max,
-                value=len(obj),
-            )
+            raise exceeds(BatchTooLong, limits, "batch_len_max", len(obj), f"a frame of {len(obj)} messages")
         decoder = _decoder(limits)
         messages = []
         for i, item in enumerate(obj):
@@ -253,12 +232,7 @@ def _decompress(view: memoryview, limits: DecodeLimits) -> bytes:
         raise MalformedFrame("a compressed frame is too short to hold a body", limit="format", value=len(view))
     claimed = int.from_bytes(view[HEADER_BYTES : HEADER_BYTES + SIZE_BYTES], "big")
     if claimed > limits.decompressed_bytes_max:
-        raise DecompressedTooLarge(
-            f"a compressed frame claims {claimed} bytes; decompressed_bytes_max is {limits.decompressed_bytes_max}",
-            limit="decompressed_bytes_max",
-            bound=limits.decompressed_bytes_max,
-            value=claimed,
-        )
+        raise over(DecompressedTooLarge, limits, "decompressed_bytes_max", claimed, f"a compressed frame claims {claimed} bytes")
     if claimed == 0:
         raise MalformedFrame("a compressed frame claims an empty body", limit="format", value=0)
     packed = view[HEADER_BYTES + SIZE_BYTES :]

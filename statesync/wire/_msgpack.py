@@ -20,7 +20,7 @@ from statesync.wire._errors import (
     StringTooLong,
     WrongType,
 )
-from statesync.wire._limits import DecodeLimits
+from statesync.wire._limits import DecodeLimits, exceeds
 from statesync.wire._values import find_unencodable_str
 
 
@@ -126,12 +126,7 @@ def pack_checked(obj: object, original: object) -> bytes:
 
 def frame_too_large(size: int, limits: DecodeLimits, what: str) -> FrameTooLarge:
     """The error for ``size`` bytes of ``what`` (a frame, a message...) beyond frame_bytes_max."""
-    return FrameTooLarge(
-        f"a {what} of {size} bytes exceeds frame_bytes_max={limits.frame_bytes_max}",
-        limit="frame_bytes_max",
-        bound=limits.frame_bytes_max,
-        value=size,
-    )
+    return exceeds(FrameTooLarge, limits, "frame_bytes_max", size, f"a {what} of {size} bytes")
 
 
 def undecodable(e: Exception, what: str, limits: DecodeLimits) -> DecodeError:
