@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate, chain, islice, repeat
 from operator import itemgetter, sub
 from typing import Any, Final
@@ -17,6 +17,7 @@ from statesync.wire._errors import (
     BadPath,
     BatchTooLong,
     ContainerTooLong,
+    DataCloneError,
     DecodeError,
     MalformedFrame,
     OutOfRange,
@@ -27,7 +28,7 @@ from statesync.wire._errors import (
     WrongType,
 )
 from statesync.wire._limits import DEFAULT_LIMITS, DecodeLimits, over
-from statesync.wire._values import SCALAR_TYPES, check_payload, fix_value
+from statesync.wire._values import SCALAR_TYPES, check_payload, clone_error_at, fix_value
 
 U64_MAX: Final = 2**64 - 1
 BLOCK_LEN: Final = 11
@@ -122,6 +123,16 @@ def enc_table(index: dict[str, int]) -> list[str]:
             raise TypeError
         index[name] = i
     return table
+
+
+def first_clone_error(items: Sequence[object], check: Callable[[int, object], None], what: str) -> DataCloneError:
+    """What ``check(i, item)`` raises for the first item it refuses, its ``where`` prefixed with ``[i]``."""
+    for i, item in enumerate(items):
+        try:
+            check(i, item)
+        except DataCloneError as e:
+            return clone_error_at(e, f"[{i}]")
+    return DataCloneError(f"the {what} cannot be encoded", type_name="tuple", where="$")
 
 
 def check_values(values: Sequence[object]) -> None:

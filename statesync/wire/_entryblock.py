@@ -72,28 +72,28 @@ def encode_entries(entries: Sequence[tuple[tuple[str, ...], Sequence[Version]]])
 
 def _locate_bad_entry(entries: Sequence[object]) -> DataCloneError:
     """The DataCloneError naming the first snapshot entry that cannot be encoded."""
-    for i, entry in enumerate(entries):
-        if not (isinstance(entry, tuple) and len(entry) == 2 and type(entry[0]) is tuple):
-            return DataCloneError(
-                f"entries[{i}] is not a (path, versions) pair", type_name=type(entry).__qualname__, where=f"$[{i}]"
-            )
-        if not all(type(s) is str and s for s in entry[0]):
-            return DataCloneError(
-                f"entries[{i}] has the path {entry[0]!r}; segments are non-empty str",
-                type_name="tuple",
-                where=f"$[{i}][0]",
-            )
-        if not isinstance(entry[1], Sequence):
-            return DataCloneError(
-                f"entries[{i}] has versions of type {type(entry[1]).__qualname__}, not a sequence",
-                type_name=type(entry[1]).__qualname__,
-                where=f"$[{i}][1]",
-            )
-        try:
-            encode_versions(entry[1])
-        except DataCloneError as e:
-            return clone_error_at(e, f"[{i}][1]")
-    return DataCloneError("the snapshot entries cannot be encoded", type_name="tuple", where="$")
+    return _columns.first_clone_error(entries, _check_entry, "snapshot entries")
+
+
+def _check_entry(i: int, entry: object) -> None:
+    """Raise DataCloneError (``where`` relative to the entry) unless ``entries[i]`` can be encoded."""
+    if not (isinstance(entry, tuple) and len(entry) == 2 and type(entry[0]) is tuple):
+        raise DataCloneError(f"entries[{i}] is not a (path, versions) pair", type_name=type(entry).__qualname__)
+    if not all(type(s) is str and s for s in entry[0]):
+        raise DataCloneError(
+            f"entries[{i}] has the path {entry[0]!r}; segments are non-empty str", type_name="tuple", where="$[0]"
+        )
+    if not isinstance(entry[1], Sequence):
+        raise DataCloneError(
+            f"entries[{i}] has versions of type {type(entry[1]).__qualname__}, not a sequence",
+            type_name=type(entry[1]).__qualname__,
+            where="$[1]",
+        )
+    try:
+        encode_versions(entry[1])
+    except DataCloneError as e:
+        clone_error_at(e, "[1]")
+        raise
 
 
 def decode_versions(rows: Any, limits: DecodeLimits, paths: Sequence[Any] | None = None) -> tuple[Version, ...]:

@@ -61,6 +61,7 @@ from statesync.wire._columns import (
     enc_lens,
     enc_strs,
     enc_table,
+    first_clone_error,
     fix_values,
     malformed,
     new_tuple,
@@ -187,23 +188,25 @@ _OP_RULES: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
 
 def locate_bad_op(ops: Sequence[object]) -> DataCloneError:
     """The DataCloneError naming the first op field that cannot be encoded."""
-    for i, op in enumerate(ops):
-        if not isinstance(op, tuple) or len(op) != 7:
-            return DataCloneError(
-                f"ops[{i}] is a {type(op).__qualname__}, not an Op", type_name=type(op).__qualname__, where=f"$[{i}]"
+    return first_clone_error(ops, _check_op, "ops")
+
+
+def _check_op(i: int, op: object) -> None:
+    """Raise DataCloneError (``where`` relative to the op) unless ``op``, ``ops[i]``, can be encoded."""
+    if not isinstance(op, tuple) or len(op) != 7:
+        raise DataCloneError(f"ops[{i}] is a {type(op).__qualname__}, not an Op", type_name=type(op).__qualname__)
+    for (name, ok, expected), field in zip(_OP_RULES, op, strict=True):
+        if not ok(field):
+            raise DataCloneError(
+                f"ops[{i}].{name} is {field!r}; it must be {expected}",
+                type_name=type(field).__qualname__,
+                where=f"$.{name}",
             )
-        for (name, ok, expected), field in zip(_OP_RULES, op, strict=True):
-            if not ok(field):
-                return DataCloneError(
-                    f"ops[{i}].{name} is {field!r}; it must be {expected}",
-                    type_name=type(field).__qualname__,
-                    where=f"$[{i}].{name}",
-                )
-        try:
-            check_payload(op[5])
-        except DataCloneError as e:
-            return clone_error_at(e, f"[{i}].value")
-    return DataCloneError("the ops cannot be encoded", type_name="tuple", where="$")
+    try:
+        check_payload(op[5])
+    except DataCloneError as e:
+        clone_error_at(e, ".value")
+        raise
 
 
 def decode_ops(block: Any, limits: DecodeLimits) -> tuple[Op, ...]:
