@@ -49,6 +49,9 @@ Register: TypeAlias = Version | tuple[Version, ...]
 _new_version = tuple.__new__  # builds a Version without the NamedTuple constructor's overhead
 _Key: TypeAlias = tuple[int, str]
 
+_Touched: TypeAlias = "dict[Path, Value | AbsentType] | None"
+"""Where a write records the old value of each leaf it changes (None: nobody asks)."""
+
 
 class _Node:
     """An interior node: children by segment, plus an optional register at this path."""
@@ -273,7 +276,7 @@ class StateTree:
 
     def apply_general(self, op: Op, changes: list[Change] | None = None) -> None:
         """Apply any op in two steps: strip what its context covers, then insert."""
-        touched: dict[Path, Value | AbsentType] | None = {} if changes is not None else None
+        touched: _Touched = {} if changes is not None else None
         if op.context:
             self._strip(op.path, dict(op.context), touched)
         if op.kind == PUT:
@@ -294,7 +297,7 @@ class StateTree:
         path = op.path
         ctx = op.context
         covered = dict(ctx) if len(ctx) > 1 else None
-        touched: dict[Path, Value | AbsentType] | None = {} if changes is not None else None
+        touched: _Touched = {} if changes is not None else None
         node = self._root
         last = len(path) - 1
         for i in range(last):
@@ -372,7 +375,7 @@ class StateTree:
         """
         hlc, origin, seq = stamp
         best: dict[str, int] = {}
-        touched: dict[Path, Value | AbsentType] | None = {} if changes is not None else None
+        touched: _Touched = {} if changes is not None else None
         node = self._root
         walked: list[tuple[_Node, str]] = []
         last = len(path) - 1
@@ -438,13 +441,7 @@ class StateTree:
             return ()
         return tuple(best.items()) if len(best) == 1 else tuple(sorted(best.items()))
 
-    def _take_reg(
-        self,
-        path: Path,
-        reg: Register,
-        best: dict[str, int],
-        touched: dict[Path, Value | AbsentType] | None,
-    ) -> None:
+    def _take_reg(self, path: Path, reg: Register, best: dict[str, int], touched: _Touched) -> None:
         """Account for a register a local write removes wholesale."""
         _note_dots(best, reg)
         self.leaf_count -= 1
@@ -456,7 +453,7 @@ class StateTree:
         base: Path,
         node: _Node,
         best: dict[str, int],
-        touched: dict[Path, Value | AbsentType] | None,
+        touched: _Touched,
     ) -> None:
         if node.reg is not None:
             self._take_reg(base, node.reg, best, touched)
@@ -475,7 +472,7 @@ class StateTree:
         base: Path,
         value: dict[str, Value],
         stamp: tuple[int, str, int],
-        touched: dict[Path, Value | AbsentType] | None,
+        touched: _Touched,
     ) -> None:
         """Build the subtree of a dict write under an empty node."""
         hlc, origin, seq = stamp
@@ -507,7 +504,7 @@ class StateTree:
         path: Path,
         reg: Register,
         covered: dict[str, int],
-        touched: dict[Path, Value | AbsentType] | None,
+        touched: _Touched,
     ) -> Register | None:
         new = _strip_reg(reg, covered)
         if new is not reg:
@@ -517,9 +514,7 @@ class StateTree:
                 touched[path] = self._value_safe(path, reg)
         return new
 
-    def _strip(
-        self, path: Path, covered: dict[str, int], touched: dict[Path, Value | AbsentType] | None
-    ) -> None:
+    def _strip(self, path: Path, covered: dict[str, int], touched: _Touched) -> None:
         node = self._root
         walked: list[tuple[_Node, str]] = []
         last = len(path) - 1
@@ -555,7 +550,7 @@ class StateTree:
         node: _Node,
         base: Path,
         covered: dict[str, int],
-        touched: dict[Path, Value | AbsentType] | None,
+        touched: _Touched,
     ) -> None:
         children = node.children
         for seg, entry in list(children.items()):
@@ -584,9 +579,7 @@ class StateTree:
             else:
                 parent.children[seg] = child.reg
 
-    def _insert(
-        self, path: Path, version: Version, touched: dict[Path, Value | AbsentType] | None
-    ) -> None:
+    def _insert(self, path: Path, version: Version, touched: _Touched) -> None:
         old = self._add_at(self._make_parent(path[:-1]), path[-1], version)
         if touched is not None and path not in touched:
             touched[path] = self._value_safe(path, old)
