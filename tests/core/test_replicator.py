@@ -27,13 +27,8 @@ from statesync.core import (
     Welcome,
 )
 from statesync.core._replica import Replica, ReplicaLimits
-from statesync.core._replicator import (
-    Now,
-    Output,
-    Replicator,
-    ReplicatorConfig,
-    WriteStatus,
-)
+from statesync.core._replication import Now, Output, ReplicatorConfig, WriteStatus
+from statesync.core._replicator import Replicator
 from statesync.core._sizes import entries_size
 from statesync.wire import encode_message
 
