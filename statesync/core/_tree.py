@@ -679,6 +679,7 @@ class StateTree:
         add_at = self._add_at
         node = self._root
         last: Path | None = None
+        added = 0
         for path, versions in items:
             if not path or not versions:
                 continue
@@ -690,7 +691,14 @@ class StateTree:
             if prefix != last:
                 node = make_parent(prefix)
                 last = prefix
-            add_at(node, path[-1], versions[0])
+            children = node.children
+            seg = path[-1]
+            if seg in children:
+                add_at(node, seg, versions[0])
+            else:  # the common case when a new replica loads a snapshot: inline, no call
+                children[seg] = versions[0]
+                added += 1
+        self.leaf_count += added
 
     def _drop_register(self, path: Path) -> None:
         node = self._root
