@@ -21,9 +21,9 @@ from statesync.core._context import (
 )
 from statesync.core._errors import (
     ClockSkewError,
-    InvalidArgument,
     InvalidPath,
     InvalidValue,
+    ReplicationArgumentError,
     ResolverCheckFailed,
     ResolverError,
     StatesyncError,
@@ -120,7 +120,6 @@ __all__ = [
     "Dot",
     "Hello",
     "HybridClock",
-    "InvalidArgument",
     "InvalidPath",
     "InvalidValue",
     "LastWriteWins",
@@ -140,6 +139,7 @@ __all__ = [
     "RefuseReason",
     "Replica",
     "ReplicaLimits",
+    "ReplicationArgumentError",
     "Replicator",
     "ReplicatorConfig",
     "Resolver",

@@ -13,7 +13,7 @@ from typing import Literal, NamedTuple, TypeAlias
 
 import attrs
 
-from statesync.core._errors import InvalidArgument, WriteConcernError
+from statesync.core._errors import ReplicationArgumentError, WriteConcernError
 from statesync.core._messages import Message
 from statesync.core._op import Change, Op
 from statesync.core._replica import Snapshot
@@ -64,7 +64,7 @@ class ReplicatorConfig:
 
 def check_ack(ack: object) -> None:
     if not (ack == "local" or ack == "all" or (type(ack) is int and ack >= 0)):  # noqa: PLR1714
-        raise InvalidArgument(f"ack must be 'local', 'all' or a number of peers >= 0, not {ack!r}")
+        raise ReplicationArgumentError(f"ack must be 'local', 'all' or a number of peers >= 0, not {ack!r}")
 
 
 class WriteStatus(enum.Enum):

@@ -54,7 +54,7 @@ import heapq
 from collections.abc import Callable, Iterable
 
 from statesync.core._context import CausalContext
-from statesync.core._errors import InvalidArgument, WriteConcernError
+from statesync.core._errors import ReplicationArgumentError, WriteConcernError
 from statesync.core._hlc import hlc_wall_ms
 from statesync.core._messages import (
     PROTOCOL_VERSION,
@@ -225,7 +225,7 @@ class Replicator(SnapshotTransfers):
                 self._issue(replica.last_ops, "local", None, now)
             raise
         if not ops:
-            raise InvalidArgument("write_many needs at least one item; give it one or more (path, value) pairs")
+            raise ReplicationArgumentError("write_many needs at least one item; give it one or more (path, value) pairs")
         return self._issue(ops, ack, timeout_s, now)
 
     def _issue(self, ops: list[Op], ack: AckSpec, timeout_s: float | None, now: Now) -> WriteTicket:
