@@ -3,16 +3,12 @@ broadcast channels, membership."""
 
 from __future__ import annotations
 
+from statesync.node._broadcast import BroadcastChannel
 from statesync.node._config import ConfigError, FaultConfig, NodeConfig
-from statesync.node._node import (
-    BroadcastChannel,
-    Conflict,
-    Node,
-    NodeClosedError,
-    Receipt,
-    open_node,
-    port_options,
-)
+from statesync.node._errors import NodeClosedError
+from statesync.node._lifecycle import open_node
+from statesync.node._link import port_options
+from statesync.node._node import Conflict, Node, Receipt
 from statesync.node._watch import Watch, WatchEvent
 
 __all__ = [

@@ -374,14 +374,14 @@ class ClientService:
         peer = data["peer"]
         if not isinstance(peer, str):
             raise ClientProtocolError("peer must be a node id")
-        self.node.cut(peer)
+        self.node._faults.cut(peer)
         return {}
 
     async def _heal(self, data: dict[str, Any]) -> dict[str, Value]:
         peer = data.get("peer")
         if peer is not None and not isinstance(peer, str):
             raise ClientProtocolError("peer must be a node id")
-        self.node.heal(peer)
+        self.node._faults.heal(peer)
         return {}
 
     # ------------------------------------------------------------- streams
