@@ -9,12 +9,13 @@ they are tested in is the order the node runs them in.
 
 The order (the Output contract):
 
-1. **make durable**: an installed snapshot, then the new ops, then, now and
-   then, a checkpoint (a full snapshot; see :class:`Checkpoints`).
-   :meth:`EffectsApplier.commit_for` says what (a :class:`Commit`); the caller
-   writes it, at once or in a worker thread, and only then goes on. So a
-   write returns, a peer sees an op and an ack covers an op only once it is
-   committed;
+1. **make durable**: an installed snapshot and the new ops
+   (:meth:`EffectsApplier.commit_for` says what: a :class:`Commit`; the
+   caller writes it, at once or in a worker thread, and only then goes on),
+   then, now and then, a checkpoint (:meth:`EffectsApplier.checkpoint_for`,
+   asked once the commit is written: a full snapshot, see
+   :class:`Checkpoints`). So a write returns, a peer sees an op and an ack
+   covers an op only once it is committed;
 2. **send** the messages, grouped per link, the urgent ones (acks,
    handshakes, goodbyes) first and apart, so a frame of them never waits
    behind bulk;
@@ -100,16 +101,12 @@ class Commit:
     snapshot: Snapshot | None
     """A snapshot the replica installed: it replaces the durable state."""
     ops: Sequence[Op]
-    checkpoint: Snapshot | None
-    """A full snapshot taken after ``ops``; the store drops the logged ops it covers."""
 
     def write(self, log: DurableLog) -> None:
         if self.snapshot is not None:
             log.save_snapshot(self.snapshot)
         if self.ops:
             log.append(self.ops)
-        if self.checkpoint is not None:
-            log.save_snapshot(self.checkpoint)
 
 
 class Checkpoints:
@@ -137,7 +134,7 @@ class Checkpoints:
 
 
 class EffectsApplier:
-    """Carries out outputs: :meth:`commit_for`, write the commit, then :meth:`apply`.
+    """Carries out outputs: :meth:`commit_for`, write the commit, :meth:`checkpoint_for`, :meth:`apply`.
 
     ``checkpoints`` is None for a replica that keeps nothing durable (an
     in-memory node): :meth:`commit_for` then always returns None.
@@ -165,13 +162,18 @@ class EffectsApplier:
         """Step 1: what ``out`` needs made durable (None: nothing), before :meth:`apply`."""
         if out.persist:
             self.commits += 1
+        if self._checkpoints is None or (out.snapshot is None and not out.persist):
+            return None
+        return Commit(out.snapshot, out.persist)
+
+    def checkpoint_for(self, out: Output) -> Snapshot | None:
+        """Once ``out``'s commit is written: a checkpoint to save now, if one is due.
+
+        (Asked after the commit, not with it: the snapshot is then taken
+        from the replica as it is once the commit's write returned.)
+        """
         checkpoints = self._checkpoints
-        if checkpoints is None:
-            return None
-        checkpoint = checkpoints.after(out)
-        if out.snapshot is None and not out.persist and checkpoint is None:
-            return None
-        return Commit(out.snapshot, out.persist, checkpoint)
+        return None if checkpoints is None else checkpoints.after(out)
 
     def apply(self, out: Output) -> None:
         """Steps 2 to 6, once what :meth:`commit_for` returned is durable."""
@@ -193,10 +195,14 @@ class EffectsApplier:
             publisher.notice(notice)
 
     def run(self, out: Output, log: DurableLog | None) -> None:
-        """All of it at once: commit ``out`` to ``log``, then :meth:`apply` it."""
+        """All of it at once: commit ``out`` to ``log`` (and a checkpoint), then :meth:`apply` it."""
         commit = self.commit_for(out)
-        if commit is not None and log is not None:
-            commit.write(log)
+        if log is not None:
+            if commit is not None:
+                commit.write(log)
+            checkpoint = self.checkpoint_for(out)
+            if checkpoint is not None:
+                log.save_snapshot(checkpoint)
         self.apply(out)
 
     def _send(self, sends: list[tuple[LinkId, Message]]) -> None:

@@ -72,20 +72,30 @@ class Flusher:
             await self.progress.wait()
 
     async def run(self) -> None:
-        rep = self._rep
-        effects = self._effects
         while True:
             await self._dirty.wait()
             self._dirty = trio.Event()
             self._busy = True
-            out = rep.take_output()
-            if out:
-                commit = effects.commit_for(out)
-                if commit is not None:
-                    await self.in_store(commit.write, self._store)
-                effects.apply(out)
+            await self._round()
             self._busy = False
             self._progressed()
+
+    async def _round(self) -> None:
+        """Everything accumulated so far: commit it (one transaction), checkpoint if due, apply it.
+
+        (Its own frame, so that the output, its commit and a checkpoint are
+        freed before the task waits for the next round.)
+        """
+        out = self._rep.take_output()
+        if out:
+            effects = self._effects
+            commit = effects.commit_for(out)
+            if commit is not None:
+                await self.in_store(commit.write, self._store)
+            checkpoint = effects.checkpoint_for(out)
+            if checkpoint is not None:
+                await self.in_store(self._store.save_snapshot, checkpoint)
+            effects.apply(out)
 
     async def in_store(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store call: in the store's worker thread on a durable node, else here."""

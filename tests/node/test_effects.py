@@ -100,10 +100,18 @@ def test_commit_is_separate_from_the_rest() -> None:
     rec = Recorder()
     applier = EffectsApplier(rec, rec, Checkpoints(rep.replica, every_ops=1000))
     commit = applier.commit_for(out)
-    assert commit is not None and [op.seq for op in commit.ops] == [1] and commit.checkpoint is None
+    assert commit is not None and [op.seq for op in commit.ops] == [1] and commit.snapshot is None
+    assert applier.checkpoint_for(out) is None  # 1 op logged, checkpoints every 1000
     assert rec.journal == []  # nothing happens before the commit is written
     applier.apply(out)
     assert rec.journal == [("resolve", 1, "done"), ("publish", ["k.0"])]
+
+
+def test_a_due_checkpoint_is_saved_after_the_ops_and_before_the_rest() -> None:
+    rep, out = written(2)
+    rec = Recorder()
+    EffectsApplier(rec, rec, Checkpoints(rep.replica, every_ops=2)).run(out, rec)
+    assert rec.journal[:3] == [("append", [1, 2]), ("snapshot", {"a": 2}), ("resolve", 1, "done")]
 
 
 def test_in_memory_commits_nothing_but_counts() -> None:
