@@ -23,7 +23,6 @@ KNOWN_CYCLES: set[frozenset[str]] = {
 }
 
 KNOWN_LONG: set[str] = {
-    "statesync.node._node",  # being split by the structure issue
     "statesync.ports._runtime",  # being split by the structure issue
 }
 
