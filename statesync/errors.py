@@ -73,6 +73,7 @@ __all__ = [
     "ProtocolError",
     "ProtocolMismatch",
     "RegistrationError",
+    "ReplicationArgumentError",
     "ReplicationError",
     "RequestFailed",
     "RequestTimeout",
@@ -83,6 +84,7 @@ __all__ = [
     "SegmentTooLong",
     "SocketClosed",
     "StatesyncError",
+    "StorageArgumentError",
     "StorageError",
     "StorageLimitError",
     "StoreClosed",
@@ -184,6 +186,11 @@ class WriteConcernError(ReplicationError):
         super().__init__(message)
         self.missing = missing
         self.dot = dot
+
+
+class ReplicationArgumentError(ReplicationError, ValueError):
+    """A replica or replicator call got an argument it does not take (an unknown
+    write concern, an empty batch, an empty node id); the message names it."""
 
 
 # ------------------------------------------------------------ configuration
@@ -472,6 +479,11 @@ class StorageLimitError(StorageError, ValueError):
 
 class StoredRecordError(StorageError, ValueError):
     """A stored record does not decode to what was written (corruption)."""
+
+
+class StorageArgumentError(StorageError, ValueError):
+    """A store was given a setting or a name it does not take (durability, snapshot
+    chunk size, node id, meta key); the message says what it takes."""
 
 
 # --------------------------------------------------------------------- node

@@ -299,9 +299,6 @@ class Supervisor:
 
     # -- control
 
-    def pids(self) -> dict[str, int]:
-        return {name: c.proc.pid for name, c in self.children.items() if c.proc is not None}
-
     async def kill(self, name: str, sig: int = signal.SIGKILL, *, hold: bool = True) -> int | None:
         """Signal one child and wait for it to exit; with ``hold`` it stays down until :meth:`release`."""
         child = self.children[name]

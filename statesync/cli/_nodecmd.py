@@ -43,12 +43,12 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
-    except FileNotFoundError:
-        raise UsageError(f"config file {path} does not exist; check the path") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path} is a folder; give a node's TOML file (statesync launch takes a folder)") from None
+    except FileNotFoundError as exc:
+        raise UsageError(f"config file {path} does not exist; check the path") from exc
+    except IsADirectoryError as exc:
+        raise UsageError(f"{path} is a folder; give a node's TOML file (statesync launch takes a folder)") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path} is not valid TOML: {exc}") from None
+        raise UsageError(f"{path} is not valid TOML: {exc}") from exc
 
 
 def load_resolver(spec: str, base: Path | None = None) -> Callable[..., Any]:
@@ -80,7 +80,7 @@ def load_resolver(spec: str, base: Path | None = None) -> Callable[..., Any]:
     except UsageError:
         raise
     except Exception as exc:
-        raise UsageError(f"strategy {spec!r}: importing {target} failed: {type(exc).__name__}: {exc}") from None
+        raise UsageError(f"strategy {spec!r}: importing {target} failed: {type(exc).__name__}: {exc}") from exc
     fn = getattr(module, name, None)
     if not callable(fn):
         raise UsageError(f"strategy {spec!r}: {target} has no function {name!r}")

@@ -23,6 +23,7 @@ from statesync.core._errors import (
     ClockSkewError,
     InvalidPath,
     InvalidValue,
+    ReplicationArgumentError,
     ResolverCheckFailed,
     ResolverError,
     StatesyncError,
@@ -63,19 +64,19 @@ from statesync.core._path import (
     is_related,
     parse_path,
 )
+from statesync.core._peers import PeerState
 from statesync.core._replica import Replica, ReplicaLimits, Snapshot
-from statesync.core._replicator import (
+from statesync.core._replication import (
     AckSpec,
     LinkId,
     Now,
     Output,
-    PeerState,
-    Replicator,
     ReplicatorConfig,
     WriteStatus,
     WriteTicket,
-    op_size,
 )
+from statesync.core._replicator import Replicator
+from statesync.core._sizes import op_size
 from statesync.core._strategy import (
     Custom,
     LastWriteWins,
@@ -138,6 +139,7 @@ __all__ = [
     "RefuseReason",
     "Replica",
     "ReplicaLimits",
+    "ReplicationArgumentError",
     "Replicator",
     "ReplicatorConfig",
     "Resolver",

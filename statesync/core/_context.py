@@ -45,8 +45,11 @@ def vv_leq(a: Mapping[str, int], b: Mapping[str, int]) -> bool:
 
 
 def vv_compare(a: Mapping[str, int], b: Mapping[str, int]) -> Ordering:
-    le = vv_leq(a, b)
-    ge = vv_leq(b, a)
+    return _ordering(vv_leq(a, b), vv_leq(b, a))
+
+
+def _ordering(le: bool, ge: bool) -> Ordering:
+    """How ``a`` relates to ``b`` given whether ``a <= b`` and whether ``b <= a``."""
     if le and ge:
         return Ordering.EQUAL
     if le:
@@ -54,12 +57,6 @@ def vv_compare(a: Mapping[str, int], b: Mapping[str, int]) -> Ordering:
     if ge:
         return Ordering.AFTER
     return Ordering.CONCURRENT
-
-
-def vv_min(vectors: Iterable[Mapping[str, int]], nodes: Iterable[str]) -> VersionVector:
-    """Pointwise minimum over ``vectors`` for each of ``nodes`` (0 where absent)."""
-    vectors = list(vectors)
-    return {node: min((v.get(node, 0) for v in vectors), default=0) for node in nodes}
 
 
 def context_from_dots(dots: Iterable[Dot]) -> Context:
@@ -162,15 +159,7 @@ class CausalContext:
         return True
 
     def compare(self, other: CausalContext) -> Ordering:
-        le = self.leq(other)
-        ge = other.leq(self)
-        if le and ge:
-            return Ordering.EQUAL
-        if le:
-            return Ordering.BEFORE
-        if ge:
-            return Ordering.AFTER
-        return Ordering.CONCURRENT
+        return _ordering(self.leq(other), other.leq(self))
 
     def to_plain(self) -> tuple[dict[str, int], list[list[object]]]:
         return dict(self.vv), [[node, seq] for node, seq in sorted(self.cloud)]

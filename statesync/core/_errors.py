@@ -11,6 +11,7 @@ from statesync.errors import (
     InvalidOperation,
     InvalidPath,
     InvalidValue,
+    ReplicationArgumentError,
     ResolverCheckFailed,
     ResolverError,
     StatesyncError,
@@ -22,8 +23,10 @@ __all__ = [
     "InvalidOperation",
     "InvalidPath",
     "InvalidValue",
+    "ReplicationArgumentError",
     "ResolverCheckFailed",
     "ResolverError",
     "StatesyncError",
     "WriteConcernError",
 ]
+

@@ -34,10 +34,9 @@ class RefuseReason:
 
 
 @attrs.frozen
-class Hello:
-    """First message of a connection, sent by the connecting (active) side."""
+class Greeting:
+    """The fields of both handshake messages: who the sender is and what it has."""
 
-    TAG: ClassVar[int] = 1
     node_id: str
     protocol_version: int
     vv: dict[str, int]
@@ -50,17 +49,17 @@ class Hello:
 
 
 @attrs.frozen
-class Welcome:
+class Hello(Greeting):
+    """First message of a connection, sent by the connecting (active) side."""
+
+    TAG: ClassVar[int] = 1
+
+
+@attrs.frozen
+class Welcome(Greeting):
     """The listening (passive) side's acceptance of a Hello."""
 
     TAG: ClassVar[int] = 2
-    node_id: str
-    protocol_version: int
-    vv: dict[str, int]
-    wall_ms: int
-    capabilities: tuple[str, ...] = ()
-    listen: tuple[str, ...] = ()
-    instance: str = ""
 
 
 @attrs.frozen

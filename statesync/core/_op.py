@@ -65,10 +65,6 @@ class Version(NamedTuple):
     origin: str
     seq: int
 
-    @property
-    def dot(self) -> Dot:
-        return (self.origin, self.seq)
-
 
 def version_key(v: Version) -> tuple[int, str, int]:
     """The canonical order of versions: (hlc, node_id, seq); the last one wins ties."""

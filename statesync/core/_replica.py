@@ -21,7 +21,7 @@ from typing import Final
 import attrs
 
 from statesync.core._context import CausalContext, Dot, VersionVector
-from statesync.core._errors import InvalidValue
+from statesync.core._errors import InvalidValue, ReplicationArgumentError
 from statesync.core._hlc import COUNTER_BITS, HybridClock
 from statesync.core._messages import SnapshotEntry
 from statesync.core._op import ABSENT, PUT, REMOVE, AbsentType, Change, Op, Version
@@ -74,7 +74,7 @@ class Replica:
         limits: ReplicaLimits = ReplicaLimits(),
     ) -> None:
         if not node_id or not isinstance(node_id, str):
-            raise ValueError("node_id must be a non-empty str")
+            raise ReplicationArgumentError(f"node_id must be a non-empty str, not {node_id!r}")
         self.node_id = node_id
         self.limits = limits
         self.tree = StateTree(strategies)

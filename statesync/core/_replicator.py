@@ -50,17 +50,11 @@ Protocol, per link (a connection to one peer):
 
 from __future__ import annotations
 
-import enum
 import heapq
 from collections.abc import Callable, Iterable
-from itertools import chain
-from operator import itemgetter
-from typing import Final, Literal, NamedTuple, TypeAlias
 
-import attrs
-
-from statesync.core._context import CausalContext, Dot
-from statesync.core._errors import WriteConcernError
+from statesync.core._context import CausalContext
+from statesync.core._errors import ReplicationArgumentError, WriteConcernError
 from statesync.core._hlc import hlc_wall_ms
 from statesync.core._messages import (
     PROTOCOL_VERSION,
@@ -73,245 +67,44 @@ from statesync.core._messages import (
     Refuse,
     RefuseReason,
     SnapshotChunk,
-    SnapshotEntry,
     SnapshotRequest,
     SyncRequest,
     SyncResponse,
     Welcome,
 )
-from statesync.core._op import Change, Op, Version
+from statesync.core._op import Op
 from statesync.core._path import PathLike
-from statesync.core._replica import Replica, Snapshot
-from statesync.core._value import Value, validate_value
+from statesync.core._peers import LinkState, PeerState
+from statesync.core._replica import Replica
+from statesync.core._replication import (
+    AckSpec,
+    LinkId,
+    Now,
+    Output,
+    ReplicatorConfig,
+    WriteStatus,
+    WriteTicket,
+    check_ack,
+)
+from statesync.core._sizes import op_size
+from statesync.core._snapshots import OutgoingSnapshot, SnapshotTransfers
+from statesync.core._value import Value
 
-LinkId: TypeAlias = int
-AckSpec: TypeAlias = Literal["local", "all"] | int
-
-
-class Now(NamedTuple):
-    """The time of an event: ``mono_s`` for timers, ``wall_ms`` for the clock."""
-
-    mono_s: float
-    wall_ms: int
-
-
-@attrs.frozen
-class ReplicatorConfig:
-    """Protocol knobs. Every one has a default fit for a LAN cluster."""
-
-    sync_interval_s: float = 2.0
-    sync_jitter: float = 0.25
-    """Each sync interval is scaled by a random factor in [1 - jitter, 1 + jitter]."""
-    retransmit_timeout_s: float = 1.0
-    retransmit_backoff: float = 2.0
-    retransmit_timeout_max_s: float = 30.0
-    retransmit_attempts_max: int = 6
-    handshake_timeout_s: float = 5.0
-    max_drift_s: float = 60.0
-    ops_message_count_max: int = 4096
-    ops_message_bytes_max: int = 1 << 20
-    sync_chunk_bytes_max: int = 1 << 20
-    sync_cloud_dots_max: int = 1024
-    """Buffered dots named in a SYNC_REQUEST at most (the lowest ones). Naming fewer
-    only means the peer may send again ops that are already buffered here."""
-    snapshot_chunk_bytes_max: int = 1 << 20
-    snapshot_ttl_s: float = 120.0
-    snapshot_transfers_max: int = 4
-    compact_interval_s: float = 1.0
-    members_max: int = 64
-    """Full mesh bound: members beyond this many are not reported for connection."""
-    bad_messages_max: int = 20
-    """Protocol violations tolerated from one link before it is closed."""
-    capabilities: tuple[str, ...] = ("batch", "zstd", "snapshot")
-    persists: bool = True
-    """False when the host keeps nothing durable (an in-memory node): an installed
-    snapshot is then not copied into ``Output.snapshot`` for saving."""
-
+# The replicator and what the simulator and older tests import from here.
+__all__ = ["AckSpec", "Now", "Output", "Replicator", "ReplicatorConfig", "op_size"]
 
 _NOBODY: frozenset[str] = frozenset()
+_DEFAULT_CONFIG = ReplicatorConfig()
 
 
-def _check_ack(ack: object) -> None:
-    if not (ack == "local" or ack == "all" or (type(ack) is int and ack >= 0)):  # noqa: PLR1714
-        raise ValueError(f"ack must be 'local', 'all' or a number of peers >= 0, not {ack!r}")
-
-
-class WriteStatus(enum.Enum):
-    PENDING = "pending"
-    DONE = "done"
-    FAILED = "failed"
-
-
-@attrs.define
-class WriteTicket:
-    """A local write and the state of its write concern."""
-
-    id: int
-    op: Op
-    ack: AckSpec
-    deadline_s: float | None
-    required: frozenset[str]
-    """For ``all``: the peers up at write time."""
-    acked: set[str] = attrs.field(factory=set)
-    status: WriteStatus = WriteStatus.PENDING
-    error: WriteConcernError | None = None
-    ops: list[Op] | None = None
-    """For a batch (write_many): every op, the last one being ``op``."""
-
-
-@attrs.define
-class Output:
-    """The effects of the events since the last ``take_output``."""
-
-    persist: list[Op] = attrs.field(factory=list)
-    snapshot: Snapshot | None = None
-    """Set when a snapshot was installed (and ``persists``): persist the whole state."""
-    sends: list[tuple[LinkId, Message]] = attrs.field(factory=list)
-    closes: list[tuple[LinkId, str]] = attrs.field(factory=list)
-    completed: list[WriteTicket] = attrs.field(factory=list)
-    failed: list[WriteTicket] = attrs.field(factory=list)
-    changes: list[Change] = attrs.field(factory=list)
-    discovered: list[tuple[str, tuple[str, ...]]] = attrs.field(factory=list)
-    """Members learned through gossip: (node id, endpoints) to connect to."""
-    peers_up: list[str] = attrs.field(factory=list)
-    peers_down: list[str] = attrs.field(factory=list)
-    notices: list[str] = attrs.field(factory=list)
-    """Human-readable events worth a log line (refusals, snapshots, skew)."""
-
-    def __bool__(self) -> bool:
-        return bool(
-            self.persist
-            or self.snapshot is not None
-            or self.sends
-            or self.closes
-            or self.completed
-            or self.failed
-            or self.changes
-            or self.discovered
-            or self.peers_up
-            or self.peers_down
-            or self.notices
-        )
-
-
-@attrs.define
-class _Link:
-    id: LinkId
-    active: bool
-    opened_s: float
-    peer: str | None = None
-    up: bool = False
-    bad_messages: int = 0
-    gap_sync_after_s: float = 0.0
-    instance: str = ""
-
-
-@attrs.define
-class PeerState:
-    """What this node knows about one peer, across its links."""
-
-    node_id: str
-    link: LinkId | None = None
-    acked: dict[str, int] = attrs.field(factory=dict)
-    """The peer's applied (durable) vector, as far as we know."""
-    pushed: int = 0
-    """The highest own seq sent to the peer."""
-    retransmit_at_s: float | None = None
-    attempts: int = 0
-    endpoints: tuple[str, ...] = ()
-    last_seen_s: float = 0.0
-    last_sync_s: float | None = None
-    snapshot_in: _IncomingSnapshot | None = None
-
-
-@attrs.define
-class _IncomingSnapshot:
-    transfer_id: str
-    total: int
-    vv: dict[str, int]
-    entries: list[SnapshotEntry]
-    hlc: int = 0
-    """The highest HLC among the entries received so far."""
-
-
-@attrs.define
-class _OutgoingSnapshot:
-    transfer_id: str
-    peer: str
-    snapshot: Snapshot
-    touched_s: float
-    sent_entries: int = 0
-    """Entries sent from the start without a gap (a resend from an offset lowers it)."""
-    requested: int = -1
-    """The offset of the latest SNAPSHOT_REQUEST (-1: none yet)."""
-    ends: dict[int, int] = attrs.Factory(dict)
-    """Where the chunk starting at an offset ends (computed once per chunk)."""
-    chunk_entries: int = 256
-    """Entries in the last chunk sized: the first guess for the next one."""
-
-
-def op_size(op: Op) -> int:
-    """An estimate of an op's encoded size in bytes (an upper bound for small ops)."""
-    value = op.value
-    t = type(value)
-    if t is str or t is bytes:
-        v = len(value) + 2  # type: ignore[arg-type]
-    elif t is dict or t is list:
-        v = validate_value(value)
-    else:
-        v = 9
-    path = op.path
-    return 24 + len(op.origin) + sum(map(len, path)) + len(path) + v + 10 * len(op.context)
-
-
-_SNAPSHOT_WINDOW_CHUNKS: Final = 2
-"""Snapshot chunks out at once: the one requested and the next."""
-_SNAPSHOT_ENDS_MAX: Final = 1 << 16
-"""Chunk boundaries remembered per transfer (beyond that they are recomputed)."""
-
-
-def _entries_size(entries: tuple[SnapshotEntry, ...]) -> int:
-    """An upper bound of the encoded size of snapshot entries, in bytes.
-
-    Column-wise, joining strings in C rather than visiting each in Python: a
-    million-entry snapshot is sized chunk by chunk on the sender's event loop.
-    """
-    segments = "\x00".join(chain.from_iterable(map(_first, entries)))  # bytes + one per segment
-    flat: tuple[Version, ...] = tuple(chain.from_iterable(map(_second, entries)))
-    size = 8 * len(entries) + _utf8_len(segments) + 1 + 25 * len(flat)
-    size += _utf8_len("".join(map(_third, flat)))
-    try:
-        return size + _utf8_len("".join(map(_first, flat)))  # every value a str
-    except TypeError:
-        return size + sum(map(_value_size, map(_first, flat)))
-
-
-def _utf8_len(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode())
-
-
-def _value_size(value: Value) -> int:
-    t = type(value)
-    if t is str:
-        return len(value.encode()) + 1  # type: ignore[union-attr]
-    if t is bytes:
-        return len(value) + 1  # type: ignore[arg-type]
-    return validate_value(value)
-
-
-_first: Final = itemgetter(0)
-_second: Final = itemgetter(1)
-_third: Final = itemgetter(2)
-
-
-class Replicator:
+class Replicator(SnapshotTransfers):
     """One node's side of the replication protocol (see the module doc)."""
 
     def __init__(
         self,
         replica: Replica,
         *,
-        config: ReplicatorConfig = ReplicatorConfig(),
+        config: ReplicatorConfig = _DEFAULT_CONFIG,
         rand: Callable[[], float],
         known_peers: Iterable[str] = (),
         endpoints: tuple[str, ...] = (),
@@ -326,7 +119,7 @@ class Replicator:
         self.config = config
         self._rand = rand
         self.endpoints = endpoints
-        self._links: dict[LinkId, _Link] = {}
+        self._links: dict[LinkId, LinkState] = {}
         self.peers: dict[str, PeerState] = {p: PeerState(p) for p in known_peers if p != self.node_id}
         self._out = Output()
         self._outbox: dict[LinkId, list[Op]] = {}
@@ -336,7 +129,7 @@ class Replicator:
         self._tickets: dict[int, WriteTicket] = {}
         self._next_ticket = 1
         self._next_transfer = 1
-        self._snapshots_out: dict[str, _OutgoingSnapshot] = {}
+        self._snapshots_out: dict[str, OutgoingSnapshot] = {}
         start = now.mono_s if now is not None else 0.0
         self._next_sync_s = start + self._interval()
         self._next_compact_s = start + config.compact_interval_s
@@ -360,17 +153,17 @@ class Replicator:
     def _send(self, link: LinkId, msg: Message) -> None:
         self._out.sends.append((link, msg))
 
-    def _up_links(self) -> list[_Link]:
+    def _up_links(self) -> list[LinkState]:
         return [link for link in self._links.values() if link.up]
 
     def up_peers(self) -> list[str]:
         return sorted(link.peer for link in self._links.values() if link.up and link.peer)
 
-    def _close(self, link: _Link, reason: str, now: Now) -> None:
+    def _close(self, link: LinkState, reason: str, now: Now) -> None:
         self._out.closes.append((link.id, reason))
         self._drop_link(link, now)
 
-    def _drop_link(self, link: _Link, now: Now) -> None:
+    def _drop_link(self, link: LinkState, now: Now) -> None:
         self._links.pop(link.id, None)
         self._up = [(i, p) for i, p in self._up if i != link.id]
         self._outbox.pop(link.id, None)
@@ -399,7 +192,7 @@ class Replicator:
 
         Raises InvalidPath / InvalidValue for a bad write (nothing happens).
         """
-        _check_ack(ack)
+        check_ack(ack)
         changes = self._out.changes if self.record_changes else None
         if remove:
             op = self.replica.remove(path, now.wall_ms, changes)
@@ -422,7 +215,7 @@ class Replicator:
         item; the items before it are written (and returned in no ticket:
         they still replicate).
         """
-        _check_ack(ack)
+        check_ack(ack)
         changes = self._out.changes if self.record_changes else None
         replica = self.replica
         try:
@@ -432,7 +225,7 @@ class Replicator:
                 self._issue(replica.last_ops, "local", None, now)
             raise
         if not ops:
-            raise ValueError("write_many needs at least one item")
+            raise ReplicationArgumentError("write_many needs at least one item; give it one or more (path, value) pairs")
         return self._issue(ops, ack, timeout_s, now)
 
     def _issue(self, ops: list[Op], ack: AckSpec, timeout_s: float | None, now: Now) -> WriteTicket:
@@ -470,7 +263,7 @@ class Replicator:
 
     def connected(self, link: LinkId, *, active: bool, now: Now) -> None:
         """A transport link opened; the active side starts the handshake."""
-        self._links[link] = _Link(link, active, now.mono_s)
+        self._links[link] = LinkState(link, active, now.mono_s)
         if active:
             self._send(link, self._hello(Hello, now))
 
@@ -530,7 +323,7 @@ class Replicator:
         else:
             self._bad(state, f"unexpected {type(msg).__name__} after the handshake", now)
 
-    def _bad(self, link: _Link, what: str, now: Now) -> None:
+    def _bad(self, link: LinkState, what: str, now: Now) -> None:
         self.counters["bad_messages"] += 1
         link.bad_messages += 1
         if link.bad_messages >= self.config.bad_messages_max:
@@ -547,7 +340,7 @@ class Replicator:
 
     # ---------------------------------------------------------- handshake
 
-    def _handshake(self, link: _Link, msg: object, now: Now) -> None:
+    def _handshake(self, link: LinkState, msg: object, now: Now) -> None:
         expected = Welcome if link.active else Hello
         if isinstance(msg, Refuse) and link.active:
             self.counters["refused"] += 1
@@ -575,10 +368,10 @@ class Replicator:
             self._send(link.id, self._hello(Welcome, now))
         self._peer_up(link, msg, now)
 
-    def _preferred(self, link: _Link, peer: str) -> bool:
+    def _preferred(self, link: LinkState, peer: str) -> bool:
         return (self.node_id < peer) == link.active
 
-    def _refusal(self, link: _Link, msg: Hello | Welcome, now: Now) -> tuple[str, str] | None:
+    def _refusal(self, link: LinkState, msg: Hello | Welcome, now: Now) -> tuple[str, str] | None:
         if msg.protocol_version != PROTOCOL_VERSION:
             return (
                 RefuseReason.VERSION,
@@ -612,7 +405,7 @@ class Replicator:
             )
         return None
 
-    def _peer_up(self, link: _Link, msg: Hello | Welcome, now: Now) -> None:
+    def _peer_up(self, link: LinkState, msg: Hello | Welcome, now: Now) -> None:
         link.up = True
         link.peer = msg.node_id
         link.instance = msg.instance
@@ -641,7 +434,7 @@ class Replicator:
             inc = peer.snapshot_in
             self._send(link.id, SnapshotRequest(inc.transfer_id, len(inc.entries)))
 
-    def _catch_up(self, link: _Link, peer: PeerState, ctx: CausalContext, now: Now) -> None:
+    def _catch_up(self, link: LinkState, peer: PeerState, ctx: CausalContext, now: Now) -> None:
         """Send the peer what ``ctx`` (its state) lacks: log ops or a snapshot."""
         log = self.replica.log
         if log.lacking(ctx):
@@ -654,7 +447,7 @@ class Replicator:
 
     # ------------------------------------------------------- ops and acks
 
-    def _receive_ops(self, link: _Link, peer: PeerState, ops: tuple[Op, ...], now: Now) -> None:
+    def _receive_ops(self, link: LinkState, peer: PeerState, ops: tuple[Op, ...], now: Now) -> None:
         replica = self.replica
         waiting = replica.pending_count
         applied = replica.receive_many(ops, self._out.changes if self.record_changes else None)
@@ -720,7 +513,7 @@ class Replicator:
 
     # -------------------------------------------------------- anti-entropy
 
-    def _request_sync(self, link: _Link) -> None:
+    def _request_sync(self, link: LinkState) -> None:
         ctx = self.replica.received_context()
         self.counters["sync_requests"] += 1
         cloud = ctx.cloud
@@ -744,7 +537,7 @@ class Replicator:
                 self._request_sync(link)
         self._next_sync_s = now.mono_s + self._interval()
 
-    def _on_sync_request(self, link: _Link, peer: PeerState, msg: SyncRequest, now: Now) -> None:
+    def _on_sync_request(self, link: LinkState, peer: PeerState, msg: SyncRequest, now: Now) -> None:
         self._merge_acked(peer, msg.vv, now)
         ctx = CausalContext(msg.vv, msg.cloud)
         log = self.replica.log
@@ -771,153 +564,6 @@ class Replicator:
                 peer.endpoints = tuple(endpoints)
                 if peer.link is None:
                     self._out.discovered.append((node_id, tuple(endpoints)))
-
-    # ----------------------------------------------------------- snapshots
-
-    def _start_snapshot(self, link: _Link, peer: PeerState, now: Now, *, fresh: bool = False) -> None:
-        for transfer in list(self._snapshots_out.values()):
-            if transfer.peer == peer.node_id:
-                if fresh:
-                    del self._snapshots_out[transfer.transfer_id]
-                    break
-                # The receiver pulls chunks; only if it went quiet (a lost
-                # chunk, or it restarted) offer the first chunk again: it
-                # either resumes from where it is or starts over.
-                if now.mono_s - transfer.touched_s > self.config.retransmit_timeout_s:
-                    self._send_chunk(link, transfer, 0, now)
-                return
-        if len(self._snapshots_out) >= self.config.snapshot_transfers_max:
-            oldest = min(self._snapshots_out.values(), key=lambda t: t.touched_s)
-            del self._snapshots_out[oldest.transfer_id]
-        transfer_id = f"{self.node_id}/{self._next_transfer}"
-        self._next_transfer += 1
-        transfer = _OutgoingSnapshot(transfer_id, peer.node_id, self.replica.snapshot(), now.mono_s)
-        self._snapshots_out[transfer_id] = transfer
-        self.counters["snapshots_sent"] += 1
-        self._out.notices.append(
-            f"sending a snapshot of {len(transfer.snapshot.entries)} paths to {peer.node_id} (its log position was compacted away)"
-        )
-        self._send_window(link, transfer, 0, now)
-
-    def _send_window(self, link: _Link, transfer: _OutgoingSnapshot, offset: int, now: Now) -> None:
-        """Have the chunk at ``offset`` and the one after it sent (skipping what already went).
-
-        One chunk stays in flight ahead of the receiver's requests, so that the
-        sender's encoding and the receiver's decoding overlap instead of taking
-        turns. A request for an offset not beyond the previous one (a repeat:
-        a chunk or the request was lost) sends again from there.
-        """
-        if offset <= transfer.requested:
-            transfer.sent_entries = min(transfer.sent_entries, offset)
-        transfer.requested = offset
-        total = len(transfer.snapshot.entries)
-        pos = offset
-        for _ in range(_SNAPSHOT_WINDOW_CHUNKS):
-            if pos >= total:
-                break
-            if pos >= transfer.sent_entries:
-                self._send_chunk(link, transfer, pos, now)
-            pos = self._chunk_end(transfer, pos)
-
-    def _chunk_end(self, transfer: _OutgoingSnapshot, offset: int) -> int:
-        end = transfer.ends.get(offset)
-        if end is not None:
-            return end
-        entries = transfer.snapshot.entries
-        total = len(entries)
-        budget = self.config.snapshot_chunk_bytes_max
-        count = transfer.chunk_entries
-        grows = 0
-        shrunk = False
-        while True:
-            # Size a candidate slice; shrink it in proportion while it is too big
-            # (at least one entry goes), grow it a few times while it is far too small.
-            end = min(total, offset + count)
-            size = _entries_size(entries[offset:end])
-            if size > budget and end - offset > 1:
-                count = max(1, min(end - offset - 1, (end - offset) * budget // size))
-                shrunk = True
-                continue
-            if not shrunk and end < total and size <= budget // 2 and grows < 4:
-                count = (end - offset) * budget // max(size, 1)
-                grows += 1
-                continue
-            break
-        transfer.chunk_entries = max(1, end - offset)
-        if len(transfer.ends) < _SNAPSHOT_ENDS_MAX:
-            transfer.ends[offset] = end
-        return end
-
-    def _send_chunk(self, link: _Link, transfer: _OutgoingSnapshot, offset: int, now: Now) -> None:
-        entries = transfer.snapshot.entries
-        end = self._chunk_end(transfer, offset)
-        if offset <= transfer.sent_entries:
-            transfer.sent_entries = max(transfer.sent_entries, end)
-        transfer.touched_s = now.mono_s
-        self.counters["snapshot_chunks_sent"] = self.counters.get("snapshot_chunks_sent", 0) + 1
-        self._send(
-            link.id,
-            SnapshotChunk(
-                transfer.transfer_id,
-                offset,
-                len(entries),
-                transfer.snapshot.vv,
-                entries[offset:end],
-            ),
-        )
-
-    def _on_snapshot_request(self, link: _Link, peer: PeerState, msg: SnapshotRequest, now: Now) -> None:
-        transfer = self._snapshots_out.get(msg.transfer_id)
-        if msg.offset < 0:  # the receiver has it all: release the frozen snapshot
-            if transfer is not None and transfer.peer == peer.node_id:
-                del self._snapshots_out[msg.transfer_id]
-            return
-        if transfer is None or transfer.peer != peer.node_id:
-            self._start_snapshot(link, peer, now, fresh=True)
-            return
-        if msg.offset < len(transfer.snapshot.entries):
-            self._send_window(link, transfer, msg.offset, now)
-
-    def _on_snapshot_chunk(self, link: _Link, peer: PeerState, msg: SnapshotChunk, now: Now) -> None:
-        inc = peer.snapshot_in
-        if msg.offset == 0 and (inc is None or inc.transfer_id != msg.transfer_id):
-            inc = peer.snapshot_in = _IncomingSnapshot(msg.transfer_id, msg.total, dict(msg.vv), [])
-        if inc is None or inc.transfer_id != msg.transfer_id or msg.total != inc.total:
-            # A chunk of a transfer we no longer hold: ask for a fresh one.
-            self._send(link.id, SnapshotRequest("", 0))
-            return
-        if msg.offset != len(inc.entries):
-            # A gap (a chunk was lost) or the sender offering the first chunk again
-            # (it heard nothing for a while): say where we are. Any other chunk
-            # behind us is a duplicate of one we hold: nothing to do.
-            if msg.offset > len(inc.entries) or msg.offset == 0:
-                self._send(link.id, SnapshotRequest(inc.transfer_id, len(inc.entries)))
-            return
-        inc.entries.extend(msg.entries)
-        if msg.entries:
-            inc.hlc = max(inc.hlc, max(map(_second, chain.from_iterable(map(_second, msg.entries))), default=0))
-        if len(inc.entries) < inc.total:
-            self._send(link.id, SnapshotRequest(inc.transfer_id, len(inc.entries)))
-            return
-        peer.snapshot_in = None
-        entries = tuple(inc.entries)
-        self.replica.install_snapshot(
-            Snapshot(inc.vv, inc.hlc, entries), self._out.changes if self.record_changes else None
-        )
-        if self.config.persists:
-            self._out.snapshot = self.replica.snapshot()
-        self.counters["snapshots_installed"] += 1
-        self._out.notices.append(f"installed a snapshot of {inc.total} paths from {peer.node_id}")
-        self._send(link.id, SnapshotRequest(inc.transfer_id, -1))
-        self._ack_due.add(link.id)
-
-    def snapshot_progress(self) -> dict[str, tuple[int, int]]:
-        """Incoming snapshot transfers: peer -> (entries received, total)."""
-        return {
-            p.node_id: (len(p.snapshot_in.entries), p.snapshot_in.total)
-            for p in self.peers.values()
-            if p.snapshot_in is not None
-        }
 
     # --------------------------------------------------------------- time
 
@@ -1017,12 +663,6 @@ class Replicator:
         """Drop causally stable ops from the log."""
         return self.replica.log.compact(self.stable())
 
-    def forget_peer(self, node_id: str) -> None:
-        """Stop counting ``node_id`` for stability (a member removed for good)."""
-        peer = self.peers.get(node_id)
-        if peer is not None and peer.link is None:
-            del self.peers[node_id]
-
     def shutdown(self, now: Now, reason: str = RefuseReason.SHUTDOWN) -> None:
         """Say goodbye on every link and close them."""
         for link in list(self._links.values()):
@@ -1092,6 +732,3 @@ class Replicator:
             **self.replica.stats(),
         }
 
-
-def dots_of(ops: Iterable[Op]) -> set[Dot]:
-    return {(op.origin, op.seq) for op in ops}

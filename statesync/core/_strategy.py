@@ -130,10 +130,10 @@ def make_strategy(spec: StrategySpec) -> Strategy:
     if isinstance(spec, str):
         try:
             return _NAMES[spec]()
-        except KeyError:
+        except KeyError as exc:
             raise StatesyncError(
                 f"unknown strategy {spec!r}; use 'vector-clock', 'last-write-wins' or a resolver function"
-            ) from None
+            ) from exc
     if hasattr(spec, "resolve") and hasattr(spec, "siblings"):
         return spec  # type: ignore[return-value]
     if callable(spec):

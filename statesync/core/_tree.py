@@ -49,6 +49,9 @@ Register: TypeAlias = Version | tuple[Version, ...]
 _new_version = tuple.__new__  # builds a Version without the NamedTuple constructor's overhead
 _Key: TypeAlias = tuple[int, str]
 
+_Touched: TypeAlias = "dict[Path, Value | AbsentType] | None"
+"""Where a write records the old value of each leaf it changes (None: nobody asks)."""
+
 
 class _Node:
     """An interior node: children by segment, plus an optional register at this path."""
@@ -257,49 +260,6 @@ class StateTree:
                 else:
                     yield (*path, seg), reg_versions(child)  # type: ignore[arg-type]
 
-    def scope_context(self, path: Path) -> Context:
-        """The compact context of every version in ``path``'s scope.
-
-        The scope is the path, its ancestors and everything beneath it: what a
-        write at ``path`` overwrites.
-        """
-        best: dict[str, int] = {}
-        node = self._root
-        last = len(path) - 1
-        if last < 0:
-            self._note_subtree(best, node)
-        for i, seg in enumerate(path):
-            entry = node.children.get(seg)
-            if entry is None:
-                break
-            if type(entry) is _Node:
-                if entry.reg is not None:
-                    _note_dots(best, entry.reg)
-                if i == last:
-                    self._note_subtree(best, entry)
-                node = entry
-            else:
-                _note_dots(best, entry)  # type: ignore[arg-type]
-                break
-        if not best:
-            return ()
-        if len(best) == 1:
-            return tuple(best.items())
-        return tuple(sorted(best.items()))
-
-    @staticmethod
-    def _note_subtree(best: dict[str, int], node: _Node) -> None:
-        stack = [node]
-        while stack:
-            n = stack.pop()
-            for entry in n.children.values():
-                if type(entry) is _Node:
-                    if entry.reg is not None:
-                        _note_dots(best, entry.reg)
-                    stack.append(entry)
-                else:
-                    _note_dots(best, entry)  # type: ignore[arg-type]
-
     # ----------------------------------------------------------------- writes
 
     def apply(self, op: Op, changes: list[Change] | None = None) -> None:
@@ -316,7 +276,7 @@ class StateTree:
 
     def apply_general(self, op: Op, changes: list[Change] | None = None) -> None:
         """Apply any op in two steps: strip what its context covers, then insert."""
-        touched: dict[Path, Value | AbsentType] | None = {} if changes is not None else None
+        touched: _Touched = {} if changes is not None else None
         if op.context:
             self._strip(op.path, dict(op.context), touched)
         if op.kind == PUT:
@@ -337,7 +297,7 @@ class StateTree:
         path = op.path
         ctx = op.context
         covered = dict(ctx) if len(ctx) > 1 else None
-        touched: dict[Path, Value | AbsentType] | None = {} if changes is not None else None
+        touched: _Touched = {} if changes is not None else None
         node = self._root
         last = len(path) - 1
         for i in range(last):
@@ -415,7 +375,7 @@ class StateTree:
         """
         hlc, origin, seq = stamp
         best: dict[str, int] = {}
-        touched: dict[Path, Value | AbsentType] | None = {} if changes is not None else None
+        touched: _Touched = {} if changes is not None else None
         node = self._root
         walked: list[tuple[_Node, str]] = []
         last = len(path) - 1
@@ -481,13 +441,7 @@ class StateTree:
             return ()
         return tuple(best.items()) if len(best) == 1 else tuple(sorted(best.items()))
 
-    def _take_reg(
-        self,
-        path: Path,
-        reg: Register,
-        best: dict[str, int],
-        touched: dict[Path, Value | AbsentType] | None,
-    ) -> None:
+    def _take_reg(self, path: Path, reg: Register, best: dict[str, int], touched: _Touched) -> None:
         """Account for a register a local write removes wholesale."""
         _note_dots(best, reg)
         self.leaf_count -= 1
@@ -499,7 +453,7 @@ class StateTree:
         base: Path,
         node: _Node,
         best: dict[str, int],
-        touched: dict[Path, Value | AbsentType] | None,
+        touched: _Touched,
     ) -> None:
         if node.reg is not None:
             self._take_reg(base, node.reg, best, touched)
@@ -518,7 +472,7 @@ class StateTree:
         base: Path,
         value: dict[str, Value],
         stamp: tuple[int, str, int],
-        touched: dict[Path, Value | AbsentType] | None,
+        touched: _Touched,
     ) -> None:
         """Build the subtree of a dict write under an empty node."""
         hlc, origin, seq = stamp
@@ -550,7 +504,7 @@ class StateTree:
         path: Path,
         reg: Register,
         covered: dict[str, int],
-        touched: dict[Path, Value | AbsentType] | None,
+        touched: _Touched,
     ) -> Register | None:
         new = _strip_reg(reg, covered)
         if new is not reg:
@@ -560,9 +514,7 @@ class StateTree:
                 touched[path] = self._value_safe(path, reg)
         return new
 
-    def _strip(
-        self, path: Path, covered: dict[str, int], touched: dict[Path, Value | AbsentType] | None
-    ) -> None:
+    def _strip(self, path: Path, covered: dict[str, int], touched: _Touched) -> None:
         node = self._root
         walked: list[tuple[_Node, str]] = []
         last = len(path) - 1
@@ -598,7 +550,7 @@ class StateTree:
         node: _Node,
         base: Path,
         covered: dict[str, int],
-        touched: dict[Path, Value | AbsentType] | None,
+        touched: _Touched,
     ) -> None:
         children = node.children
         for seg, entry in list(children.items()):
@@ -627,11 +579,19 @@ class StateTree:
             else:
                 parent.children[seg] = child.reg
 
-    def _insert(
-        self, path: Path, version: Version, touched: dict[Path, Value | AbsentType] | None
-    ) -> None:
+    def _insert(self, path: Path, version: Version, touched: _Touched) -> None:
+        old = self._add_at(self._make_parent(path[:-1]), path[-1], version)
+        if touched is not None and path not in touched:
+            touched[path] = self._value_safe(path, old)
+
+    def _make_parent(self, prefix: Path) -> _Node:
+        """The node at ``prefix``, made where missing (a leaf on the way becomes a node's register).
+
+        Interior nodes are only ever created here, never replaced, so a node
+        found for a prefix stays valid while nothing is removed.
+        """
         node = self._root
-        for seg in path[:-1]:
+        for seg in prefix:
             entry = node.children.get(seg)
             if type(entry) is _Node:
                 node = entry
@@ -641,23 +601,24 @@ class StateTree:
                 nxt.reg = entry  # type: ignore[assignment]
             node.children[seg] = nxt
             node = nxt
-        seg = path[-1]
-        entry = node.children.get(seg)
-        old: Register | None
+        return node
+
+    def _add_at(self, node: _Node, seg: str, version: Version) -> Register | None:
+        """Add ``version`` to the register at ``seg`` under ``node``; return the register it had."""
+        children = node.children
+        entry = children.get(seg)
         if entry is None:
-            old = None
-            node.children[seg] = version
+            children[seg] = version
             self.leaf_count += 1
-        elif type(entry) is _Node:
+            return None
+        if type(entry) is _Node:
             old = entry.reg
             if old is None:
                 self.leaf_count += 1
             entry.reg = _add_version(old, version)
-        else:
-            old = entry  # type: ignore[assignment]
-            node.children[seg] = _add_version(old, version)
-        if touched is not None and path not in touched:
-            touched[path] = self._value_safe(path, old)
+            return old
+        children[seg] = _add_version(entry, version)  # type: ignore[arg-type]
+        return entry  # type: ignore[return-value]
 
     # ---------------------------------------------------------- whole state
 
@@ -673,18 +634,8 @@ class StateTree:
         changes: list[Change] | None = None,
     ) -> None:
         """Make ``versions`` the register at ``path`` (empty: remove it)."""
-        if not path:
-            return
-        old = self._read_leaf(path) if changes is not None else ABSENT
-        self._drop_register(path)
-        for v in versions:
-            self._insert(path, v, None)
-        if changes is not None:
-            new = self._read_leaf(path)
-            top = max(versions, key=version_key) if versions else None
-            changes.append(
-                Change(path, old, new, top.origin if top else "", top.seq if top else 0)
-            )
+        if path:
+            self._set_versions(path, versions, changes, replace=True)
 
     def add_registers(
         self, items: Iterable[tuple[Path, tuple[Version, ...]]], changes: list[Change] | None = None
@@ -699,18 +650,34 @@ class StateTree:
             self._add_registers_bulk(items)
             return
         for path, versions in items:
-            if not path or not versions:
-                continue
-            old = self._read_leaf(path)
-            for v in versions:
-                self._insert(path, v, None)
-            top = max(versions, key=version_key)
-            changes.append(Change(path, old, self._read_leaf(path), top.origin, top.seq))
+            if path and versions:
+                self._set_versions(path, versions, changes, replace=False)
+
+    def _set_versions(
+        self,
+        path: Path,
+        versions: tuple[Version, ...],
+        changes: list[Change] | None,
+        *,
+        replace: bool,
+    ) -> None:
+        """Add ``versions`` at ``path`` (first dropping the register there if ``replace``); record the change."""
+        old = self._read_leaf(path) if changes is not None else ABSENT
+        if replace:
+            self._drop_register(path)
+        for v in versions:
+            self._insert(path, v, None)
+        if changes is not None:
+            top = max(versions, key=version_key) if versions else None
+            changes.append(
+                Change(path, old, self._read_leaf(path), top.origin if top else "", top.seq if top else 0)
+            )
 
     def _add_registers_bulk(self, items: Iterable[tuple[Path, tuple[Version, ...]]]) -> None:
         insert = self._insert
-        root = self._root
-        node = root
+        make_parent = self._make_parent
+        add_at = self._add_at
+        node = self._root
         last: Path | None = None
         added = 0
         for path, versions in items:
@@ -722,32 +689,15 @@ class StateTree:
                 continue
             prefix = path[:-1]
             if prefix != last:
-                # Interior nodes are only ever created here, never replaced, so
-                # the node found for a prefix stays valid for the whole load.
-                node = root
-                for seg in prefix:
-                    entry = node.children.get(seg)
-                    if type(entry) is _Node:
-                        node = entry
-                        continue
-                    nxt = _Node()
-                    if entry is not None:
-                        nxt.reg = entry  # type: ignore[assignment]
-                    node.children[seg] = nxt
-                    node = nxt
+                node = make_parent(prefix)
                 last = prefix
-            seg = path[-1]
             children = node.children
-            entry = children.get(seg)
-            if entry is None:
+            seg = path[-1]
+            if seg in children:
+                add_at(node, seg, versions[0])
+            else:  # the common case when a new replica loads a snapshot: inline, no call
                 children[seg] = versions[0]
                 added += 1
-            elif type(entry) is _Node:
-                if entry.reg is None:
-                    added += 1
-                entry.reg = _add_version(entry.reg, versions[0])
-            else:
-                children[seg] = _add_version(entry, versions[0])  # type: ignore[arg-type]
         self.leaf_count += added
 
     def _drop_register(self, path: Path) -> None:

@@ -72,6 +72,15 @@ def validate_value(value: object, limits: ValueLimits = DEFAULT_VALUE_LIMITS) ->
     return size
 
 
+def _too_large(t: type, size: str, trail: list[object], limit: int) -> InvalidValue:
+    """The error for a value at ``trail`` whose ``size`` (in words) exceeds ``limit``."""
+    return InvalidValue(
+        f"a {t.__name__} of {size} at {_where(trail)} exceeds the limit of {limit}",
+        type_name=t.__name__,
+        where=_where(trail),
+    )
+
+
 def _walk(value: object, trail: list[object], depth: int, limits: ValueLimits) -> int:
     t = type(value)
     if value is None or t is bool or t is float:
@@ -87,11 +96,7 @@ def _walk(value: object, trail: list[object], depth: int, limits: ValueLimits) -
     if t is str or t is bytes:
         n = len(value)  # type: ignore[arg-type]
         if n > limits.str_chars_max:
-            raise InvalidValue(
-                f"a {t.__name__} of length {n} at {_where(trail)} exceeds the limit of {limits.str_chars_max}",
-                type_name=t.__name__,
-                where=_where(trail),
-            )
+            raise _too_large(t, f"length {n}", trail, limits.str_chars_max)
         return n + 5
     if depth >= limits.depth_max:
         raise InvalidValue(
@@ -99,14 +104,12 @@ def _walk(value: object, trail: list[object], depth: int, limits: ValueLimits) -
             type_name=t.__name__,
             where=_where(trail),
         )
+    if t is list or t is dict:
+        n = len(value)  # type: ignore[arg-type]
+        if n > limits.container_items_max:
+            raise _too_large(t, f"{n} items", trail, limits.container_items_max)
     if t is list:
         items: list[object] = value  # type: ignore[assignment]
-        if len(items) > limits.container_items_max:
-            raise InvalidValue(
-                f"a list of {len(items)} items at {_where(trail)} exceeds the limit of {limits.container_items_max}",
-                type_name="list",
-                where=_where(trail),
-            )
         size = 5
         for i, item in enumerate(items):
             trail.append(i)
@@ -117,12 +120,6 @@ def _walk(value: object, trail: list[object], depth: int, limits: ValueLimits) -
         return size
     if t is dict:
         mapping: dict[object, object] = value  # type: ignore[assignment]
-        if len(mapping) > limits.container_items_max:
-            raise InvalidValue(
-                f"a dict of {len(mapping)} items at {_where(trail)} exceeds the limit of {limits.container_items_max}",
-                type_name="dict",
-                where=_where(trail),
-            )
         size = 5
         for key, item in mapping.items():
             if type(key) is not str:

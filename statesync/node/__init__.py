@@ -4,13 +4,11 @@ broadcast channels, membership."""
 from __future__ import annotations
 
 from statesync.errors import ConfigError, NodeClosedError
+from statesync.node._broadcast import BroadcastChannel
 from statesync.node._config import FaultConfig, NodeConfig
-from statesync.node._node import (
-    BroadcastChannel,
-    Node,
-    open_node,
-    port_options,
-)
+from statesync.node._lifecycle import open_node
+from statesync.node._link import port_options
+from statesync.node._node import Node
 from statesync.node._results import Conflict, Receipt
 from statesync.node._watch import Watch, WatchEvent
 

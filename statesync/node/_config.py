@@ -193,6 +193,11 @@ class NodeConfig:
                 raise ConfigError(f"{name} = {value!r} must be a positive number of seconds")
         if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
             raise ConfigError("heartbeat_timeout_s must be larger than heartbeat_interval_s")
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ConfigError(
+                f"reconnect_min_s = {self.reconnect_min_s} exceeds reconnect_max_s = {self.reconnect_max_s}; "
+                "the reconnect backoff grows from the first to the second"
+            )
         for name in ("log_ops_max", "checkpoint_ops", "pending_ops_max", "watch_buffer_max", "mesh_max", "frame_bytes_max", "send_queue_bytes_max"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:

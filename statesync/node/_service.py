@@ -233,11 +233,11 @@ class ClientService:
         return protocol.SyncReply(await self.node.sync(timeout_s=request.timeout_s or SYNC_TIMEOUT_S))
 
     async def _cut(self, request: protocol.Cut) -> protocol.Empty:
-        self.node.cut(request.peer)
+        self.node._faults.cut(request.peer)
         return protocol.Empty()
 
     async def _heal(self, request: protocol.Heal) -> protocol.Empty:
-        self.node.heal(request.peer)
+        self.node._faults.heal(request.peer)
         return protocol.Empty()
 
     # ------------------------------------------------------------- streams

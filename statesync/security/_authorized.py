@@ -184,6 +184,6 @@ def _prefixes(words: list[str], role: str, where: str) -> tuple[Path, ...]:
         try:
             path = as_path(word[:-2])
         except InvalidPath as exc:
-            raise KeyFileError(f"{where}: prefix {shown!r}: {exc}") from None
+            raise KeyFileError(f"{where}: prefix {shown!r}: {exc}") from exc
         out.append(path)
     return tuple(out)

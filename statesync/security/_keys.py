@@ -112,8 +112,8 @@ def _write_atomic(path: Path, text: str, mode: int, *, replace: bool) -> None:
         else:
             try:
                 os.link(tmp, path)  # fails if the file appeared meanwhile: never overwrite
-            except FileExistsError:
-                raise KeyFileError(f"{path} exists; keygen never replaces a key unless given --force") from None
+            except FileExistsError as exc:
+                raise KeyFileError(f"{path} exists; keygen never replaces a key unless given --force") from exc
             os.unlink(tmp)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -125,20 +125,20 @@ def _read_small(path: Path, what: str) -> str:
     try:
         with open(path, "rb") as f:
             data = f.read(KEY_FILE_BYTES_MAX + 1)
-    except FileNotFoundError:
-        raise KeyFileError(f"{what} {path} does not exist; check the path (statesync keygen NAME makes a key pair)") from None
-    except IsADirectoryError:
-        raise KeyFileError(f"{what} {path} is a folder, not a file") from None
-    except PermissionError:
-        raise KeyFileError(f"{what} {path} is not readable by this user; check its owner and mode") from None
+    except FileNotFoundError as exc:
+        raise KeyFileError(f"{what} {path} does not exist; check the path (statesync keygen NAME makes a key pair)") from exc
+    except IsADirectoryError as exc:
+        raise KeyFileError(f"{what} {path} is a folder, not a file") from exc
+    except PermissionError as exc:
+        raise KeyFileError(f"{what} {path} is not readable by this user; check its owner and mode") from exc
     except OSError as exc:
-        raise KeyFileError(f"{what} {path} cannot be read: {exc.strerror}") from None
+        raise KeyFileError(f"{what} {path} cannot be read: {exc.strerror}") from exc
     if len(data) > KEY_FILE_BYTES_MAX:
         raise KeyFileError(f"{what} {path} is over {KEY_FILE_BYTES_MAX} bytes; it is not a key file")
     try:
         return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise KeyFileError(f"{what} {path} is not UTF-8 text; it is not a key file") from None
+    except UnicodeDecodeError as exc:
+        raise KeyFileError(f"{what} {path} is not UTF-8 text; it is not a key file") from exc
 
 
 def _fields(text: str, path: Path, what: str) -> dict[str, tuple[str, int]]:

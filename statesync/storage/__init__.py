@@ -31,6 +31,7 @@ from __future__ import annotations
 from statesync.storage._errors import (
     DataDirInUse,
     DataDirMismatch,
+    StorageArgumentError,
     StorageError,
     StorageLimitError,
     StoreClosed,
@@ -56,6 +57,7 @@ __all__ = [
     "Loaded",
     "MemoryStore",
     "SqliteStore",
+    "StorageArgumentError",
     "StorageError",
     "StorageLimitError",
     "Store",

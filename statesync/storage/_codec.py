@@ -79,7 +79,7 @@ def decode_op(body: bytes) -> Op:
     except DecodeError:
         raise
     except Exception as e:
-        raise DecodeError(f"an op record does not decode: {e}") from None
+        raise DecodeError(f"an op record does not decode: {e}") from e
 
 
 def _version(raw: Any) -> Version:
@@ -112,7 +112,7 @@ def decode_entries(body: bytes) -> list[SnapshotEntry]:
     except DecodeError:
         raise
     except Exception as e:
-        raise DecodeError(f"a snapshot chunk does not decode: {e}") from None
+        raise DecodeError(f"a snapshot chunk does not decode: {e}") from e
 
 
 def encode_chunks(
@@ -139,25 +139,24 @@ def encode_chunks(
         per = max(1, int(k * target_bytes / max(1, len(body))))
 
 
-def encode_vv(pack: Callable[[object], bytes], vv: dict[str, int]) -> bytes:
-    return pack(vv)
-
-
 def decode_vv(body: bytes) -> dict[str, int]:
-    try:
-        raw = _unpack(body)
-    except Exception as e:
-        raise DecodeError(f"a version vector does not decode: {e}") from None
-    if type(raw) is not dict:
-        raise DecodeError("a version vector is not a map")
-    return raw
+    vv: dict[str, int] = _decode_plain(body, dict, "a version vector does not decode", "a version vector is not a map")
+    return vv
 
 
 def decode_endpoints(body: bytes) -> tuple[str, ...]:
+    endpoints: tuple[str, ...] = _decode_plain(
+        body, tuple, "a peer's endpoints do not decode", "a peer's endpoints are not an array"
+    )
+    return endpoints
+
+
+def _decode_plain(body: bytes, kind: type, undecodable: str, wrong_kind: str) -> Any:
+    """Unpack a record that must be a ``kind``; raise DecodeError with the text given for each failure."""
     try:
         raw = _unpack(body)
     except Exception as e:
-        raise DecodeError(f"a peer's endpoints do not decode: {e}") from None
-    if type(raw) is not tuple:
-        raise DecodeError("a peer's endpoints are not an array")
+        raise DecodeError(f"{undecodable}: {e}") from e
+    if type(raw) is not kind:
+        raise DecodeError(wrong_kind)
     return raw

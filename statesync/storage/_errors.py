@@ -5,6 +5,7 @@ from __future__ import annotations
 from statesync.errors import (
     DataDirInUse,
     DataDirMismatch,
+    StorageArgumentError,
     StorageError,
     StorageLimitError,
     StoreClosed,
@@ -14,8 +15,10 @@ from statesync.errors import (
 __all__ = [
     "DataDirInUse",
     "DataDirMismatch",
+    "StorageArgumentError",
     "StorageError",
     "StorageLimitError",
     "StoreClosed",
     "StoredRecordError",
 ]
+

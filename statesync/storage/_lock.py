@@ -30,10 +30,10 @@ class DirLock:
         except OSError as e:
             raise StorageError(
                 f"cannot open the lock file {path}: {e.strerror}; check the data dir's permissions"
-            ) from None
+            ) from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError as exc:
             holder = _read_pid(fd)
             os.close(fd)
             if holder == os.getpid():
@@ -43,12 +43,12 @@ class DirLock:
             raise DataDirInUse(
                 f"data dir {data_dir} is in use by {who}; stop it (or close that store) "
                 "or choose another data_dir"
-            ) from None
+            ) from exc
         except OSError as e:
             os.close(fd)
             raise StorageError(
                 f"cannot lock {path}: {e.strerror}; put the data dir on a local filesystem"
-            ) from None
+            ) from e
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

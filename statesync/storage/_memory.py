@@ -9,6 +9,7 @@ from statesync.core import Op, Snapshot
 from statesync.storage._errors import StoreClosed
 from statesync.storage._store import (
     META_KEYS_MAX,
+    ClosingStore,
     Loaded,
     check_meta,
     check_node_id,
@@ -17,7 +18,7 @@ from statesync.storage._store import (
 )
 
 
-class MemoryStore:
+class MemoryStore(ClosingStore):
     """Keeps everything in the object: "durable" for the life of the store.
 
     Ops and snapshots are kept by reference, not copied or encoded: they are
@@ -36,12 +37,6 @@ class MemoryStore:
 
     def __repr__(self) -> str:
         return f"MemoryStore(node_id={self.node_id!r})"
-
-    def __enter__(self) -> MemoryStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -39,12 +39,18 @@ from statesync.storage._codec import (
     gc_paused,
     make_packer,
 )
-from statesync.storage._errors import DataDirMismatch, StorageError, StoreClosed
+from statesync.storage._errors import (
+    DataDirMismatch,
+    StorageArgumentError,
+    StorageError,
+    StoreClosed,
+)
 from statesync.storage._lock import DirLock
 from statesync.storage._store import (
     FORMAT_VERSION,
     META_KEYS_MAX,
     SNAPSHOT_CHUNK_BYTES,
+    ClosingStore,
     Durability,
     Loaded,
     as_durability,
@@ -85,7 +91,7 @@ _COVERED: Final = "seq <= coalesce((SELECT n FROM temp.snap_vv v WHERE v.origin 
 _INSERT_OP: Final = "INSERT INTO ops (origin, seq, hlc, body) VALUES (?, ?, ?, ?)"
 
 
-class SqliteStore:
+class SqliteStore(ClosingStore):
     """A node's durable store under ``data_dir`` (created if missing).
 
     Holds the data dir's lock from construction to :meth:`close`; raises
@@ -104,7 +110,7 @@ class SqliteStore:
         self.node_id = check_node_id(node_id)
         self.durability = as_durability(durability)
         if snapshot_chunk_bytes < 1:
-            raise ValueError(f"snapshot_chunk_bytes must be >= 1, got {snapshot_chunk_bytes}")
+            raise StorageArgumentError(f"snapshot_chunk_bytes must be >= 1, got {snapshot_chunk_bytes}")
         self._chunk_bytes = snapshot_chunk_bytes
         self.data_dir = Path(data_dir)
         self.db_path = self.data_dir / DB_NAME
@@ -123,12 +129,6 @@ class SqliteStore:
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.data_dir)!r}, node_id={self.node_id!r}, durability={self.durability.value!r})"
 
-    def __enter__(self) -> SqliteStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # ------------------------------------------------------------- opening
 
     def _open(self) -> sqlite3.Connection:
@@ -143,7 +143,7 @@ class SqliteStore:
         except sqlite3.Error as e:
             raise StorageError(
                 f"cannot open {self.db_path}: {e}; check the data dir's permissions"
-            ) from None
+            ) from e
         try:
             self._configure(conn)
             self._check_or_create(conn)
@@ -161,7 +161,7 @@ class SqliteStore:
         except sqlite3.DatabaseError as e:
             raise DataDirMismatch(
                 f"{self.db_path} is not a statesync store ({e}); move it away or choose another data_dir"
-            ) from None
+            ) from e
         if str(mode).lower() != "wal":
             raise StorageError(
                 f"{self.db_path}: SQLite refused WAL mode (got {mode!r}); put the data dir on a local filesystem"
@@ -356,7 +356,7 @@ class SqliteStore:
         except (TypeError, ValueError, OverflowError) as e:
             raise StorageError(
                 f"an op cannot be encoded for storage ({e}); nothing was written"
-            ) from None
+            ) from e
         if len(rows) == 1:
             # one statement is one transaction in autocommit mode: saves BEGIN/COMMIT
             with self._mutex:
@@ -380,7 +380,7 @@ class SqliteStore:
         try:
             vv_body = pack(vv)
         except (TypeError, ValueError, OverflowError) as e:
-            raise StorageError(f"a snapshot's vector cannot be encoded ({e})") from None
+            raise StorageError(f"a snapshot's vector cannot be encoded ({e})") from e
         n_chunks = 0
         with self._transaction(f"save a snapshot of {len(entries)} paths") as conn:
             conn.execute("DELETE FROM snapshot_chunks")
@@ -394,7 +394,7 @@ class SqliteStore:
             except (TypeError, ValueError, OverflowError) as e:
                 raise StorageError(
                     f"a snapshot entry cannot be encoded ({e}); nothing was written"
-                ) from None
+                ) from e
             conn.execute("DELETE FROM temp.snap_vv")
             conn.executemany("INSERT INTO temp.snap_vv (origin, n) VALUES (?, ?)", vv.items())
             # keep the highest hlc of what is about to go: the covered ops and the old
@@ -465,14 +465,14 @@ def _rollback(conn: sqlite3.Connection) -> None:
 def _make_dir(path: Path) -> None:
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except FileExistsError:
+    except FileExistsError as exc:
         raise StorageError(
             f"data dir {path} exists and is not a directory; choose another data_dir"
-        ) from None
+        ) from exc
     except OSError as e:
         raise StorageError(
             f"cannot create data dir {path}: {e.strerror}; choose a writable data_dir"
-        ) from None
+        ) from e
     if not path.is_dir():
         raise StorageError(f"data dir {path} is not a directory; choose another data_dir")
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, Protocol, Self, runtime_checkable
 
 import attrs
 
 from statesync.core import Op, Snapshot
-from statesync.storage._errors import StorageLimitError
+from statesync.storage._errors import StorageArgumentError, StorageLimitError
 
 FORMAT_VERSION: Final = 1
 """The on-disk format this version writes and reads."""
@@ -46,10 +46,10 @@ class Durability(enum.Enum):
 def as_durability(value: Durability | str) -> Durability:
     try:
         return Durability(value)
-    except ValueError:
-        raise ValueError(
+    except ValueError as exc:
+        raise StorageArgumentError(
             f"durability must be 'process' or 'fsync', got {value!r}"
-        ) from None
+        ) from exc
 
 
 @attrs.frozen
@@ -64,6 +64,19 @@ class Loaded:
     """The highest hybrid-clock stamp ever persisted; the clock restarts above it."""
     peers: dict[str, tuple[str, ...]]
     meta: dict[str, str]
+
+
+class ClosingStore:
+    """What both stores share: ``with store:`` closes the store when the block ends."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
 
 
 @runtime_checkable
@@ -103,7 +116,7 @@ class Store(Protocol):
 
 def check_node_id(node_id: object) -> str:
     if not isinstance(node_id, str) or not node_id:
-        raise ValueError(f"node_id must be a non-empty str, got {node_id!r}")
+        raise StorageArgumentError(f"node_id must be a non-empty str, got {node_id!r}")
     if len(node_id) > NODE_ID_CHARS_MAX:
         raise StorageLimitError(
             f"node_id has {len(node_id)} characters, more than {NODE_ID_CHARS_MAX}; use a shorter id"
@@ -140,7 +153,7 @@ def check_peers(peers: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]
 
 def check_meta(key: object, value: object) -> None:
     if not isinstance(key, str) or not key:
-        raise ValueError(f"a meta key must be a non-empty str, got {key!r}")
+        raise StorageArgumentError(f"a meta key must be a non-empty str, got {key!r}")
     if not isinstance(value, str):
         raise TypeError(f"meta {key!r}: the value must be a str, got {type(value).__name__}")
     if len(key) > META_KEY_CHARS_MAX:

@@ -25,21 +25,28 @@ Checks (each violation is reported with the seed):
   node has at least what it had acknowledged);
 - the op log stays within its bound, and once the network is healthy and
   everyone has acknowledged everything it is compacted empty.
+
+Each node's output goes through the node's own effects applier
+(``statesync.node._effects``), the same code the real node runs: commit,
+then send, close, resolve, in the contract's order, with the node's
+checkpoint policy. Only its three interfaces are fakes here (:class:`_Effects`):
+the durable log is two lists, the sender is the simulated network.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
 from statesync.core._context import Dot
 from statesync.core._messages import Ack, Message
-from statesync.core._op import Op
+from statesync.core._op import Change, Op
 from statesync.core._replica import Replica, ReplicaLimits, Snapshot
+from statesync.core._replication import WriteStatus, WriteTicket
 from statesync.core._replicator import (
     AckSpec,
     Now,
@@ -49,6 +56,7 @@ from statesync.core._replicator import (
     op_size,
 )
 from statesync.core._strategy import Strategies, StrategySpec
+from statesync.node._effects import Checkpoints, EffectsApplier
 
 WALL_BASE_MS = 1_700_000_000_000
 SEGMENTS = ("a", "b", "c", "d")
@@ -113,6 +121,9 @@ class _Node:
     skew_ms: int
     rng: random.Random
     replicator: Replicator | None
+    effects: EffectsApplier | None = None
+    """The applier of the running replicator's outputs (the node's own code)."""
+    log: _Effects | None = None
     durable_snapshot: Snapshot | None = None
     durable_ops: list[Op] = attrs.field(factory=list)
     durable_hlc: int = 0
@@ -127,6 +138,57 @@ class _Node:
     @property
     def up(self) -> bool:
         return self.replicator is not None
+
+
+@attrs.define(eq=False)
+class _Effects:
+    """One simulated node's side of the effects applier: its durable log, its links, its outcomes.
+
+    The ``DurableLog``, ``Sender`` and ``Publisher`` of ``statesync.node._effects``,
+    over the node's in-memory durable state and the simulated network; the
+    commit also checks that no dot is ever reused.
+    """
+
+    sim: Simulation
+    node: _Node
+
+    def append(self, ops: Sequence[Op]) -> None:
+        node = self.node
+        for op in ops:
+            node.durable_ops.append(op)
+            node.durable_hlc = max(node.durable_hlc, op.hlc)
+            if op.origin == node.node_id:
+                seen = self.sim.committed_ops.get(op.dot)
+                if seen is not None and seen != op:
+                    self.sim.violations.append(f"dot {op.dot} reused: {seen} then {op}")
+                self.sim.committed_ops[op.dot] = op
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        node = self.node
+        node.durable_snapshot = snapshot
+        node.durable_ops = [o for o in node.durable_ops if o.seq > snapshot.vv.get(o.origin, 0)]
+
+    def send(self, link: int, messages: list[Message], urgent: bool) -> None:
+        for msg in messages:
+            self.sim._send(self.node, link, msg)
+
+    def close(self, link: int, reason: str) -> None:
+        self.sim._close(self.node, link, reason)
+
+    def resolve(self, ticket: WriteTicket) -> None:
+        if ticket.status is WriteStatus.FAILED:
+            self.sim._log(f"{self.node.node_id} write {ticket.op.dot} concern failed: {ticket.error}")
+        else:
+            self.sim.acknowledged.add(ticket.op.dot)
+
+    def publish(self, changes: list[Change]) -> None:
+        pass  # nobody watches in the simulation
+
+    def peers(self, up: list[str], down: list[str], discovered: list[tuple[str, tuple[str, ...]]]) -> None:
+        pass  # the simulation links every pair itself
+
+    def notice(self, text: str) -> None:
+        self.sim._log(f"{self.node.node_id} {text}")
 
 
 @attrs.define
@@ -234,6 +296,10 @@ class Simulation:
             instance=f"{node.node_id}-{node.rng.getrandbits(32):08x}",
             now=self._now(node),
         )
+        fakes = node.log = _Effects(self, node)
+        # The node's checkpoint policy, with a bound that keeps the durable log short.
+        checkpoints = Checkpoints(replica, 4 * self.cfg.log_ops_max, len(node.durable_ops))
+        node.effects = EffectsApplier(fakes, fakes, checkpoints)
         self._after(node)
 
     def _after(self, node: _Node) -> None:
@@ -255,35 +321,11 @@ class Simulation:
         node.commit_pending = False
         outputs, node.uncommitted = node.uncommitted, []
         rep = node.replicator
-        if rep is None:
+        effects = node.effects
+        if rep is None or effects is None:
             return
         for out in outputs:
-            if out.snapshot is not None:
-                snap = out.snapshot
-                node.durable_snapshot = snap
-                node.durable_ops = [o for o in node.durable_ops if o.seq > snap.vv.get(o.origin, 0)]
-            for op in out.persist:
-                node.durable_ops.append(op)
-                node.durable_hlc = max(node.durable_hlc, op.hlc)
-                if op.origin == node.node_id:
-                    seen = self.committed_ops.get(op.dot)
-                    if seen is not None and seen != op:
-                        self.violations.append(f"dot {op.dot} reused: {seen} then {op}")
-                    self.committed_ops[op.dot] = op
-            if len(node.durable_ops) > 4 * self.cfg.log_ops_max:
-                # Checkpoint, as the storage layer does: snapshot, then truncate.
-                node.durable_snapshot = rep.replica.snapshot()
-                node.durable_ops = []
-            for link, msg in out.sends:
-                self._send(node, link, msg)
-            for link, reason in out.closes:
-                self._close(node, link, reason)
-            for ticket in out.completed:
-                self.acknowledged.add(ticket.op.dot)
-            for ticket in out.failed:
-                self._log(f"{node.node_id} write {ticket.op.dot} concern failed: {ticket.error}")
-            for notice in out.notices:
-                self._log(f"{node.node_id} {notice}")
+            effects.run(out, node.log)
         vv = rep.replica.vv
         for origin, n in node.last_vv.items():
             if vv.get(origin, 0) < n:
@@ -473,7 +515,7 @@ class Simulation:
         self.crashes += 1
         lost = sum(len(o.persist) for o in node.uncommitted)
         self._log(f"crash {node.node_id} (losing {lost} uncommitted ops)")
-        node.replicator = None
+        node.replicator = node.effects = None
         node.uncommitted = []
         node.commit_pending = False
         for conn in list(node.links.values()):
@@ -619,9 +661,3 @@ def describe(config: SimConfig) -> str:
 def run(config: SimConfig) -> SimResult:
     """Run one simulation."""
     return Simulation(config).run()
-
-
-def run_many(
-    seeds: range, make: Callable[[int], SimConfig]
-) -> list[tuple[SimConfig, SimResult]]:
-    return [(cfg, run(cfg)) for cfg in map(make, seeds)]

@@ -40,14 +40,14 @@ from statesync.wire._errors import (
     DecodeError,
     DecompressedTooLarge,
     EncodeError,
-    FrameTooLarge,
     MalformedFrame,
-    NestingTooDeep,
     UnknownFlags,
     UnknownVersion,
     WireSettingError,
 )
-from statesync.wire._limits import DEFAULT_LIMITS, DecodeLimits
+from statesync.wire._limits import DEFAULT_LIMITS, DecodeLimits, exceeds, over
+from statesync.wire._msgpack import frame_too_large, undecodable
+from statesync.wire._values import clone_error_at
 
 VERSION: Final = 1
 FLAG_COMPRESSED: Final = 0x01
@@ -57,6 +57,7 @@ KNOWN_FLAGS: Final = FLAG_COMPRESSED | FLAG_BATCH | FLAG_PRIORITY
 ZSTD_LEVEL_MIN: Final = -(1 << 17)
 """zstd's fastest level (ZSTD_minCLevel); the slowest is zstandard.MAX_COMPRESSION_LEVEL."""
 HEADER_BYTES: Final = 2
+_SEND_LESS: Final = "; send fewer or smaller messages"
 SIZE_BYTES: Final = 4
 
 
@@ -134,12 +135,7 @@ def encode_frame(
     if count == 0:
         raise EncodeError("a frame needs at least one message", limit="batch_len_max", bound=1, value=0)
     if count > limits.batch_len_max:
-        raise EncodeError(
-            f"a frame of {count} messages exceeds batch_len_max={limits.batch_len_max}; split the batch",
-            limit="batch_len_max",
-            bound=limits.batch_len_max,
-            value=count,
-        )
+        raise exceeds(EncodeError, limits, "batch_len_max", count, f"a frame of {count} messages", advice="; split the batch")
     if count == 1:
         body = encode_message(messages[0])
         flags = 0
@@ -149,7 +145,7 @@ def encode_frame(
             try:
                 parts.append(unstructure_message(msg))
             except DataCloneError as e:
-                e.where = f"$[{i}]{e.where[1:]}"
+                clone_error_at(e, f"[{i}]")
                 raise
         body = pack_checked(parts, list(messages))
         flags = FLAG_BATCH
@@ -157,13 +153,7 @@ def encode_frame(
         flags |= FLAG_PRIORITY
     size = len(body)
     if size > limits.decompressed_bytes_max:
-        raise EncodeError(
-            f"a frame body of {size} bytes exceeds decompressed_bytes_max={limits.decompressed_bytes_max}; "
-            "send fewer or smaller messages",
-            limit="decompressed_bytes_max",
-            bound=limits.decompressed_bytes_max,
-            value=size,
-        )
+        raise exceeds(EncodeError, limits, "decompressed_bytes_max", size, f"a frame body of {size} bytes", advice=_SEND_LESS)
     if compression is not None and size >= compression.min_bytes:
         packed = _codecs.compressor(compression.level).compress(body)
         if len(packed) + SIZE_BYTES <= size * compression.ratio_max:
@@ -176,13 +166,7 @@ def encode_frame(
 
 def _check_size(frame: bytes, limits: DecodeLimits) -> bytes:
     if len(frame) > limits.frame_bytes_max:
-        raise EncodeError(
-            f"a frame of {len(frame)} bytes exceeds frame_bytes_max={limits.frame_bytes_max}; "
-            "send fewer or smaller messages",
-            limit="frame_bytes_max",
-            bound=limits.frame_bytes_max,
-            value=len(frame),
-        )
+        raise exceeds(EncodeError, limits, "frame_bytes_max", len(frame), f"a frame of {len(frame)} bytes", advice=_SEND_LESS)
     return frame
 
 
@@ -195,22 +179,15 @@ def decode_frame(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Frame:
         return _decode_frame(data, limits)
     except DecodeError:
         raise
-    except RecursionError:
-        raise NestingTooDeep("the frame nests too deep", limit="depth_max", bound=limits.depth_max) from None
     except Exception as e:
-        raise MalformedFrame(f"the frame does not decode: {type(e).__name__}: {e}", limit="unexpected") from None
+        raise undecodable(e, "frame", limits) from e
 
 
 def _decode_frame(data: bytes, limits: DecodeLimits) -> Frame:
     view = memoryview(data).cast("B")  # any buffer: bytes, bytearray, a zmq frame
     size = len(view)
     if size > limits.frame_bytes_max:
-        raise FrameTooLarge(
-            f"a frame of {size} bytes exceeds frame_bytes_max={limits.frame_bytes_max}",
-            limit="frame_bytes_max",
-            bound=limits.frame_bytes_max,
-            value=size,
-        )
+        raise frame_too_large(size, limits, "frame")
     if size <= HEADER_BYTES:
         raise MalformedFrame(f"a frame of {size} bytes is too short to hold anything", limit="format", value=size)
     version = view[0]
@@ -238,12 +215,7 @@ def _decode_frame(data: bytes, limits: DecodeLimits) -> Frame:
         if type(obj) is not tuple or not obj:
             raise MalformedFrame("a batch frame's body is not a non-empty array of messages", limit="format")
         if len(obj) > limits.batch_len_max:
-            raise BatchTooLong(
-                f"a frame of {len(obj)} messages exceeds batch_len_max={limits.batch_len_max}",
-                limit="batch_len_max",
-                bound=limits.batch_len_max,
-                value=len(obj),
-            )
+            raise exceeds(BatchTooLong, limits, "batch_len_max", len(obj), f"a frame of {len(obj)} messages")
         decoder = _decoder(limits)
         messages = []
         for i, item in enumerate(obj):
@@ -260,19 +232,14 @@ def _decompress(view: memoryview, limits: DecodeLimits) -> bytes:
         raise MalformedFrame("a compressed frame is too short to hold a body", limit="format", value=len(view))
     claimed = int.from_bytes(view[HEADER_BYTES : HEADER_BYTES + SIZE_BYTES], "big")
     if claimed > limits.decompressed_bytes_max:
-        raise DecompressedTooLarge(
-            f"a compressed frame claims {claimed} bytes; decompressed_bytes_max is {limits.decompressed_bytes_max}",
-            limit="decompressed_bytes_max",
-            bound=limits.decompressed_bytes_max,
-            value=claimed,
-        )
+        raise over(DecompressedTooLarge, limits, "decompressed_bytes_max", claimed, f"a compressed frame claims {claimed} bytes")
     if claimed == 0:
         raise MalformedFrame("a compressed frame claims an empty body", limit="format", value=0)
     packed = view[HEADER_BYTES + SIZE_BYTES :]
     try:
         stated = zstandard.frame_content_size(packed)
     except zstandard.ZstdError as e:
-        raise CompressionError(f"the compressed body is corrupt: {e}", limit="zstd") from None
+        raise CompressionError(f"the compressed body is corrupt: {e}", limit="zstd") from e
     if stated >= 0 and stated != claimed:
         # zstd would size its output from its own header, ignoring max_output_size.
         raise CompressionError(
@@ -288,7 +255,7 @@ def _decompress(view: memoryview, limits: DecodeLimits) -> bytes:
             f"the compressed body does not expand to the {claimed} bytes it claims: {e}",
             limit="decompressed_bytes_max",
             bound=claimed,
-        ) from None
+        ) from e
     if len(body) != claimed:
         raise CompressionError(
             f"the compressed body expands to {len(body)} bytes, not the {claimed} it claims",

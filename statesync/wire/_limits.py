@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import attrs
 
 from statesync.core import DEFAULT_VALUE_LIMITS, PATH_DEPTH_MAX, SEGMENT_CHARS_MAX
-from statesync.wire._errors import WireSettingError
+from statesync.wire._errors import DecodeError, EncodeError, WireSettingError
 
 
 @attrs.frozen(cache_hash=True)
@@ -50,3 +52,18 @@ class DecodeLimits:
 
 
 DEFAULT_LIMITS = DecodeLimits()
+
+
+_E = TypeVar("_E", bound=DecodeError | EncodeError)
+
+
+def over(cls: type[_E], limits: DecodeLimits, name: str, value: int, what: str) -> _E:
+    """``cls`` for ``value`` beyond the bound ``name`` of ``limits``: "``what``; ``name`` is N"."""
+    bound = getattr(limits, name)
+    return cls(f"{what}; {name} is {bound}", limit=name, bound=bound, value=value)
+
+
+def exceeds(cls: type[_E], limits: DecodeLimits, name: str, value: int, what: str, *, advice: str = "") -> _E:
+    """``cls`` for ``value`` beyond the bound ``name`` of ``limits``: "``what`` exceeds ``name``=N``advice``"."""
+    bound = getattr(limits, name)
+    return cls(f"{what} exceeds {name}={bound}{advice}", limit=name, bound=bound, value=value)

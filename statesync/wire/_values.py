@@ -9,6 +9,7 @@ into lists and to check dict keys and nesting), scalars are taken as they are.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Final
 
 from statesync.core import Value
@@ -33,6 +34,12 @@ _HINTS: Final[dict[type, str]] = {
 def where_of(trail: list[object]) -> str:
     """The position text of a trail of keys and indices: ``$['a'][2]``."""
     return "$" + "".join(f"[{k!r}]" for k in trail)
+
+
+def clone_error_at(e: DataCloneError, prefix: str) -> DataCloneError:
+    """Prefix ``e.where`` with the position of what encloses it (``[2]``, ``.ops``); return ``e``."""
+    e.where = "$" + prefix + e.where[1:]
+    return e
 
 
 def check_payload(value: Any, limits: DecodeLimits = DEFAULT_LIMITS) -> int:
@@ -220,13 +227,7 @@ def _fix(value: Any, depth: int, depth_max: int) -> Any:
         if CONTAINER_TYPES.isdisjoint(map(type, value)):
             return list(value)
         out = list(value)
-        for i, item in enumerate(out):
-            ti = type(item)
-            if ti is tuple or ti is dict:
-                try:
-                    out[i] = _fix(item, depth + 1, depth_max)
-                except (NestingTooDeep, WrongType) as e:
-                    raise e.at(f"[{i}]") from None
+        _fix_items(out, enumerate(value), depth, depth_max)
         return out
     keys = set(map(type, value))
     if keys and keys != {str}:
@@ -239,14 +240,17 @@ def _fix(value: Any, depth: int, depth_max: int) -> Any:
         )
     if CONTAINER_TYPES.isdisjoint(map(type, value.values())):
         return value
-    out_d: dict[str, Any] = {}
-    for key, item in value.items():
+    out_d: dict[str, Any] = dict(value)
+    _fix_items(out_d, value.items(), depth, depth_max)
+    return out_d
+
+
+def _fix_items(out: Any, items: Iterable[tuple[Any, Any]], depth: int, depth_max: int) -> None:
+    """Replace each container among ``items`` (position, item) in ``out`` by its fixed form."""
+    for key, item in items:
         ti = type(item)
         if ti is tuple or ti is dict:
             try:
-                out_d[key] = _fix(item, depth + 1, depth_max)
+                out[key] = _fix(item, depth + 1, depth_max)
             except (NestingTooDeep, WrongType) as e:
                 raise e.at(f"[{key!r}]") from None
-        else:
-            out_d[key] = item
-    return out_d

@@ -14,6 +14,7 @@ from statesync.cli import build_parser, main
 from statesync.cli._clientcmds import node_endpoint
 from statesync.cli._nodecmd import ProgressReporter
 from statesync.cli._output import parse_value, render_status
+from statesync.testing import faults
 from tests.client.nodes import NodeThread
 
 COMMANDS = ["node", "launch", "demo", "get", "set", "delete", "watch", "dump", "conflicts", "status"]
@@ -84,12 +85,12 @@ def test_bytes_values_print_as_base64_and_parse_back(pair: NodeThread, capsys: p
 
 def test_conflicts_and_status(pair: NodeThread, capsys: pytest.CaptureFixture[str]) -> None:
     a, b = pair.endpoints
-    pair.call(lambda nodes: [nodes[0].cut("b"), nodes[1].cut("a")])
+    pair.call(lambda nodes: [faults(nodes[0]).cut("b"), faults(nodes[1]).cut("a")])
     try:
         run(capsys, "set", "cli.color", "red", "--node", a)
         run(capsys, "set", "cli.color", "blue", "--node", b)
     finally:
-        pair.call(lambda nodes: [n.heal() for n in nodes])
+        pair.call(lambda nodes: [faults(n).heal() for n in nodes])
     pair.call(lambda nodes: nodes[0].sync())
     pair.call(lambda nodes: nodes[1].sync())
     code, out, _ = run(capsys, "conflicts", "cli.color", "--node", a)

@@ -10,32 +10,18 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from statesync.client import Client
 from tests.client.nodes import NodeThread, short_socket
+from tests.support import FAST_ARGS, wait_until
 
 pytestmark = pytest.mark.process
 
 CLI = [sys.executable, "-m", "statesync.cli"]
-FAST = ["-o", "heartbeat_interval_s=0.2", "-o", "heartbeat_timeout_s=1.5", "-o", "reconnect_max_s=0.3", "-o", "sync_interval_s=0.3"]
-
-
-def wait_until(cond: Callable[[], bool], timeout_s: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    tick = threading.Event()
-    while True:
-        try:
-            if cond():
-                return
-        except Exception:  # a node not up yet, a process table entry gone
-            pass
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        tick.wait(0.02)
 
 
 class Proc:
@@ -104,7 +90,7 @@ def alive(pid: int) -> bool:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_node_stops_cleanly_on_a_signal_and_keeps_its_data(sig: int, tmp_path: Path, procs: list[Proc]) -> None:
     endpoint = short_socket("p")
-    argv = [*CLI, "node", "--id", "p", "--listen", "tcp://127.0.0.1:0", "--data-dir", str(tmp_path / "p"), "--client", endpoint, *FAST]
+    argv = [*CLI, "node", "--id", "p", "--listen", "tcp://127.0.0.1:0", "--data-dir", str(tmp_path / "p"), "--client", endpoint, *FAST_ARGS]
     node = Proc(argv)
     procs.append(node)
     with Client(endpoint, connect_timeout_s=20) as client:

@@ -24,9 +24,11 @@ import pytest
 
 from statesync.cli import main
 from statesync.client import AccessDenied, Client, NodeRefused
+from statesync.core import StatesyncError
 from statesync.security import write_keypair
-from tests.cli.test_processes import CLI, FAST, Proc, wait_until
+from tests.cli.test_processes import CLI, Proc
 from tests.client.nodes import short_socket
+from tests.support import FAST_ARGS, wait_until
 
 pytestmark = pytest.mark.process
 
@@ -43,7 +45,7 @@ def procs() -> Iterator[list[Proc]]:
 
 def node(args: list[str]) -> Proc:
     env = {**os.environ, "STATESYNC_PARENT_PID": str(os.getpid())}  # never outlives the test
-    return Proc([*CLI, "node", *args, *FAST, "-o", "handshake_timeout_s=2"], env=env)
+    return Proc([*CLI, "node", *args, *FAST_ARGS], env=env)
 
 
 def up_endpoint(proc: Proc, what: str = "peers") -> str:
@@ -105,7 +107,7 @@ def test_a_secured_cluster(tmp_path: Path, procs: list[Proc]) -> None:
     clients = [admin_a, admin_b]
     p: Proc | None = None
     try:
-        wait_until(lambda: connected(admin_a) == {"b"} and connected(admin_b) == {"a"}, what="a and b to link over CURVE")
+        wait_until(lambda: connected(admin_a) == {"b"} and connected(admin_b) == {"a"}, what="a and b to link over CURVE", retry_on=(StatesyncError,))
         assert admin_a.status()["security"]["public_key"] == keys["a"].public
 
         # a known key is accepted, and its write replicates (encrypted) to b
@@ -169,7 +171,7 @@ def test_a_secured_cluster(tmp_path: Path, procs: list[Proc]) -> None:
         auth.write_text("\n".join(v for k, v in lines.items() if k not in ("writer", "reader", "b")) + "\n")
         a.p.send_signal(signal.SIGHUP)
         wait_until(lambda: a.saw("reloaded"), what="a to reload its keys")
-        wait_until(lambda: connected(admin_a) == set(), what="a to drop b")
+        wait_until(lambda: connected(admin_a) == set(), what="a to drop b", retry_on=(StatesyncError,))
         wait_until(lambda: watch.closed, what="the reader's watch to end")
         assert isinstance(watch.error, NodeRefused)
         with pytest.raises(NodeRefused, match="not on its authorized list"):

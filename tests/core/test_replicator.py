@@ -27,14 +27,9 @@ from statesync.core import (
     Welcome,
 )
 from statesync.core._replica import Replica, ReplicaLimits
-from statesync.core._replicator import (
-    Now,
-    Output,
-    Replicator,
-    ReplicatorConfig,
-    WriteStatus,
-    _entries_size,
-)
+from statesync.core._replication import Now, Output, ReplicatorConfig, WriteStatus
+from statesync.core._replicator import Replicator
+from statesync.core._sizes import entries_size
 from statesync.wire import encode_message
 
 T = 1_700_000_000_000
@@ -551,7 +546,7 @@ def test_snapshot_entry_sizes_bound_their_encoding(entries: list[tuple[tuple[str
     chunk = tuple(entries)
     encoded = encode_message(SnapshotChunk("t", 0, len(chunk), {}, chunk))
     bare = encode_message(SnapshotChunk("t", 0, len(chunk), {}, ()))
-    assert len(encoded) - len(bare) <= _entries_size(chunk)
+    assert len(encoded) - len(bare) <= entries_size(chunk)
 
 
 def test_snapshot_chunks_stay_within_their_budget() -> None:
@@ -569,6 +564,6 @@ def test_snapshot_chunks_stay_within_their_budget() -> None:
     for m in chunks:
         size = len(encode_message(m)) - len(encode_message(SnapshotChunk(m.transfer_id, m.offset, m.total, m.vv, ())))
         assert size <= budget or len(m.entries) == 1
-        assert len(m.entries) == 1 or _entries_size(m.entries) <= budget
+        assert len(m.entries) == 1 or entries_size(m.entries) <= budget
     assert sum(len(m.entries) for m in chunks) == 401
     assert net.reps["a"].replica.digest() == net.reps["b"].replica.digest()

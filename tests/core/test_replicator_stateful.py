@@ -4,19 +4,25 @@ Messages wait in a bag; rules deliver, drop or duplicate any of them (so any
 order is possible), cut and heal links, crash and restart nodes (volatile
 state lost, durable state kept), advance time. The teardown heals everything
 and requires convergence with no acknowledged write lost.
+
+Outputs go through the node's effects applier (``statesync.node._effects``),
+the code the node runs, checkpoints included; only its store, sender and
+publisher are fakes (:class:`Durable`, :class:`_Effects`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from statesync.core import Message, Op, Snapshot
+from statesync.core import Ack, Change, Message, Op, Snapshot, WriteStatus, WriteTicket
 from statesync.core._replica import Replica, ReplicaLimits
 from statesync.core._replicator import Now, Replicator, ReplicatorConfig
+from statesync.node._effects import Checkpoints, EffectsApplier
 
 T = 1_700_000_000_000
 IDS = ("a", "b", "c")
@@ -28,13 +34,59 @@ CONFIG = ReplicatorConfig(
     sync_chunk_bytes_max=400,
     snapshot_chunk_bytes_max=400,
 )
+CHECKPOINT_OPS = 6
+"""Small, so that runs checkpoint (and restart from a checkpoint) often."""
 paths = st.lists(st.sampled_from(["x", "y"]), min_size=1, max_size=2).map(tuple)
 
 
 class Durable:
+    """A node's durable state: what survives its crash (the applier's DurableLog)."""
+
     def __init__(self) -> None:
         self.snapshot: Snapshot | None = None
         self.ops: list[Op] = []
+
+    def append(self, ops: Sequence[Op]) -> None:
+        self.ops.extend(ops)
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.ops = [o for o in self.ops if o.seq > snapshot.vv.get(o.origin, 0)]
+
+
+class _Effects:
+    """One node's links and outcomes for the applier: messages go to the bag."""
+
+    def __init__(self, machine: ReplicationMachine, node: str) -> None:
+        self.machine = machine
+        self.node = node
+
+    def send(self, link: int, messages: list[Message], urgent: bool) -> None:
+        m = self.machine
+        if (self.node, link) not in m.links:
+            return
+        promised = m.promised[self.node]
+        for msg in messages:
+            m.bag.append((self.node, link, msg))
+            if isinstance(msg, Ack):
+                for origin, n in msg.vv.items():
+                    promised[origin] = max(promised.get(origin, 0), n)
+
+    def close(self, link: int, reason: str) -> None:
+        self.machine._drop_link(self.node, link)
+
+    def resolve(self, ticket: WriteTicket) -> None:
+        if ticket.status is WriteStatus.DONE:
+            self.machine.acknowledged.add(ticket.op.dot)
+
+    def publish(self, changes: list[Change]) -> None:
+        pass
+
+    def peers(self, up: list[str], down: list[str], discovered: list[tuple[str, tuple[str, ...]]]) -> None:
+        pass
+
+    def notice(self, text: str) -> None:
+        pass
 
 
 class ReplicationMachine(RuleBasedStateMachine):
@@ -43,6 +95,7 @@ class ReplicationMachine(RuleBasedStateMachine):
         self.t = 0.0
         self.durable = {i: Durable() for i in IDS}
         self.reps: dict[str, Replicator | None] = {}
+        self.effects: dict[str, EffectsApplier] = {}
         self.links: dict[tuple[str, int], tuple[str, int]] = {}
         self.bag: list[tuple[str, int, Message]] = []
         self.acknowledged: set[tuple[str, int]] = set()
@@ -64,6 +117,8 @@ class ReplicationMachine(RuleBasedStateMachine):
         self.reps[node] = Replicator(
             replica, config=CONFIG, rand=lambda: 0.5, known_peers=[i for i in IDS if i != node], now=self.now()
         )
+        fakes = _Effects(self, node)
+        self.effects[node] = EffectsApplier(fakes, fakes, Checkpoints(replica, CHECKPOINT_OPS, len(d.ops)))
 
     def _connect(self, a: str, b: str) -> None:
         ra, rb = self.reps[a], self.reps[b]
@@ -95,22 +150,7 @@ class ReplicationMachine(RuleBasedStateMachine):
         rep = self.reps[node]
         if rep is None:
             return
-        out = rep.take_output()
-        d = self.durable[node]
-        if out.snapshot is not None:
-            d.snapshot = out.snapshot
-            d.ops = [o for o in d.ops if o.seq > out.snapshot.vv.get(o.origin, 0)]
-        d.ops.extend(out.persist)
-        for link, msg in out.sends:
-            if (node, link) in self.links:
-                self.bag.append((node, link, msg))
-                if type(msg).__name__ == "Ack":
-                    for origin, n in msg.vv.items():  # type: ignore[union-attr]
-                        self.promised[node][origin] = max(self.promised[node].get(origin, 0), n)
-        for link, _ in out.closes:
-            self._drop_link(node, link)
-        for ticket in out.completed:
-            self.acknowledged.add(ticket.op.dot)
+        self.effects[node].run(rep.take_output(), self.durable[node])
 
     def _deliver(self, index: int) -> None:
         src, link, msg = self.bag.pop(index % len(self.bag))

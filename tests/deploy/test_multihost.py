@@ -25,20 +25,19 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from statesync.client import Client
+from statesync.core import StatesyncError
 from statesync.security import write_keypair
+from tests.support import FAST_ARGS, wait_until
 
 pytestmark = pytest.mark.process
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
-FAST = ["-o", "heartbeat_interval_s=0.2", "-o", "heartbeat_timeout_s=1.5", "-o", "reconnect_max_s=0.5", "-o", "sync_interval_s=0.5"]
 NAMES = ["node1", "node2", "node3"]
 
 
@@ -117,17 +116,6 @@ def hosts() -> Iterator[Hosts]:
         h.remove()
 
 
-def wait_until(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    tick = threading.Event()
-    while True:
-        with contextlib.suppress(Exception):
-            if cond():
-                return
-        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
-        tick.wait(0.05)
-
-
 def connected(client: Client) -> set[str]:
     return {p for p, v in client.status()["peers"].items() if v["connected"]}
 
@@ -146,7 +134,7 @@ def test_three_hosts_converge_survive_a_cut_and_heal(hosts: Hosts, tmp_path: Pat
                 secured += ["--peer", f"tcp://{other}:7000?key={keys[other].public}"]
             argv = [
                 "ip", "netns", "exec", ns, sys.executable, "-m", "statesync.cli", "node", str(DEPLOY / "compose" / f"{name}.toml"),
-                "--data-dir", str(tmp_path / name), "--client", f"ipc://{sockets}/{name}.sock", *secured, *FAST,
+                "--data-dir", str(tmp_path / name), "--client", f"ipc://{sockets}/{name}.sock", *secured, *FAST_ARGS,
             ]
             log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
             procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "STATESYNC_PARENT_PID": str(os.getpid())}))
@@ -160,14 +148,14 @@ def test_three_hosts_converge_survive_a_cut_and_heal(hosts: Hosts, tmp_path: Pat
             assert c.ping()["node_id"] == name
             assert c.ping()["endpoints"] == [f"tcp://0.0.0.0:7000?key={keys[name].public}"]
             assert c.status()["security"]["curve"] is True
-        wait_until(lambda: all(connected(c) == set(NAMES) - {n} for c, n in zip(clients, NAMES, strict=True)), 30, "the three hosts to link")
+        wait_until(lambda: all(connected(c) == set(NAMES) - {n} for c, n in zip(clients, NAMES, strict=True)), timeout_s=30, what="the three hosts to link", retry_on=(StatesyncError,))
 
         for i, c in enumerate(clients):
             c.set(f"mh.from{i + 1}", {"host": hosts.addresses[i]})
-        wait_until(lambda: all(len(c.get("mh", {})) == 3 for c in clients), 20, "the first writes everywhere")
+        wait_until(lambda: all(len(c.get("mh", {})) == 3 for c in clients), timeout_s=20, what="the first writes everywhere", retry_on=(StatesyncError,))
 
         hosts.link(2, up=False)  # node3's cable is pulled
-        wait_until(lambda: connected(c1) == {"node2"} and connected(c2) == {"node1"} and connected(c3) == set(), 20, "node3 to be cut off")
+        wait_until(lambda: connected(c1) == {"node2"} and connected(c2) == {"node1"} and connected(c3) == set(), timeout_s=20, what="node3 to be cut off", retry_on=(StatesyncError,))
         r = c1.set("mh.during", "written while node3 was away", ack="all", timeout_s=10)
         assert r.acked_by == ("node2",)  # every connected peer: the two that still reach each other
         assert c2.get("mh.during") == "written while node3 was away"
@@ -176,13 +164,14 @@ def test_three_hosts_converge_survive_a_cut_and_heal(hosts: Hosts, tmp_path: Pat
         assert c1.get("mh.offline") is None
 
         hosts.link(2, up=True)
-        wait_until(lambda: all(connected(c) == set(NAMES) - {n} for c, n in zip(clients, NAMES, strict=True)), 30, "node3 to link again")
+        wait_until(lambda: all(connected(c) == set(NAMES) - {n} for c, n in zip(clients, NAMES, strict=True)), timeout_s=30, what="node3 to link again", retry_on=(StatesyncError,))
         wait_until(
             lambda: all(c.get("mh.during") and c.get("mh.offline") for c in clients)
             and c1.snapshot() == c2.snapshot() == c3.snapshot()
             and c1.status()["vv"] == c2.status()["vv"] == c3.status()["vv"],
-            30,
-            "all three to converge",
+            timeout_s=30,
+            what="all three to converge",
+            retry_on=(StatesyncError,),
         )
         assert len(c3.get("mh")) == 5
     finally:

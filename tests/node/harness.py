@@ -16,6 +16,7 @@ import trio
 
 from statesync.core import StatesyncError, Version, WriteConcernError
 from statesync.node import FaultConfig, NodeConfig, open_node
+from statesync.testing import faults
 
 
 def longest(path: tuple[str, ...], versions: tuple[Version, ...]) -> object:
@@ -82,13 +83,13 @@ async def handle(node: Any, cmd: dict[str, Any]) -> None:
             }
         elif op == "faults":
             f = cmd.get("faults")
-            node.set_faults(FaultConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in f.items()}) if f else None)
+            faults(node).configure(FaultConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in f.items()}) if f else None)
             out = {}
         elif op == "cut":
-            node.cut(cmd["peer"])
+            faults(node).cut(cmd["peer"])
             out = {}
         elif op == "heal":
-            node.heal(cmd.get("peer"))
+            faults(node).heal(cmd.get("peer"))
             out = {}
         elif op == "sync":
             out = {"answered": await node.sync(timeout_s=cmd.get("timeout_s", 5))}

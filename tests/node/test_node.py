@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -10,17 +10,12 @@ from typing import Any
 import pytest
 import trio
 
+from statesync import ports
 from statesync.core import InvalidPath, InvalidValue, Version, WriteConcernError
 from statesync.node import Node, NodeClosedError, open_node
-
-FAST = {"sync_interval_s": 0.2, "retransmit_timeout_s": 0.2, "heartbeat_interval_s": 0.1, "heartbeat_timeout_s": 1.0, "reconnect_max_s": 0.3}
-
-
-async def until(cond: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    """A bounded wait on a condition, re-checked whenever anything else ran."""
-    with trio.fail_after(timeout_s):
-        while not cond():
-            await trio.sleep(0.005)
+from statesync.storage import DataDirMismatch
+from statesync.testing import faults
+from tests.support import FAST, wait_until_async
 
 
 @asynccontextmanager
@@ -35,7 +30,10 @@ async def cluster(n: int, **options: Any) -> AsyncIterator[list[Node]]:
                     open_node(node_id=f"n{i}", peers=list(first.endpoints), **{**FAST, **options})
                 )
             )
-        await until(lambda: all(sum(p["connected"] for p in x.status()["peers"].values()) == n - 1 for x in nodes))
+        await wait_until_async(
+            lambda: all(sum(p["connected"] for p in x.status()["peers"].values()) == n - 1 for x in nodes),
+            what=f"{n} nodes to link",
+        )
         yield nodes
 
 
@@ -52,7 +50,7 @@ async def test_three_nodes_converge_after_concurrent_writes(strategy: str) -> No
                 for k in range(30):
                     nursery.start_soon(node.set, ("shared", f"k{k % 10}"), f"{node.node_id}-{k}")
                 nursery.start_soon(node.set, ("own", f"n{i}"), {"x": i, "y": [i]})
-        await until(lambda: converged(nodes))
+        await wait_until_async(lambda: converged(nodes))
         view = nodes[0].get()
         assert all(x.get() == view for x in nodes)
         assert view["own"] == {f"n{i}": {"x": i, "y": [i]} for i in range(3)}
@@ -85,19 +83,19 @@ async def test_large_values_travel_and_oversized_ones_are_refused_at_the_call() 
         assert b.get(("big", "19")) == big
         with pytest.raises(InvalidValue, match="limit"):
             await a.set("too.big", "y" * 30_000)
-        with pytest.raises(Exception, match="exceeds"):
+        with pytest.raises(ports.MessageTooLarge, match="exceeds"):
             a.broadcast_channel("c").post_message("z" * 60_000)
 
 
 async def test_conflicts_listed_and_resolved_by_a_later_write() -> None:
     async with cluster(2, strategy="vector-clock") as (a, b):
-        a.cut("n1")
-        b.cut("n0")
+        faults(a).cut("n1")
+        faults(b).cut("n0")
         await a.set("doc.title", "from a")
         await b.set("doc.title", "from b")
-        a.heal()
-        b.heal()
-        await until(lambda: len(a.conflicts("doc.title")) == 2 and len(b.conflicts("doc.title")) == 2)
+        faults(a).heal()
+        faults(b).heal()
+        await wait_until_async(lambda: len(a.conflicts("doc.title")) == 2 and len(b.conflicts("doc.title")) == 2)
         values = sorted(c.value for c in a.conflicts("doc.title"))
         assert values == ["from a", "from b"]
         await a.set("doc.title", "merged", ack="all")
@@ -110,28 +108,28 @@ async def test_custom_resolver_per_prefix() -> None:
         return max((v.value for v in versions), key=lambda x: (len(str(x)), str(x)))
 
     async with cluster(2, strategy={"": "vector-clock", "notes": longest}) as (a, b):
-        a.cut("n1")
-        b.cut("n0")
+        faults(a).cut("n1")
+        faults(b).cut("n0")
         await a.set("notes.x", "short")
         await b.set("notes.x", "much longer")
-        a.heal()
-        b.heal()
-        await until(lambda: a.get("notes.x") == "much longer" == b.get("notes.x") and len(a.conflicts("notes.x")) == 2)
+        faults(a).heal()
+        faults(b).heal()
+        await wait_until_async(lambda: a.get("notes.x") == "much longer" == b.get("notes.x") and len(a.conflicts("notes.x")) == 2)
 
 
 async def test_ack_all_fails_naming_the_silent_peer_and_the_write_stays() -> None:
     async with cluster(3) as (a, b, c):
-        c.cut("n0")  # c receives nothing from a (and sends nothing back)
-        a.cut("n2")
+        faults(c).cut("n0")  # c receives nothing from a (and sends nothing back)
+        faults(a).cut("n2")
         with pytest.raises(WriteConcernError) as info:
             await a.set("k", 1, ack="all", timeout_s=0.5)
         assert info.value.missing == ("n2",)
         assert "n2" in str(info.value)
         assert a.get("k") == 1
-        await until(lambda: b.get("k") == 1)
-        a.heal()
-        c.heal()
-        await until(lambda: c.get("k") == 1)  # spreads later
+        await wait_until_async(lambda: b.get("k") == 1)
+        faults(a).heal()
+        faults(c).heal()
+        await wait_until_async(lambda: c.get("k") == 1)  # spreads later
 
 
 async def test_ack_n_counts_peers() -> None:
@@ -197,12 +195,12 @@ async def test_broadcast_channel_reaches_listening_nodes_only() -> None:
 
 async def test_membership_learns_peers_of_peers() -> None:
     async with open_node(node_id="a", **FAST) as a, open_node(node_id="b", peers=list(a.endpoints), **FAST) as b:
-        await until(lambda: b.status()["peers"].get("a", {}).get("connected", False))
+        await wait_until_async(lambda: b.status()["peers"].get("a", {}).get("connected", False))
         # c only knows b; it learns a from b and links with it directly
         async with open_node(node_id="c", peers=list(b.endpoints), **FAST) as c:
-            await until(lambda: c.status()["peers"].get("a", {}).get("connected", False))
+            await wait_until_async(lambda: c.status()["peers"].get("a", {}).get("connected", False))
             await a.set("from.a", 1)
-            await until(lambda: c.get("from.a") == 1)
+            await wait_until_async(lambda: c.get("from.a") == 1)
 
 
 async def test_restart_from_disk_keeps_state_and_never_reuses_a_seq(tmp_path: Path) -> None:
@@ -215,7 +213,7 @@ async def test_restart_from_disk_keeps_state_and_never_reuses_a_seq(tmp_path: Pa
         assert node.get("k.7") == 7 and node.get("k.5") is None
         r = await node.set("k.new", 1)
         assert r.seq == last + 1
-    with pytest.raises(Exception, match=r"belongs to|node id"):
+    with pytest.raises(DataDirMismatch, match=r"belongs to|node id"):
         async with open_node(node_id="b", data_dir=str(data)):
             pass
 
@@ -234,19 +232,38 @@ async def test_checkpoint_then_restart(tmp_path: Path) -> None:
 
 async def test_sync_returns_once_peers_answered() -> None:
     async with cluster(2, sync_interval_s=60) as (a, b):
-        a.cut("n1")
+        faults(a).cut("n1")
         await a.set("k", 1)
-        a.heal()
+        faults(a).heal()
         assert await b.sync(timeout_s=5)
-        await until(lambda: b.get("k") == 1, 2)
+        await wait_until_async(lambda: b.get("k") == 1, timeout_s=2)
 
 
 async def test_status_reports_peers_log_and_storage() -> None:
-    async with cluster(2) as (a, _b):
+    async with cluster(2) as (a, b):
         await a.set("k", 1, ack="all")
+        await a.set_many([("m.x", 1), ("m.y", 2)], ack="all")
         st = a.status()
-        assert st["node_id"] == "n0" and st["peers"]["n1"]["connected"]
-        assert {"log_ops", "storage", "endpoints", "counters"} <= set(st)
+        assert st["node_id"] == "n0" and st["vv"] == {"n0": 3} and st["seq"] == 3
+        assert st["endpoints"] == list(a.endpoints) and st["links"] == 1 and st["watches"] == 0
+        assert list(st["peers"]) == ["n1"]
+        peer = st["peers"]["n1"]
+        assert peer["connected"] and peer["endpoints"] == list(b.endpoints)
+        assert peer["they_lack_ops"] == 0 and peer["we_lack_ops"] == 0 and peer["unacked_own_ops"] == 0  # ack="all"
+        assert st["pending_writes"] == 0 and st["causal_buffer_ops"] == 0 and st["leaves"] == 3
+        assert st["log_ops"] == len(a.replica.log) <= 3
+        transport = st["transport"]
+        assert transport["commits"] == 2  # one per write call: nothing else wrote on a
+        assert transport["frames_out"] >= 2 and transport["frames_in"] >= 2  # the ops out, the acks in
+        assert transport["bad_frames"] == 0 and transport["frames_dropped_full"] == 0
+        assert st["storage"]["log_ops"] == 0  # an in-memory node persists nothing
+        assert st["security"] == {"curve": False, "insecure_endpoints": []}
+        assert st["snapshot_progress"] == {} and "faults" not in st
+        theirs = b.status()
+        assert theirs["vv"] == {"n0": 3} and theirs["peers"]["n0"]["we_lack_ops"] == 0
+        assert theirs["transport"]["commits"] >= 1 and theirs["seq"] == 0
+        faults(a).cut("n1")
+        assert a.status()["faults"] == {"dropped": 0, "duplicated": 0, "cut": ["n1"]}
 
 
 async def test_writes_after_close_are_refused() -> None:
@@ -258,9 +275,9 @@ async def test_writes_after_close_are_refused() -> None:
 
 async def test_a_second_live_node_with_the_same_id_is_refused() -> None:
     async with open_node(node_id="a", **FAST) as a, open_node(node_id="b", peers=list(a.endpoints), **FAST) as b:
-        await until(lambda: a.status()["peers"].get("b", {}).get("connected", False))
+        await wait_until_async(lambda: a.status()["peers"].get("b", {}).get("connected", False))
         async with open_node(node_id="b", peers=list(a.endpoints), **FAST) as impostor:
-            await until(lambda: a._rep.counters["refused"] >= 1)
+            await wait_until_async(lambda: a._rep.counters["refused"] >= 1)
             assert a.status()["peers"]["b"]["connected"]
             await b.set("k", "real", ack="all")
             assert a.get("k") == "real"

@@ -14,25 +14,18 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support import FAST, wait_until
+
 pytestmark = pytest.mark.process
 
 HARNESS = str(Path(__file__).with_name("harness.py"))
-FAST = {
-    "sync_interval_s": 0.3,
-    "retransmit_timeout_s": 0.2,
-    "heartbeat_interval_s": 0.2,
-    "heartbeat_timeout_s": 1.5,
-    "reconnect_max_s": 0.3,
-    "handshake_timeout_s": 2.0,
-}
 
 
 class Proc:
@@ -108,16 +101,6 @@ class Proc:
             except (subprocess.TimeoutExpired, BrokenPipeError, OSError):
                 self.p.kill()
                 self.p.wait(timeout=10)
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    """A bounded wait on a condition (re-checked every 50 ms)."""
-    deadline = time.monotonic() + timeout
-    tick = threading.Event()
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        tick.wait(0.05)
 
 
 @pytest.fixture
@@ -198,7 +181,7 @@ def test_node_down_during_10k_writes_catches_up_by_anti_entropy(procs: list[Proc
     for start_i in range(0, 10_000, 1000):
         assert a.call(cmd="set_many", items=[[f"bulk.k{i}", i] for i in range(start_i, start_i + 1000)])["ok"]
     c2 = start(procs, "c", a.endpoints, data_dir=str(tmp_path / "c"))
-    wait_until(lambda: converged([a, b, c2]), timeout=60, what="c catching up")
+    wait_until(lambda: converged([a, b, c2]), timeout_s=60, what="c catching up")
     view = c2.state()["view"]
     assert len(view["bulk"]) == 10_000
 
@@ -246,7 +229,7 @@ def test_simulator_invariants_hold_on_real_processes_under_faults(procs: list[Pr
         check_vectors()
     for n in nodes:
         n.call(cmd="faults", faults=None)
-    wait_until(lambda: converged(nodes), timeout=60, what="convergence after healing")
+    wait_until(lambda: converged(nodes), timeout_s=60, what="convergence after healing")
     check_vectors()
     states = [n.state() for n in nodes]
     for st in states:

@@ -6,12 +6,16 @@ Each seed draws its own fault mix (loss 0-30 %, duplication 0-50 %, log bound,
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from statesync import sim
+from statesync.core import Output
+from statesync.node._effects import Checkpoints, Commit, EffectsApplier
 from statesync.testing._sim import (
     SimConfig,
     Simulation,
+    _Node,
     config_for_seed,
     describe,
     run,
@@ -67,6 +71,27 @@ def test_checker_reports_a_node_that_never_reconnects() -> None:
     result = Isolated(config).run()
     assert not result.ok
     assert any("no convergence" in v for v in result.violations)
+
+
+def test_the_simulator_runs_the_nodes_effects_applier_and_catches_a_broken_one() -> None:
+    """A deliberately broken applier (its commit forgets the ops) loses acknowledged writes."""
+
+    class Forgetful(EffectsApplier):
+        def commit_for(self, out: Output) -> Commit | None:
+            commit = super().commit_for(out)
+            return None if commit is None else attrs.evolve(commit, ops=())
+
+    class Broken(Simulation):
+        def _start(self, node: _Node) -> None:
+            super()._start(node)
+            assert node.log is not None and node.replicator is not None and node.effects is not None
+            node.effects = Forgetful(node.log, node.log, Checkpoints(node.replicator.replica, 1_000_000))
+
+    config = config_for_seed(11, steps=3000, nodes=4)
+    assert run(config).ok
+    result = Broken(config).run()
+    assert not result.ok
+    assert any("acknowledged" in v or "nobody committed" in v for v in result.violations), result.violations[:5]
 
 
 def test_replay_command_prints_trace(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,108 @@
+"""The flusher: the trio side of the effects pipeline.
+
+Every replicator call (a write, a frame, a tick) may leave output. The
+flusher hands it to the :class:`~statesync.node._effects.EffectsApplier`:
+
+- on a durable node, the flusher task takes everything that accumulated
+  since its last round, writes the commit in the store's worker thread (one
+  transaction: group commit), then applies the rest (send, close, resolve,
+  publish). Callers only mark the output dirty (:meth:`Flusher.mark_dirty`);
+- on an in-memory node nothing is committed, so handling the output never
+  waits: :meth:`Flusher.flush` applies it at once, in the task that produced
+  it, sparing a task switch on every write and every received frame (the
+  task still runs what others only marked dirty).
+
+It also owns the node's :class:`~statesync.node._timers.Ticker` (a tick's
+output goes the same way) and ``progress``, an event set after every round,
+which :meth:`Flusher.drain` and ``Node.sync`` wait on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import trio
+
+from statesync.core import Now, Replicator
+from statesync.node._effects import EffectsApplier
+from statesync.node._timers import Ticker
+from statesync.storage import Store
+
+T = TypeVar("T")
+
+
+class Flusher:
+    """Carries the replicator's output through the effects applier, committing first."""
+
+    def __init__(self, rep: Replicator, effects: EffectsApplier, store: Store, now: Callable[[], Now]) -> None:
+        self._rep = rep
+        self._effects = effects
+        self._store = store
+        self._durable = effects.durable
+        self.ticker = Ticker(rep, now, self._set_dirty)
+        self._dirty = trio.Event()
+        self._busy = False
+        self.progress = trio.Event()
+        """Set (and replaced) after every round of output handled."""
+        self._store_limiter = trio.CapacityLimiter(1)
+
+    def _set_dirty(self) -> None:
+        self._dirty.set()
+
+    def mark_dirty(self) -> None:
+        """Have the flusher task handle the output (and the timer look again)."""
+        self._dirty.set()
+        self.ticker.poke()
+
+    def flush(self) -> None:
+        """Have the output handled: now if that cannot wait (in-memory), else by the task."""
+        if self._durable or self._busy:
+            self.mark_dirty()
+            return
+        out = self._rep.take_output()
+        if out:
+            self._effects.run(out, None)
+        self.ticker.poke()
+        self._progressed()
+
+    async def drain(self) -> None:
+        """Wait until every output produced so far is committed and handed to the links."""
+        while self._dirty.is_set() or self._busy:
+            await self.progress.wait()
+
+    async def run(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty = trio.Event()
+            self._busy = True
+            await self._round()
+            self._busy = False
+            self._progressed()
+
+    async def _round(self) -> None:
+        """Everything accumulated so far: commit it (one transaction), checkpoint if due, apply it.
+
+        (Its own frame, so that the output, its commit and a checkpoint are
+        freed before the task waits for the next round.)
+        """
+        out = self._rep.take_output()
+        if out:
+            effects = self._effects
+            commit = effects.commit_for(out)
+            if commit is not None:
+                await self.in_store(commit.write, self._store)
+            checkpoint = effects.checkpoint_for(out)
+            if checkpoint is not None:
+                await self.in_store(self._store.save_snapshot, checkpoint)
+            effects.apply(out)
+
+    async def in_store(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a store call: in the store's worker thread on a durable node, else here."""
+        if self._durable:
+            return await trio.to_thread.run_sync(fn, *args, limiter=self._store_limiter)
+        return fn(*args)
+
+    def _progressed(self) -> None:
+        self.progress.set()
+        self.progress = trio.Event()
