@@ -18,13 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 
 MODULE_LINES_MAX = 800
 
-KNOWN_CYCLES: set[frozenset[str]] = {
-    frozenset({"statesync.ports._port", "statesync.ports._runtime"}),  # being split by the structure issue
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
-KNOWN_LONG: set[str] = {
-    "statesync.ports._runtime",  # being split by the structure issue
-}
+KNOWN_LONG: set[str] = set()
 
 CORE_FORBIDDEN = frozenset({"trio", "zmq", "sqlite3", "time", "random", "asyncio", "socket", "threading"})
 
