@@ -17,7 +17,8 @@ them all. They are grouped by what went wrong:
   (no node answered, the connection died, the client was closed...);
 - :class:`CliError`: the ``statesync`` command line.
 
-Each layer's ``_errors`` module re-exports its errors from here. This module
+Every layer imports its errors from here (there are no per-layer error
+modules), and each package re-exports the ones its users meet. This module
 imports nothing but the standard library's typing, so importing it loads no
 transport (no zmq, no trio).
 """

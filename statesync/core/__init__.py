@@ -19,16 +19,6 @@ from statesync.core._context import (
     vv_leq,
     vv_merge,
 )
-from statesync.core._errors import (
-    ClockSkewError,
-    InvalidPath,
-    InvalidValue,
-    ReplicationArgumentError,
-    ResolverCheckFailed,
-    ResolverError,
-    StatesyncError,
-    WriteConcernError,
-)
 from statesync.core._hlc import HybridClock, hlc_counter, hlc_pack, hlc_wall_ms
 from statesync.core._messages import (
     MESSAGE_TYPES,
@@ -96,6 +86,16 @@ from statesync.core._value import (
     iter_leaves,
     validate_value,
     values_equal,
+)
+from statesync.errors import (
+    ClockSkewError,
+    InvalidPath,
+    InvalidValue,
+    ReplicationArgumentError,
+    ResolverCheckFailed,
+    ResolverError,
+    StatesyncError,
+    WriteConcernError,
 )
 
 __all__ = [

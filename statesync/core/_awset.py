@@ -24,7 +24,6 @@ from typing import ClassVar, Final, TypeAlias
 import attrs
 
 from statesync.core._context import Dot
-from statesync.core._errors import InvalidOperation
 from statesync.core._typebase import (
     PENDING_OPS_MAX,
     Buffered,
@@ -34,6 +33,7 @@ from statesync.core._typebase import (
     check_dot,
     check_header,
 )
+from statesync.errors import InvalidOperation
 
 Scalar: TypeAlias = bool | int | float | str | None
 ScalarKey: TypeAlias = tuple[int, int | float | str, int]

@@ -15,8 +15,8 @@ from typing import Final
 import attrs
 
 from statesync.core._context import Dot
-from statesync.core._errors import InvalidOperation
 from statesync.core._typebase import DottedOp, bad, check_dot, check_header
+from statesync.errors import InvalidOperation
 
 COUNTER_MIN: Final = -(2**63)
 COUNTER_MAX: Final = 2**63 - 1

@@ -18,7 +18,7 @@ is applied whatever its timestamp, since dropping it would split replicas.
 
 from __future__ import annotations
 
-from statesync.core._errors import ClockSkewError
+from statesync.errors import ClockSkewError
 
 COUNTER_BITS = 16
 COUNTER_MASK = (1 << COUNTER_BITS) - 1

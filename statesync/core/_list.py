@@ -21,7 +21,6 @@ from typing import TypeAlias
 import attrs
 
 from statesync.core._context import Dot
-from statesync.core._errors import InvalidOperation, InvalidValue
 from statesync.core._seq import Sequence, deletion_delta
 from statesync.core._seqruns import Slicer, dump_runs, load_runs, rebuilt
 from statesync.core._typebase import (
@@ -39,6 +38,7 @@ from statesync.core._typebase import (
     opt_char_from_plain,
 )
 from statesync.core._value import Value, validate_value
+from statesync.errors import InvalidOperation, InvalidValue
 
 LIST_ITEMS_MAX = 1 << 20
 """Default bound on a list's length."""

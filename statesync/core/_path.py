@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TypeAlias
 
-from statesync.core._errors import InvalidPath
+from statesync.errors import InvalidPath
 
 Path: TypeAlias = tuple[str, ...]
 PathLike: TypeAlias = str | Sequence[str]

@@ -21,7 +21,6 @@ from typing import Final
 import attrs
 
 from statesync.core._context import CausalContext, Dot, VersionVector
-from statesync.core._errors import InvalidValue, ReplicationArgumentError
 from statesync.core._hlc import COUNTER_BITS, HybridClock
 from statesync.core._messages import SnapshotEntry
 from statesync.core._op import ABSENT, PUT, REMOVE, AbsentType, Change, Op, Version
@@ -36,6 +35,7 @@ from statesync.core._value import (
     check_tree_value,
     validate_value,
 )
+from statesync.errors import InvalidValue, ReplicationArgumentError
 
 LOG_OPS_MAX: Final = 1_000_000
 _new_op = tuple.__new__  # builds an Op without the NamedTuple constructor's overhead

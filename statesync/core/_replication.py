@@ -13,10 +13,10 @@ from typing import Literal, NamedTuple, TypeAlias
 
 import attrs
 
-from statesync.core._errors import ReplicationArgumentError, WriteConcernError
 from statesync.core._messages import Message
 from statesync.core._op import Change, Op
 from statesync.core._replica import Snapshot
+from statesync.errors import ReplicationArgumentError, WriteConcernError
 
 LinkId: TypeAlias = int
 AckSpec: TypeAlias = Literal["local", "all"] | int

@@ -54,7 +54,6 @@ import heapq
 from collections.abc import Callable, Iterable
 
 from statesync.core._context import CausalContext
-from statesync.core._errors import ReplicationArgumentError, WriteConcernError
 from statesync.core._hlc import hlc_wall_ms
 from statesync.core._messages import (
     PROTOCOL_VERSION,
@@ -89,6 +88,7 @@ from statesync.core._replication import (
 from statesync.core._sizes import op_size
 from statesync.core._snapshots import OutgoingSnapshot, SnapshotTransfers
 from statesync.core._value import Value
+from statesync.errors import ReplicationArgumentError, WriteConcernError
 
 # The replicator and what the simulator and older tests import from here.
 __all__ = ["AckSpec", "Now", "Output", "Replicator", "ReplicatorConfig", "op_size"]

@@ -28,10 +28,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TypeAlias
 
-from statesync.core._errors import InvalidValue, ResolverError, StatesyncError
 from statesync.core._op import Version
 from statesync.core._path import Path, PathLike, as_path
 from statesync.core._value import Value, validate_value
+from statesync.errors import InvalidValue, ResolverError, StatesyncError
 
 Resolver: TypeAlias = Callable[[Path, tuple[Version, ...]], Value]
 

@@ -16,7 +16,6 @@ from typing import Final, TypeAlias
 import attrs
 
 from statesync.core._context import Dot
-from statesync.core._errors import InvalidOperation
 from statesync.core._seq import Sequence, Target, deletion_delta
 from statesync.core._seqruns import Slicer, dump_runs, load_runs, rebuilt
 from statesync.core._typebase import (
@@ -32,6 +31,7 @@ from statesync.core._typebase import (
     check_header,
     opt_char_from_plain,
 )
+from statesync.errors import InvalidOperation
 
 TEXT_CHARS_MAX: Final = 1 << 26
 """Default bound on a text's length in code points (the tree's value bound, 64 Mi)."""

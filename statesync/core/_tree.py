@@ -39,11 +39,11 @@ from collections.abc import Iterable, Iterator
 from typing import TypeAlias
 
 from statesync.core._context import Context
-from statesync.core._errors import ResolverError
 from statesync.core._op import ABSENT, PUT, AbsentType, Change, Op, Version, version_key
 from statesync.core._path import Path
 from statesync.core._strategy import Strategies
 from statesync.core._value import Value, iter_leaves
+from statesync.errors import ResolverError
 
 Register: TypeAlias = Version | tuple[Version, ...]
 _new_version = tuple.__new__  # builds a Version without the NamedTuple constructor's overhead

@@ -16,7 +16,7 @@ from typing import Generic, TypeAlias, TypeVar
 import attrs
 
 from statesync.core._context import CausalContext, Dot
-from statesync.core._errors import InvalidOperation
+from statesync.errors import InvalidOperation
 
 DeltaStep: TypeAlias = dict[str, object]
 """One step of a Yjs-style delta: ``{"retain": n}``, ``{"insert": s}`` or ``{"delete": n}``."""

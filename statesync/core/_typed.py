@@ -14,9 +14,9 @@ from typing import Final, TypeAlias
 
 from statesync.core._awset import AWSet, SetAdd, SetOp, SetRemove, set_op_from_plain
 from statesync.core._counter import Counter, CounterAdd, counter_op_from_plain
-from statesync.core._errors import InvalidOperation
 from statesync.core._list import List, ListDelete, ListInsert, ListMove, ListOp, list_op_from_plain
 from statesync.core._text import Text, TextDelete, TextInsert, TextOp, text_op_from_plain
+from statesync.errors import InvalidOperation
 
 TypedOp: TypeAlias = TextOp | ListOp | CounterAdd | SetOp
 Typed: TypeAlias = Text | List | Counter | AWSet

@@ -12,8 +12,8 @@ from typing import TypeAlias
 
 import attrs
 
-from statesync.core._errors import InvalidValue
 from statesync.core._path import PATH_DEPTH_MAX, SEGMENT_CHARS_MAX, Path
+from statesync.errors import InvalidValue
 
 Value: TypeAlias = bool | int | float | str | bytes | list["Value"] | dict[str, "Value"] | None
 

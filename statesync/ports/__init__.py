@@ -26,6 +26,22 @@ layout, security and liveness.
 
 from __future__ import annotations
 
+from statesync.errors import (
+    ConnectError,
+    HandshakeFailed,
+    InvalidKey,
+    MessageTooLarge,
+    PoolClosed,
+    PoolQueueFull,
+    PortClosedError,
+    PortQueueFull,
+    PortsError,
+    PortTransferredError,
+    RequestFailed,
+    RequestTimeout,
+    RuntimeMismatch,
+    SocketClosed,
+)
 from statesync.ports._curve import (
     Authorizer,
     AuthRequest,
@@ -41,22 +57,6 @@ from statesync.ports._default import (
     listen,
     open_runtime,
     shutdown,
-)
-from statesync.ports._errors import (
-    ConnectError,
-    HandshakeFailed,
-    InvalidKey,
-    MessageTooLarge,
-    PoolClosed,
-    PoolQueueFull,
-    PortClosedError,
-    PortQueueFull,
-    PortsError,
-    PortTransferredError,
-    RequestFailed,
-    RequestTimeout,
-    RuntimeMismatch,
-    SocketClosed,
 )
 from statesync.ports._link import Listener
 from statesync.ports._options import DEFAULT_OPTIONS, InvalidOptions, PortOptions

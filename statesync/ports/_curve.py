@@ -48,7 +48,7 @@ import attrs
 import zmq
 from zmq.utils import z85
 
-from statesync.ports._errors import InvalidKey, SocketClosed
+from statesync.errors import InvalidKey, SocketClosed
 from statesync.ports._zsocket import TrioSocket
 
 KEY_SUFFIX: Final = "?key="

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import trio
 
 from statesync.core import Value
-from statesync.ports._errors import PortsError
+from statesync.errors import PortsError
 from statesync.ports._options import PortOptions
 from statesync.ports._protocol import PortsProtocol
 from statesync.ports._sequencing import PortEnd

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
+from statesync.errors import PortClosedError, PortsError, RuntimeMismatch
 from statesync.ports import _codec
 from statesync.ports._envelope import KIND_ERROR, KIND_REQUEST, KIND_RESPONSE
-from statesync.ports._errors import PortClosedError, PortsError, RuntimeMismatch
 from statesync.ports._host import PortState
 from statesync.ports._options import PortOptions
 from statesync.ports._outbox import Conn

@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import trio
 
+from statesync.errors import PortClosedError, SocketClosed
 from statesync.ports import _codec
-from statesync.ports._errors import PortClosedError, SocketClosed
 from statesync.ports._liveness import Liveness
 from statesync.ports._options import PortOptions
 from statesync.ports._outbox import Conn

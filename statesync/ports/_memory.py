@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
 
-from statesync.ports._errors import ConnectError, SocketClosed
+from statesync.errors import ConnectError, SocketClosed
 
 if TYPE_CHECKING:
     from statesync.ports._link import Listener

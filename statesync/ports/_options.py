@@ -7,8 +7,8 @@ from typing import Any
 
 import attrs
 
+from statesync.errors import PortsError
 from statesync.ports._curve import CurveKeys
-from statesync.ports._errors import PortsError
 from statesync.wire import DEFAULT_LIMITS
 
 

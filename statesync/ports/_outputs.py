@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from statesync.ports._errors import PortsError
+from statesync.errors import PortsError
 from statesync.ports._outbox import Conn
 from statesync.ports._sequencing import PortEnd
 

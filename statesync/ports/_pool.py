@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import trio
 
 from statesync.core import Value
-from statesync.ports._errors import PoolClosed, PoolQueueFull, RequestTimeout
+from statesync.errors import PoolClosed, PoolQueueFull, RequestTimeout
 from statesync.ports._options import InvalidOptions
 from statesync.ports._port import MessagePort
 

@@ -12,9 +12,7 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 import trio
 
 from statesync.core import Value
-from statesync.ports import _codec
-from statesync.ports._envelope import KIND_ERROR, KIND_MESSAGE
-from statesync.ports._errors import (
+from statesync.errors import (
     MessageTooLarge,
     PortClosedError,
     PortsError,
@@ -22,6 +20,8 @@ from statesync.ports._errors import (
     RequestTimeout,
     RuntimeMismatch,
 )
+from statesync.ports import _codec
+from statesync.ports._envelope import KIND_ERROR, KIND_MESSAGE
 from statesync.ports._host import PortHost, PortState, RequestHandler
 from statesync.ports._outbox import RemoteInfo
 from statesync.wire import DataCloneError, DecodeError

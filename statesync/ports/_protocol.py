@@ -114,6 +114,12 @@ from collections.abc import Callable, Iterable
 from contextlib import suppress
 from typing import Any
 
+from statesync.errors import (
+    PortClosedError,
+    PortQueueFull,
+    PortsError,
+    PortTransferredError,
+)
 from statesync.ports._envelope import (
     CLOSE_NOW,
     KIND_ERROR,
@@ -127,12 +133,6 @@ from statesync.ports._envelope import (
     Msg,
     Msgs,
     Open,
-)
-from statesync.ports._errors import (
-    PortClosedError,
-    PortQueueFull,
-    PortsError,
-    PortTransferredError,
 )
 from statesync.ports._outbox import Conn
 from statesync.ports._outputs import (

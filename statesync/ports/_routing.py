@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from statesync.errors import PortsError, PortTransferredError
 from statesync.ports._envelope import KIND_MESSAGE, Locate, Marker, Msg, PortRef
-from statesync.ports._errors import PortsError, PortTransferredError
 from statesync.ports._outbox import Conn
 from statesync.ports._outputs import Dial, Output
 from statesync.ports._sequencing import Item, PortEnd, Relay, queued_in_order

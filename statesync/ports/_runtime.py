@@ -24,6 +24,14 @@ import trio
 import zmq
 
 from statesync._ratelimit import RateLimitedLog
+from statesync.errors import (
+    ConnectError,
+    HandshakeFailed,
+    InvalidKey,
+    PortClosedError,
+    PortsError,
+    SocketClosed,
+)
 from statesync.ports import _codec, _memory
 from statesync.ports._curve import (
     HANDSHAKE_EVENTS,
@@ -37,14 +45,6 @@ from statesync.ports._curve import (
     with_key,
 )
 from statesync.ports._envelope import PROTOCOL_VERSION, Bye, Hello, Ping, Welcome
-from statesync.ports._errors import (
-    ConnectError,
-    HandshakeFailed,
-    InvalidKey,
-    PortClosedError,
-    PortsError,
-    SocketClosed,
-)
 from statesync.ports._host import PortState, RequestHandler
 from statesync.ports._hosting import PortHosting
 from statesync.ports._link import Link, Listener

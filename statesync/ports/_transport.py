@@ -10,7 +10,7 @@ browser issue adds WebSocket):
 - ``try_send(frame) -> bool``: send without blocking, False when the
   transport is full (the link then waits in ``wait_room``); raise
   the builtin ``ConnectionError`` (caught by the link, never shown to users) when the other side is
-  gone, :class:`~statesync.ports._errors.SocketClosed` once closed;
+  gone, :class:`~statesync.errors.SocketClosed` once closed;
 - ``await wait_room()``: until ``try_send`` may succeed;
 - ``input_waiting()``: frames wait to be read (asked before a heartbeat
   verdict: the silence may be this process's, not the peer's);
@@ -64,7 +64,7 @@ import trio
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from statesync.ports._errors import SocketClosed
+from statesync.errors import SocketClosed
 from statesync.ports._options import PortOptions
 from statesync.ports._zsocket import SEND_BACKOFF_FIRST_S, SEND_BACKOFF_MAX_S, TrioSocket
 from statesync.wire import DEFAULT_LIMITS

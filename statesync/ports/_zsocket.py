@@ -43,7 +43,7 @@ from typing import Any, TypeVar, cast
 import trio
 import zmq
 
-from statesync.ports._errors import SocketClosed
+from statesync.errors import SocketClosed
 
 _T = TypeVar("_T")
 _S = TypeVar("_S")

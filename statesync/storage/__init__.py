@@ -28,7 +28,7 @@ rather than given back; the WAL grows to the size of the largest transaction
 
 from __future__ import annotations
 
-from statesync.storage._errors import (
+from statesync.errors import (
     DataDirInUse,
     DataDirMismatch,
     StorageArgumentError,

@@ -14,7 +14,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from statesync.storage._errors import DataDirInUse, StorageError
+from statesync.errors import DataDirInUse, StorageError
 
 LOCK_NAME = "LOCK"
 _PID_BYTES_MAX = 32

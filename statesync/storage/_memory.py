@@ -6,7 +6,7 @@ import threading
 from collections.abc import Mapping, Sequence
 
 from statesync.core import Op, Snapshot
-from statesync.storage._errors import StoreClosed
+from statesync.errors import StoreClosed
 from statesync.storage._store import (
     META_KEYS_MAX,
     ClosingStore,

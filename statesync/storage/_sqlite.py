@@ -29,6 +29,12 @@ from pathlib import Path
 from typing import Final, NoReturn
 
 from statesync.core import Op, Snapshot, SnapshotEntry
+from statesync.errors import (
+    DataDirMismatch,
+    StorageArgumentError,
+    StorageError,
+    StoreClosed,
+)
 from statesync.storage._codec import (
     DecodeError,
     decode_endpoints,
@@ -38,12 +44,6 @@ from statesync.storage._codec import (
     encode_chunks,
     gc_paused,
     make_packer,
-)
-from statesync.storage._errors import (
-    DataDirMismatch,
-    StorageArgumentError,
-    StorageError,
-    StoreClosed,
 )
 from statesync.storage._lock import DirLock
 from statesync.storage._store import (

@@ -9,7 +9,7 @@ from typing import Final, Protocol, Self, runtime_checkable
 import attrs
 
 from statesync.core import Op, Snapshot
-from statesync.storage._errors import StorageArgumentError, StorageLimitError
+from statesync.errors import StorageArgumentError, StorageLimitError
 
 FORMAT_VERSION: Final = 1
 """The on-disk format this version writes and reads."""

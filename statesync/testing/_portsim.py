@@ -43,9 +43,9 @@ from typing import Any
 
 import attrs
 
+from statesync.errors import PortsError
 from statesync.ports import _codec
 from statesync.ports._envelope import KIND_MESSAGE, Bye, Msg, Ping
-from statesync.ports._errors import PortsError
 from statesync.ports._liveness import Liveness, Verdict
 from statesync.ports._outbox import Conn
 from statesync.ports._protocol import PortsProtocol

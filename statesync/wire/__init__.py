@@ -14,19 +14,7 @@ violated limit) and nothing else, whatever the bytes.
 
 from __future__ import annotations
 
-from statesync.wire._batcher import Batch, Batcher, BatcherError
-from statesync.wire._converter import (
-    TAG_MAX,
-    TAG_MIN,
-    decode_message,
-    decode_payload,
-    encode_message,
-    encode_payload,
-    register_message,
-    registered_messages,
-    unregister_message,
-)
-from statesync.wire._errors import (
+from statesync.errors import (
     BadPath,
     BatchTooLong,
     BytesTooLong,
@@ -50,6 +38,18 @@ from statesync.wire._errors import (
     ValueRejected,
     WireSettingError,
     WrongType,
+)
+from statesync.wire._batcher import Batch, Batcher, BatcherError
+from statesync.wire._converter import (
+    TAG_MAX,
+    TAG_MIN,
+    decode_message,
+    decode_payload,
+    encode_message,
+    encode_payload,
+    register_message,
+    registered_messages,
+    unregister_message,
 )
 from statesync.wire._frame import (
     DEFAULT_COMPRESSION,

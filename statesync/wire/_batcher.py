@@ -11,7 +11,7 @@ from typing import Generic, TypeVar
 
 import attrs
 
-from statesync.wire._errors import WireSettingError
+from statesync.errors import WireSettingError
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ from operator import itemgetter, sub
 from typing import Any, Final
 
 from statesync.core import PUT, InvalidValue, check_tree_value, validate_value
-from statesync.wire._errors import (
+from statesync.errors import (
     BadPath,
     BatchTooLong,
     ContainerTooLong,

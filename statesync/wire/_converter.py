@@ -31,6 +31,11 @@ import attrs
 from cattrs.preconf.msgpack import make_converter
 
 from statesync.core import MESSAGE_TYPES, Op, Value, Version
+from statesync.errors import (
+    DataCloneError,
+    DecodeError,
+    RegistrationError,
+)
 from statesync.wire._decode import Decoder
 from statesync.wire._encode import (
     ENC_PRIMITIVES,
@@ -39,11 +44,6 @@ from statesync.wire._encode import (
     enc_op,
     enc_version,
     unstructure_factory,
-)
-from statesync.wire._errors import (
-    DataCloneError,
-    DecodeError,
-    RegistrationError,
 )
 from statesync.wire._fields import BY_CLASS, BY_TAG, UnstructureHook, check_supported, is_registered
 from statesync.wire._limits import DEFAULT_LIMITS, DecodeLimits

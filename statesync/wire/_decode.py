@@ -14,15 +14,15 @@ import attrs
 from cattrs.preconf.msgpack import make_converter
 
 from statesync.core import Op, Ops, SyncResponse, Version
-from statesync.wire import _fields
-from statesync.wire._entryblock import decode_entries, decode_version, decode_versions
-from statesync.wire._errors import (
+from statesync.errors import (
     DecodeError,
     MalformedFrame,
     RegistrationError,
     UnknownMessageType,
     WrongType,
 )
+from statesync.wire import _fields
+from statesync.wire._entryblock import decode_entries, decode_version, decode_versions
 from statesync.wire._fields import Kind, Shape, StructureHook
 from statesync.wire._limits import DecodeLimits
 from statesync.wire._opblock import decode_op, decode_ops

@@ -14,9 +14,9 @@ import attrs
 import cattrs
 
 from statesync.core import Ops, SyncResponse
+from statesync.errors import DataCloneError, RegistrationError
 from statesync.wire import _fields
 from statesync.wire._entryblock import encode_entries, encode_versions
-from statesync.wire._errors import DataCloneError, RegistrationError
 from statesync.wire._fields import Kind, UnstructureHook
 from statesync.wire._limits import DEFAULT_LIMITS
 from statesync.wire._opblock import encode_ops

@@ -9,8 +9,8 @@ from itertools import chain, repeat
 from typing import Any
 
 from statesync.core import Version
+from statesync.errors import DataCloneError, OutOfRange
 from statesync.wire import _columns
-from statesync.wire._errors import DataCloneError, OutOfRange
 from statesync.wire._limits import DecodeLimits
 from statesync.wire._values import SCALAR_TYPES, check_payload, clone_error_at
 

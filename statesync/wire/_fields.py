@@ -15,7 +15,7 @@ from typing import Any, Final, Union
 import attrs
 
 from statesync.core import Op, Value, Version
-from statesync.wire._errors import RegistrationError
+from statesync.errors import RegistrationError
 
 UnstructureHook = Callable[[Any], Any]
 StructureHook = Callable[[Any, Any], Any]

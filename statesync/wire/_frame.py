@@ -25,15 +25,7 @@ from typing import Final
 import attrs
 import zstandard
 
-from statesync.wire._converter import (
-    _decoder,
-    encode_message,
-    pack_checked,
-    structure_message,
-    unpack,
-    unstructure_message,
-)
-from statesync.wire._errors import (
+from statesync.errors import (
     BatchTooLong,
     CompressionError,
     DataCloneError,
@@ -44,6 +36,14 @@ from statesync.wire._errors import (
     UnknownFlags,
     UnknownVersion,
     WireSettingError,
+)
+from statesync.wire._converter import (
+    _decoder,
+    encode_message,
+    pack_checked,
+    structure_message,
+    unpack,
+    unstructure_message,
 )
 from statesync.wire._limits import DEFAULT_LIMITS, DecodeLimits, exceeds, over
 from statesync.wire._msgpack import frame_too_large, undecodable

@@ -7,7 +7,7 @@ from typing import TypeVar
 import attrs
 
 from statesync.core import DEFAULT_VALUE_LIMITS, PATH_DEPTH_MAX, SEGMENT_CHARS_MAX
-from statesync.wire._errors import DecodeError, EncodeError, WireSettingError
+from statesync.errors import DecodeError, EncodeError, WireSettingError
 
 
 @attrs.frozen(cache_hash=True)

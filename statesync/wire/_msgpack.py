@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import msgpack
 
-from statesync.wire._errors import (
+from statesync.errors import (
     BytesTooLong,
     ContainerTooLong,
     DataCloneError,

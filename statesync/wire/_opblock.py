@@ -48,6 +48,7 @@ from itertools import chain, repeat
 from typing import Any, Final
 
 from statesync.core import Op
+from statesync.errors import DataCloneError, OutOfRange
 from statesync.wire._columns import (
     BLOCK_LEN,
     TUPLE_ONLY,
@@ -67,7 +68,6 @@ from statesync.wire._columns import (
     new_tuple,
     split_groups,
 )
-from statesync.wire._errors import DataCloneError, OutOfRange
 from statesync.wire._limits import DEFAULT_LIMITS, DecodeLimits
 from statesync.wire._values import SCALAR_TYPES, check_payload, clone_error_at
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from statesync.core import Value
-from statesync.wire._errors import DataCloneError, NestingTooDeep, WrongType
+from statesync.errors import DataCloneError, NestingTooDeep, WrongType
 from statesync.wire._limits import DEFAULT_LIMITS, DecodeLimits
 
 INT_MIN: Final = -(2**63)

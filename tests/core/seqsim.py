@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import strategies as st
 
-from statesync.core._errors import InvalidOperation
+from statesync.errors import InvalidOperation
 
 _ROOT = pathlib.Path(__file__).resolve().parents[2]
 # ../shared beside the clone (CI); a worktree one level deeper finds it one more up

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from statesync.core._awset import AWSet, scalar_key, set_op_from_plain
-from statesync.core._errors import InvalidOperation
+from statesync.errors import InvalidOperation
 
 ELEMS: list[Any] = [None, False, True, 0, 1, 1.0, -2.5, "a", "b", ""]
 

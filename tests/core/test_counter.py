@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from statesync.core._counter import Counter, CounterAdd, counter_op_from_plain
-from statesync.core._errors import InvalidOperation
+from statesync.errors import InvalidOperation
 
 
 @given(

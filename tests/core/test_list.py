@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from statesync.core._errors import InvalidOperation
 from statesync.core._list import List, list_op_from_plain
+from statesync.errors import InvalidOperation
 from tests.core.seqsim import (
     apply_delta,
     assert_rejected,

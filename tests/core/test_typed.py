@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from statesync.core._awset import AWSet
 from statesync.core._counter import Counter
-from statesync.core._errors import InvalidOperation
 from statesync.core._list import List
 from statesync.core._text import Text
 from statesync.core._typed import (
@@ -23,6 +22,7 @@ from statesync.core._typed import (
     typed_op_from_plain,
     typed_op_to_plain,
 )
+from statesync.errors import InvalidOperation
 
 
 def _ops() -> list[Any]:

@@ -10,7 +10,7 @@ import trio
 import trio.testing
 import zmq
 
-from statesync.ports._errors import SocketClosed
+from statesync.errors import SocketClosed
 from statesync.ports._zsocket import TrioSocket
 
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from statesync import sim
+from statesync.errors import PortClosedError, PortsError
 from statesync.ports._envelope import Marker
-from statesync.ports._errors import PortClosedError, PortsError
 from statesync.ports._outbox import Conn
 from statesync.ports._protocol import PortsProtocol
 from statesync.ports._sequencing import Item, PortEnd, Relay
