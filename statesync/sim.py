@@ -17,16 +17,25 @@ from statesync.testing import _portsim
 from statesync.testing._sim import config_for_seed, describe, run
 
 
-def ports_main(argv: list[str]) -> int:
+def _parser(command: str, what: str, example: str, sizes: list[tuple[str, int | None, str]]) -> argparse.ArgumentParser:
+    """The flags both simulations take: --seed, their size flags (name, default, help), --quiet."""
     parser = argparse.ArgumentParser(
-        prog="python -m statesync.sim ports",
-        description="Rerun one deterministic ports-protocol simulation and print its trace.",
-        epilog="example: python -m statesync.sim ports --seed 17 --runtimes 4 --steps 800",
+        prog=f"python -m statesync.sim{command}",
+        description=f"Rerun one deterministic {what} simulation and print its trace.",
+        epilog=f"example: python -m statesync.sim{command} --seed 17 {example}",
     )
     parser.add_argument("--seed", type=int, required=True, help="the seed to replay")
-    parser.add_argument("--runtimes", type=int, default=None, help="runtimes (default: from the seed, 3 or 4)")
-    parser.add_argument("--steps", type=int, default=None, help="fault-phase steps (default 400)")
+    for flag, default, help in sizes:
+        parser.add_argument(flag, type=int, default=default, help=help)
     parser.add_argument("--quiet", action="store_true", help="print the summary only, not the trace")
+    return parser
+
+
+def ports_main(argv: list[str]) -> int:
+    parser = _parser(" ports", "ports-protocol", "--runtimes 4 --steps 800", [
+        ("--runtimes", None, "runtimes (default: from the seed, 3 or 4)"),
+        ("--steps", None, "fault-phase steps (default 400)"),
+    ])
     args = parser.parse_args(argv)
     overrides: dict[str, object] = {"trace": not args.quiet}
     if args.runtimes is not None:
@@ -65,21 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["ports"]:
         return ports_main(argv[1:])
-    parser = argparse.ArgumentParser(
-        prog="python -m statesync.sim",
-        description="Rerun one deterministic replication simulation and print its trace.",
-        epilog="example: python -m statesync.sim --seed 17 --nodes 4 --steps 5000 --strategy custom",
-    )
-    parser.add_argument("--seed", type=int, required=True, help="the seed to replay")
-    parser.add_argument("--nodes", type=int, default=None, help="number of nodes (default: from the seed, 3 to 5)")
-    parser.add_argument("--steps", type=int, default=5000, help="fault-phase steps (default 5000)")
+    parser = _parser("", "replication", "--nodes 4 --steps 5000 --strategy custom", [
+        ("--nodes", None, "number of nodes (default: from the seed, 3 to 5)"),
+        ("--steps", 5000, "fault-phase steps (default 5000)"),
+    ])
     parser.add_argument(
         "--strategy",
         choices=["vector-clock", "last-write-wins", "custom"],
         default=None,
         help="conflict strategy (default: from the seed)",
     )
-    parser.add_argument("--quiet", action="store_true", help="print the summary only, not the trace")
     args = parser.parse_args(argv)
     if args.nodes is not None and not 2 <= args.nodes <= 64:
         parser.error("--nodes must be between 2 and 64")

@@ -30,14 +30,13 @@ CLOSE_NOW: Final = 0
 
 
 @attrs.frozen
-class Hello:
-    """First frame on a connection, from the connecting (active) side.
+class Greeting:
+    """The fields of both handshake frames: who the sender is and how it paces a connection.
 
     ``heartbeat_timeout_ms``: the sender declares the connection dead after this
     much silence, so the receiver pings at least four times as often.
     """
 
-    TAG: ClassVar[int] = 32
     runtime_id: str
     version: int
     endpoints: tuple[str, ...]
@@ -46,15 +45,17 @@ class Hello:
 
 
 @attrs.frozen
-class Welcome:
+class Hello(Greeting):
+    """First frame on a connection, from the connecting (active) side."""
+
+    TAG: ClassVar[int] = 32
+
+
+@attrs.frozen
+class Welcome(Greeting):
     """The listening (passive) side's answer to Hello."""
 
     TAG: ClassVar[int] = 33
-    runtime_id: str
-    version: int
-    endpoints: tuple[str, ...]
-    window: int
-    heartbeat_timeout_ms: int = 0
 
 
 @attrs.frozen

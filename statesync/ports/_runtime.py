@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, Final
 
@@ -417,40 +418,46 @@ class PortRuntime(PortHosting):
             self._on_message(link, m, now)
         return True
 
+    @staticmethod
+    async def _watch_monitor(mon: TrioSocket, ended: Callable[[], bool], on_event: Callable[[int, Any], None]) -> None:
+        """Hand each event of a socket monitor to ``on_event`` until ``ended()`` or the monitor closes."""
+        try:
+            while not ended():
+                event, value = await next_monitor_event(mon)
+                on_event(event, value)
+        except SocketClosed:
+            pass
+
     async def _monitor_task(self, link: Link) -> None:
         mon = link.monitor
         assert mon is not None
-        try:
-            while not link.dead:
-                event, value = await next_monitor_event(mon)
-                if event == zmq.EVENT_DISCONNECTED and link.up.is_set():
-                    self.link_dead(link, "the connection was lost")
-                elif event & HANDSHAKE_EVENTS and not link.up.is_set():
-                    # ZeroMQ would retry the handshake forever, silently: fail now, saying why.
-                    link.failure = describe_connect_failure(
-                        event, value, link.endpoint, link.options.curve
-                    )
-                    self.link_dead(link, link.failure)
-        except SocketClosed:
-            pass
+
+        def on_event(event: int, value: Any) -> None:
+            if event == zmq.EVENT_DISCONNECTED and link.up.is_set():
+                self.link_dead(link, "the connection was lost")
+            elif event & HANDSHAKE_EVENTS and not link.up.is_set():
+                # ZeroMQ would retry the handshake forever, silently: fail now, saying why.
+                link.failure = describe_connect_failure(event, value, link.endpoint, link.options.curve)
+                self.link_dead(link, link.failure)
+
+        await self._watch_monitor(mon, lambda: link.dead, on_event)
 
     async def _listener_monitor_task(self, listener: Listener) -> None:
         """Log (rate-limited) the connections a CURVE listener's handshake turned away."""
         mon = listener.monitor
         assert mon is not None
-        try:
-            while not listener.closed:
-                event, value = await next_monitor_event(mon)
-                if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-                    continue  # the authorizer's refusal was logged where it was decided
-                self._handshake_log.log(
-                    "a connection to %s (%s) failed the CURVE handshake: %s",
-                    listener.endpoints[0],
-                    listener.options.zap_domain,
-                    describe_listen_failure(event, value),
-                )
-        except SocketClosed:
-            pass
+
+        def on_event(event: int, value: Any) -> None:
+            if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                return  # the authorizer's refusal was logged where it was decided
+            self._handshake_log.log(
+                "a connection to %s (%s) failed the CURVE handshake: %s",
+                listener.endpoints[0],
+                listener.options.zap_domain,
+                describe_listen_failure(event, value),
+            )
+
+        await self._watch_monitor(mon, lambda: listener.closed, on_event)
 
     async def _router_receiver(self, listener: Listener) -> None:
         """The receiver of a listener's ROUTER, for all its peers. A CURVE listener's

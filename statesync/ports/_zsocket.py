@@ -189,39 +189,23 @@ class TrioSocket:
         Reads only while ``EVENTS`` (refreshed after each message) says POLLIN:
         an empty socket costs no failed receive.
         """
-        self._check_open()
-        out: list[bytes] = []
-        recv = self.sock.recv
-        try:
-            while self.events & _POLLIN and len(out) < max_count:
-                out.append(recv(_NOBLOCK, copy=True))
-                self.refresh()
-        except zmq.Again:
-            self.refresh()
-        return out
+        return self._drain(self.sock.recv, True, max_count)
 
     def drain_multipart(self, max_count: int) -> list[list[bytes]]:
         """Receive up to ``max_count`` queued multipart messages without blocking."""
-        self._check_open()
-        out: list[list[bytes]] = []
-        recv = self.sock.recv_multipart
-        try:
-            while self.events & _POLLIN and len(out) < max_count:
-                out.append(recv(_NOBLOCK, copy=True))
-                self.refresh()
-        except zmq.Again:
-            self.refresh()
-        return out
+        return self._drain(self.sock.recv_multipart, True, max_count)
 
     def drain_frames(self, max_count: int) -> list[list[zmq.Frame]]:
         """Like :meth:`drain_multipart`, as ``zmq.Frame`` objects (they carry metadata,
         such as the ``User-Id`` a ZAP handler gave the connection)."""
+        return self._drain(self.sock.recv_multipart, False, max_count)
+
+    def _drain(self, recv: Callable[..., Any], copy: bool, max_count: int) -> list[Any]:
         self._check_open()
-        out: list[list[zmq.Frame]] = []
-        recv = self.sock.recv_multipart
+        out: list[Any] = []
         try:
             while self.events & _POLLIN and len(out) < max_count:
-                out.append(recv(_NOBLOCK, copy=False))
+                out.append(recv(_NOBLOCK, copy=copy))
                 self.refresh()
         except zmq.Again:
             self.refresh()
