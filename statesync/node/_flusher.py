@@ -12,6 +12,15 @@ flusher hands it to the :class:`~statesync.node._effects.EffectsApplier`:
   it, sparing a task switch on every write and every received frame (the
   task still runs what others only marked dirty).
 
+Local writes on an in-memory node coalesce (:meth:`Flusher.wrote`): the
+first write of a scheduling turn is flushed at once and opens the turn (an
+idle link never holds a write); the writes that follow while the writer runs
+on stay in the replicator's outbox and join the next frame, which goes when
+the flusher task runs (the writer yielded), or at once when the writes held
+reach ``coalesce_ops_max``, ``coalesce_bytes_max`` or ``coalesce_hold_max_s``.
+So a burst of ``await node.set`` never goes out as one frame per write, and
+an ``ack="local"`` write completes without a task round trip.
+
 It also owns the node's :class:`~statesync.node._timers.Ticker` (a tick's
 output goes the same way) and ``progress``, an event set after every round,
 which :meth:`Flusher.drain` and ``Node.sync`` wait on.
@@ -25,6 +34,7 @@ from typing import Any, TypeVar
 import trio
 
 from statesync.core import Now, Replicator
+from statesync.node._config import NodeConfig
 from statesync.node._effects import EffectsApplier
 from statesync.node._timers import Ticker
 from statesync.storage import Store
@@ -35,7 +45,9 @@ T = TypeVar("T")
 class Flusher:
     """Carries the replicator's output through the effects applier, committing first."""
 
-    def __init__(self, rep: Replicator, effects: EffectsApplier, store: Store, now: Callable[[], Now]) -> None:
+    def __init__(
+        self, rep: Replicator, effects: EffectsApplier, store: Store, now: Callable[[], Now], config: NodeConfig
+    ) -> None:
         self._rep = rep
         self._effects = effects
         self._store = store
@@ -46,6 +58,15 @@ class Flusher:
         self.progress = trio.Event()
         """Set (and replaced) after every round of output handled."""
         self._store_limiter = trio.CapacityLimiter(1)
+        self._ops_max = config.coalesce_ops_max
+        self._bytes_max = config.coalesce_bytes_max
+        self._hold_max_s = config.coalesce_hold_max_s
+        self._turn_open = False
+        """A write was flushed since the task last ran: writes that follow join the next frame."""
+        self._held_ops = 0
+        self._held_bytes = 0
+        self._held_since_s = 0.0
+        self.counters = {"writes_coalesced": 0, "coalesced_flushes": 0}
 
     def _set_dirty(self) -> None:
         self._dirty.set()
@@ -55,11 +76,39 @@ class Flusher:
         self._dirty.set()
         self.ticker.poke()
 
+    def wrote(self, ops: int, nbytes: int) -> bool:
+        """A local write whose concern is met (in-memory, ``ack="local"``): flush it now or hold it.
+
+        Returns True when it flushed a full coalesced frame: the writer should
+        then yield, so that the peers' links and the other tasks get their turn.
+        """
+        if self._durable or self._busy:
+            self.mark_dirty()
+            return False
+        if not self._turn_open:
+            # Idle: the write goes at once; the task closes the turn when it runs.
+            self._turn_open = True
+            self._dirty.set()
+            self.flush()
+            return False
+        now_s = trio.current_time()
+        if not self._held_ops:
+            self._held_since_s = now_s
+        self._held_ops += ops
+        self._held_bytes += nbytes
+        if self._held_ops < self._ops_max and self._held_bytes < self._bytes_max and now_s - self._held_since_s < self._hold_max_s:
+            self.counters["writes_coalesced"] += 1
+            return False
+        self.counters["coalesced_flushes"] += 1
+        self.flush()
+        return True
+
     def flush(self) -> None:
         """Have the output handled: now if that cannot wait (in-memory), else by the task."""
         if self._durable or self._busy:
             self.mark_dirty()
             return
+        self._held_ops = self._held_bytes = 0
         out = self._rep.take_output()
         if out:
             self._effects.run(out, None)
@@ -75,6 +124,8 @@ class Flusher:
         while True:
             await self._dirty.wait()
             self._dirty = trio.Event()
+            self._turn_open = False
+            self._held_ops = self._held_bytes = 0
             self._busy = True
             await self._round()
             self._busy = False
