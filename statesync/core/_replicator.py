@@ -685,7 +685,8 @@ class Replicator(SnapshotTransfers):
         out = self._out
         cfg = self.config
         if self._outbox:
-            ack_now = bool(self._tickets)  # a writer waits on a concern: its peers ack at once
+            # Frames holding an op a writer waits on (its concern) ask for an ack at once.
+            waited = {t.op.seq for t in self._tickets.values()} if self._tickets else None
             for link_id, ops in self._outbox.items():
                 if not ops:
                     continue
@@ -694,13 +695,13 @@ class Replicator(SnapshotTransfers):
                 for op in ops:
                     size = op_size(op)
                     if chunk and (budget - size < 0 or len(chunk) >= cfg.ops_message_count_max):
-                        out.sends.append((link_id, Ops(tuple(chunk), ack_now)))
+                        out.sends.append((link_id, Ops(tuple(chunk), _waited_on(chunk, waited, self.node_id))))
                         chunk = []
                         budget = cfg.ops_message_bytes_max
                     chunk.append(op)
                     budget -= size
                 if chunk:
-                    out.sends.append((link_id, Ops(tuple(chunk), ack_now)))
+                    out.sends.append((link_id, Ops(tuple(chunk), _waited_on(chunk, waited, self.node_id))))
                 self.counters["ops_sent"] += len(ops)
             self._outbox = {}
         if self._ack_due:
@@ -747,3 +748,8 @@ class Replicator(SnapshotTransfers):
             **self.replica.stats(),
         }
 
+
+
+def _waited_on(ops: list[Op], waited: set[int] | None, origin: str) -> bool:
+    """Whether ``ops`` hold one of ours whose write concern a writer waits on."""
+    return waited is not None and any(op.seq in waited and op.origin == origin for op in ops)

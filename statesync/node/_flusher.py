@@ -76,8 +76,8 @@ class Flusher:
         self._dirty.set()
         self.ticker.poke()
 
-    def wrote(self, ops: int, nbytes: int) -> bool:
-        """A local write whose concern is met (in-memory, ``ack="local"``): flush it now or hold it.
+    def wrote(self, ops: int, nbytes: int, now_s: float) -> bool:
+        """A local write whose concern is met (in-memory, ``ack="local"``), at ``now_s``: flush it now or hold it.
 
         Returns True when it flushed a full coalesced frame: the writer should
         then yield, so that the peers' links and the other tasks get their turn.
@@ -91,7 +91,6 @@ class Flusher:
             self._dirty.set()
             self.flush()
             return False
-        now_s = trio.current_time()
         if not self._held_ops:
             self._held_since_s = now_s
         self._held_ops += ops

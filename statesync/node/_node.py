@@ -237,7 +237,7 @@ class Node:
         ops = ticket.ops or [ticket.op]
         if ticket.status is WriteStatus.DONE and not self._effects.durable:
             # in-memory, concern met: no waiting; the ops join the next frame
-            if self._flusher.wrote(len(ops), sum(map(op_size, ops))):
+            if self._flusher.wrote(len(ops), sum(map(op_size, ops)), now.mono_s):
                 await trio.lowlevel.checkpoint()
         else:
             await self._await_ticket(ticket)
@@ -250,11 +250,12 @@ class Node:
     ) -> Receipt:
         self._check_open()
         timeout = self.config.write_timeout_s if timeout_s is None else timeout_s
-        ticket = self._rep.write(path, value, remove=remove, ack=ack, timeout_s=timeout, now=self._now())
+        now = self._now()
+        ticket = self._rep.write(path, value, remove=remove, ack=ack, timeout_s=timeout, now=now)
         if ticket.status is WriteStatus.DONE and not self._effects.durable:
             # In-memory, concern met (ack="local"): done without a task round trip;
             # the op goes to the peers at once or joins the next frame (Flusher.wrote).
-            if self._flusher.wrote(1, op_size(ticket.op)):
+            if self._flusher.wrote(1, op_size(ticket.op), now.mono_s):
                 await trio.lowlevel.checkpoint()
             return _receipt(ticket)
         return await self._await_ticket(ticket)
