@@ -55,8 +55,7 @@ class Flusher:
         self.ticker = Ticker(rep, now, self._set_dirty)
         self._dirty = trio.Event()
         self._busy = False
-        self.progress = trio.Event()
-        """Set (and replaced) after every round of output handled."""
+        self._progress: trio.Event | None = None
         self._store_limiter = trio.CapacityLimiter(1)
         self._ops_max = config.coalesce_ops_max
         self._bytes_max = config.coalesce_bytes_max
@@ -153,6 +152,15 @@ class Flusher:
             return await trio.to_thread.run_sync(fn, *args, limiter=self._store_limiter)
         return fn(*args)
 
+    @property
+    def progress(self) -> trio.Event:
+        """Set (and replaced) after the next round of output handled."""
+        if self._progress is None:
+            self._progress = trio.Event()
+        return self._progress
+
     def _progressed(self) -> None:
-        self.progress.set()
-        self.progress = trio.Event()
+        # made only when someone waits on it: a flush per frame or write pays nothing
+        if self._progress is not None:
+            self._progress.set()
+            self._progress = None
