@@ -160,6 +160,10 @@ class NodeConfig:
     """Estimated bytes of held writes that send the frame at once."""
     coalesce_hold_max_s: float = 0.002
     """The longest a local write waits to join a frame."""
+    commit_inline_ops_max: int = 64
+    """With ``durability="process"``, a write of at most this many ops (and
+    nothing else pending) is committed in the writer's task, at once, rather
+    than in the store's worker thread (one trip and two task switches)."""
     ack_delay_s: float = 0.005
     """A peer acknowledges ops it received at most this late (one cumulative ACK
     for every frame in between); at once when a writer waits on ``ack``."""
@@ -228,6 +232,7 @@ class NodeConfig:
             "coalesce_ops_max",
             "coalesce_bytes_max",
             "ack_ops_max",
+            "commit_inline_ops_max",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:

@@ -21,6 +21,14 @@ reach ``coalesce_ops_max``, ``coalesce_bytes_max`` or ``coalesce_hold_max_s``.
 So a burst of ``await node.set`` never goes out as one frame per write, and
 an ``ack="local"`` write completes without a task round trip.
 
+On a durable node with ``durability="process"`` (no fsync: a commit of a
+few ops costs tens of µs), :meth:`Flusher.commit_now` commits a small output
+in the caller's task, without the worker thread's round trip or a wake-up of
+the flusher task, so an ``await node.set`` returns at once, durable; a
+checkpoint that falls due then is left to the task (in the worker thread),
+and until it is written every commit goes through the task, in order.
+A large output, or ``durability="fsync"``, always goes through the task.
+
 It also owns the node's :class:`~statesync.node._timers.Ticker` (a tick's
 output goes the same way) and ``progress``, an event set after every round,
 which :meth:`Flusher.drain` and ``Node.sync`` wait on.
@@ -33,7 +41,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from statesync.core import Now, Replicator
+from statesync.core import Now, Replicator, Snapshot
 from statesync.node._config import NodeConfig
 from statesync.node._effects import EffectsApplier
 from statesync.node._timers import Ticker
@@ -57,6 +65,10 @@ class Flusher:
         self._busy = False
         self._progress: trio.Event | None = None
         self._store_limiter = trio.CapacityLimiter(1)
+        self._inline = self._durable and config.durability == "process"
+        self._inline_ops_max = config.commit_inline_ops_max
+        self._checkpoint_due: Snapshot | None = None
+        """A checkpoint taken after an inline commit, for the task to write."""
         self._ops_max = config.coalesce_ops_max
         self._bytes_max = config.coalesce_bytes_max
         self._hold_max_s = config.coalesce_hold_max_s
@@ -101,6 +113,28 @@ class Flusher:
         self.flush()
         return True
 
+    def commit_now(self, ops: int) -> bool:
+        """Commit and apply the output here, now, if it is small enough (``ops``: what the caller
+        just added); False: it goes through the task (the caller then waits as before)."""
+        if not self._inline or self._busy or self._checkpoint_due is not None or self._dirty.is_set():
+            return False
+        if ops > self._inline_ops_max:
+            return False
+        out = self._rep.take_output()
+        if out:
+            effects = self._effects
+            commit = effects.commit_for(out)
+            if commit is not None:
+                commit.write(self._store)
+            checkpoint = effects.checkpoint_for(out)
+            if checkpoint is not None:  # O(state): written by the task, in the worker thread
+                self._checkpoint_due = checkpoint
+                self.mark_dirty()
+            effects.apply(out)
+        self.ticker.poke()
+        self._progressed()
+        return True
+
     def flush(self) -> None:
         """Have the output handled: now if that cannot wait (in-memory), else by the task."""
         if self._durable or self._busy:
@@ -135,6 +169,10 @@ class Flusher:
         (Its own frame, so that the output, its commit and a checkpoint are
         freed before the task waits for the next round.)
         """
+        due = self._checkpoint_due
+        if due is not None:
+            await self.in_store(self._store.save_snapshot, due)
+            self._checkpoint_due = None
         out = self._rep.take_output()
         if out:
             effects = self._effects

@@ -239,7 +239,7 @@ class Node:
             # in-memory, concern met: no waiting; the ops join the next frame
             if self._flusher.wrote(len(ops), sum(map(op_size, ops)), now.mono_s):
                 await trio.lowlevel.checkpoint()
-        else:
+        elif ticket.status is not WriteStatus.DONE or not self._flusher.commit_now(len(ops)):
             await self._await_ticket(ticket)
         acked = tuple(sorted(ticket.acked))
         new = tuple.__new__
@@ -252,12 +252,15 @@ class Node:
         timeout = self.config.write_timeout_s if timeout_s is None else timeout_s
         now = self._now()
         ticket = self._rep.write(path, value, remove=remove, ack=ack, timeout_s=timeout, now=now)
-        if ticket.status is WriteStatus.DONE and not self._effects.durable:
-            # In-memory, concern met (ack="local"): done without a task round trip;
-            # the op goes to the peers at once or joins the next frame (Flusher.wrote).
-            if self._flusher.wrote(1, op_size(ticket.op), now.mono_s):
-                await trio.lowlevel.checkpoint()
-            return _receipt(ticket)
+        if ticket.status is WriteStatus.DONE:
+            if not self._effects.durable:
+                # In-memory, concern met (ack="local"): done without a task round trip;
+                # the op goes to the peers at once or joins the next frame (Flusher.wrote).
+                if self._flusher.wrote(1, op_size(ticket.op), now.mono_s):
+                    await trio.lowlevel.checkpoint()
+                return _receipt(ticket)
+            if self._flusher.commit_now(1):  # durable now, in this task
+                return _receipt(ticket)
         return await self._await_ticket(ticket)
 
     def _await_ticket(self, ticket: WriteTicket) -> Awaitable[Receipt]:

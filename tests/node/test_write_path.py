@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -87,3 +88,27 @@ async def test_acks_are_cumulative_and_a_waiting_writer_is_acked_at_once() -> No
             receipt = await a.set("waited", 1, ack="all", timeout_s=5)
         assert receipt.acked_by == ("b",)
         assert b.counters["frames_out"] - acks_before == 3
+
+
+async def test_a_durable_write_commits_in_the_writers_task(tmp_path: Path) -> None:
+    async with open_node(node_id="a", data_dir=str(tmp_path / "a"), **QUIET) as a:
+        logged = a.status()["storage"]["log_ops"]
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            receipt = await a.set("k", 1)  # no checkpoint: committed here, not by the flusher task
+        assert a.status()["storage"]["log_ops"] == logged + 1 and receipt.seq == a.replica.seq
+        await a.set_many([("m.x", 1), ("m.y", 2)])
+        assert a.status()["storage"]["log_ops"] == logged + 3
+
+
+async def test_durable_inline_commits_hand_checkpoints_to_the_task_and_survive_a_restart(tmp_path: Path) -> None:
+    data = str(tmp_path / "a")
+    async with open_node(node_id="a", data_dir=data, checkpoint_ops=7, **QUIET) as a:
+        for i in range(40):
+            await a.set(("k", str(i)), i)
+        await a.set_many([(("big", str(i)), i) for i in range(100)])  # over commit_inline_ops_max: the task commits
+        await a._flusher.drain()
+        assert a.status()["storage"]["snapshot_entries"] > 0  # checkpoints were written
+        view, seq = a.get(), a.replica.seq
+    async with open_node(node_id="a", data_dir=data, **QUIET) as again:
+        assert again.get() == view and again.replica.seq == seq
