@@ -67,6 +67,7 @@ class Flusher:
         self._store_limiter = trio.CapacityLimiter(1)
         self._inline = self._durable and config.durability == "process"
         self._inline_ops_max = config.commit_inline_ops_max
+        self._failed: BaseException | None = None
         self._checkpoint_due: Snapshot | None = None
         """A checkpoint taken after an inline commit, for the task to write."""
         self._ops_max = config.coalesce_ops_max
@@ -116,7 +117,7 @@ class Flusher:
     def commit_now(self, ops: int) -> bool:
         """Commit and apply the output here, now, if it is small enough (``ops``: what the caller
         just added); False: it goes through the task (the caller then waits as before)."""
-        if not self._inline or self._busy or self._checkpoint_due is not None or self._dirty.is_set():
+        if not self._inline or self._busy or self._dirty.is_set() or self._checkpoint_due is not None:
             return False
         if ops > self._inline_ops_max:
             return False
@@ -125,7 +126,13 @@ class Flusher:
             effects = self._effects
             commit = effects.commit_for(out)
             if commit is not None:
-                commit.write(self._store)
+                try:
+                    commit.write(self._store)
+                except BaseException as exc:
+                    # As in the task: a store that fails takes the node down (the writer hears it too).
+                    self._failed = exc
+                    self._dirty.set()
+                    raise
             checkpoint = effects.checkpoint_for(out)
             if checkpoint is not None:  # O(state): written by the task, in the worker thread
                 self._checkpoint_due = checkpoint
@@ -149,12 +156,14 @@ class Flusher:
 
     async def drain(self) -> None:
         """Wait until every output produced so far is committed and handed to the links."""
-        while self._dirty.is_set() or self._busy:
+        while (self._dirty.is_set() or self._busy) and self._failed is None:
             await self.progress.wait()
 
     async def run(self) -> None:
         while True:
             await self._dirty.wait()
+            if self._failed is not None:
+                raise self._failed
             self._dirty = trio.Event()
             self._turn_open = False
             self._held_ops = self._held_bytes = 0

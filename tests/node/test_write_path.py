@@ -11,9 +11,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from statesync.node import Node, open_node
+from statesync.storage import StorageError
 from tests.support import FAST, wait_until_async
 
 QUIET = {**FAST, "sync_interval_s": 1000.0}
@@ -112,3 +114,16 @@ async def test_durable_inline_commits_hand_checkpoints_to_the_task_and_survive_a
         view, seq = a.get(), a.replica.seq
     async with open_node(node_id="a", data_dir=data, **QUIET) as again:
         assert again.get() == view and again.replica.seq == seq
+
+
+async def test_a_failed_inline_commit_reaches_the_writer_and_takes_the_node_down(tmp_path: Path) -> None:
+    def broken(ops: object) -> None:
+        raise StorageError("disk full")
+
+    with pytest.raises((StorageError, BaseExceptionGroup)) as caught:
+        async with open_node(node_id="a", data_dir=str(tmp_path / "a"), **QUIET) as a:
+            a._store.append = broken  # type: ignore[method-assign]
+            with pytest.raises(StorageError, match="disk full"):
+                await a.set("k", 1)
+            await a._flusher.progress.wait()  # never set: the flusher task raises it too, the node stops
+    assert "disk full" in repr(caught.value)
