@@ -25,9 +25,12 @@ Protocol, per link (a connection to one peer):
   vector lacks (a catch-up, from the op log, or a snapshot).
 - Push: every local write goes to every up link, coalesced per link into
   bounded OPS messages at ``take_output`` time.
-- Ack: a receiver acknowledges with its cumulative vector, one ACK per link
-  per output; it only covers ops that are applied (and, by the contract
-  above, durable).
+- Ack: a receiver acknowledges with its cumulative vector, delayed: one ACK
+  per link ``ack_delay_s`` after the first op not yet acknowledged (a timer
+  wish in ``next_tick_s``) or after ``ack_ops_max`` ops, at once when the OPS
+  asks for it (``ack_now``: it holds a write whose concern a writer waits on,
+  or it is a retransmission) and for a sync response; it only covers ops
+  that are applied (and, by the contract above, durable).
 - Retransmit: own ops a peer has not acknowledged ``retransmit_timeout_s``
   after they were sent go again, with exponential backoff, at most
   ``retransmit_attempts_max`` times (then anti-entropy carries them).
