@@ -26,12 +26,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import AsyncExitStack
 from typing import Any
 
 import trio
 import zmq
 
 import statesync
+from statesync import wire
+from statesync.core import PROTOCOL_VERSION, Hello, Ops, Replica
 from statesync.node import NodeConfig, open_node
 
 HERE = os.path.abspath(__file__)
@@ -97,6 +100,10 @@ def node_child(config_json: str) -> None:
                         first = time.time()
                     await trio.sleep(0.0005)
                 print(json.dumps({"done_at": time.time(), "first_at": first}), flush=True)
+            if spec.get("watch"):
+                async with node.watch(spec["watch"]) as watch:
+                    async for change in watch:  # each change's arrival, in wall time
+                        print(json.dumps({"at": time.time(), "value": change.value}), flush=True)
             stdin = trio.lowlevel.FdStream(os.dup(0))
             await stdin.receive_some(1)  # runs until the parent closes stdin
 
@@ -163,6 +170,122 @@ def replicated_writes(n: int, data_dir: str | None, durability: str = "process",
         return trio.run(main)
     finally:
         _reap(child)
+
+
+def watch_latency(samples: int, gap_s: float = 0.005) -> tuple[float, float]:
+    """One write at a time on an idle link, to a watcher on another process: p50, p99 in ms.
+
+    From just before ``await node.set`` here to the watcher's change there
+    (both read the same wall clock); ``gap_s`` apart, so every write finds
+    the link idle.
+    """
+    child, endpoints = spawn_node({"node_id": "b", "listen": ["tcp://127.0.0.1:*"]}, watch="lat")
+    try:
+
+        async def main() -> tuple[float, float]:
+            cfg: dict[str, Any] = {"node_id": "a", "peers": endpoints, "tune_gc": True}
+            async with open_node(NodeConfig.from_mapping(cfg)) as node:
+                while not node.status()["peers"].get("b", {}).get("connected"):
+                    await trio.sleep(0.01)
+                assert child.stdout is not None
+                latencies = []
+                for i in range(samples + 50):
+                    await trio.sleep(gap_s)
+                    t = time.time()
+                    await node.set("lat", i)
+                    seen = json.loads(await trio.to_thread.run_sync(child.stdout.readline))
+                    assert seen["value"] == i
+                    if i >= 50:
+                        latencies.append(seen["at"] - t)
+                latencies.sort()
+                return latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99)] * 1000
+
+        return trio.run(main)
+    finally:
+        _reap(child)
+
+
+def receive_cost(frames: int = 2000) -> list[tuple[int, float]]:
+    """The receiver: µs to handle one frame of k ops (decode, replicator, output), and the core's per-op apply.
+
+    Frames as a peer sends them, handled as the link's reader does
+    (``wire.decode_frame``, ``Replicator.received`` per message, the
+    flusher's ``flush``), on an in-memory node with no watcher.
+    """
+    async def main() -> list[tuple[int, float]]:
+        rows = []
+        async with open_node(NodeConfig(node_id="r")) as node:
+            rep = node._rep
+            rep.connected(10_000, active=False, now=node._now())
+            rep.received(10_000, Hello(node_id="w", protocol_version=PROTOCOL_VERSION, vv={}, wall_ms=int(time.time() * 1000)), node._now())
+            node._flusher.flush()
+            src = Replica("w")
+            for k in (1, 10, 100, 1000):
+                batch = [wire.encode_frame([Ops(tuple(src.put(("m", f"k{j % 5000}"), "v", int(time.time() * 1000)) for j in range(k)))]) for _ in range(max(50, frames // k))]
+                best = float("inf")
+                for part in range(5):  # the best of 5 slices: the machine is shared
+                    t = time.perf_counter()
+                    chunk = batch[part::5]
+                    for data in chunk:
+                        frame = wire.decode_frame(data)
+                        now = node._now()
+                        for msg in frame.messages:
+                            rep.received(10_000, msg, now)
+                        node._flusher.flush()
+                    best = min(best, (time.perf_counter() - t) / len(chunk))
+                rows.append((k, best * 1e6))
+            rep.disconnected(10_000, node._now())
+        return rows
+
+    return trio.run(main)
+
+
+def frames_per_write(n: int) -> tuple[float, float]:
+    """3 in-memory nodes in this process (tcp loopback), each writing ``n`` times, one
+    ``await node.set`` per write, at once: frames sent (pushes and acks, all nodes)
+    per write, and writes/s until every node holds every write."""
+
+    async def main(stack: AsyncExitStack) -> tuple[float, float]:
+        first = await stack.enter_async_context(open_node(NodeConfig(node_id="n0", sync_interval_s=1000)))
+        nodes = [first]
+        for i in (1, 2):
+            cfg = NodeConfig(node_id=f"n{i}", peers=first.endpoints, sync_interval_s=1000)
+            nodes.append(await stack.enter_async_context(open_node(cfg)))
+        while not all(len(x._rep.up_peers()) == 2 for x in nodes):
+            await trio.sleep(0.01)
+        await trio.sleep(0.2)
+        before = sum(x.counters["frames_out"] for x in nodes)
+
+        async def writer(node: Any) -> None:
+            for i in range(n):
+                await node.set((node.node_id, f"k{i % 1000}"), i)
+
+        t = time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            for node in nodes:
+                nursery.start_soon(writer, node)
+        target = {x.node_id: x.replica.seq for x in nodes}
+        while not all(all(x.replica.vv.get(o, 0) >= s for o, s in target.items()) for x in nodes):
+            await trio.sleep(0.0005)
+        elapsed = time.perf_counter() - t
+        frames = sum(x.counters["frames_out"] for x in nodes) - before
+        return frames / (3 * n), 3 * n / elapsed
+
+    async def run() -> tuple[float, float]:
+        async with AsyncExitStack() as stack:
+            return await main(stack)
+
+    return trio.run(run)
+
+
+def core_apply_us(n: int = 20_000) -> float:
+    """The core alone: µs per remote op applied (``Replica.receive_many``)."""
+    src, dst = Replica("w"), Replica("r")
+    ops = [src.put(("m", f"k{j % 5000}"), "v", 1_700_000_000_000 + j) for j in range(n)]
+    t = time.perf_counter()
+    for i in range(0, n, 100):
+        dst.receive_many(ops[i : i + 100], None)
+    return (time.perf_counter() - t) / n * 1e6
 
 
 def ack_all_latency(rate: int, seconds: float) -> tuple[float, float]:
@@ -259,7 +382,25 @@ def main() -> None:
     parser.add_argument("--file")
     parser.add_argument("--spec")
     parser.add_argument("--n", type=int, default=0)
+    parser.add_argument(
+        "--only",
+        choices=["latency", "receive", "frames"],
+        help="one figure: idle-link watch latency, the receiver's cost, or frames per write on 3 nodes",
+    )
     args = parser.parse_args()
+    if args.only == "frames":
+        per_write, rate = frames_per_write(5_000 if args.quick else 20_000)
+        print(f"3 nodes in one process, one await node.set per write on each: {per_write:.3f} frames per write, {rate:,.0f} writes/s")
+        return
+    if args.only == "latency":
+        p50, p99 = watch_latency(300 if args.quick else 1000)
+        print(f"one write on an idle link to a watcher on another process: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+        return
+    if args.only == "receive":
+        print(f"core alone, remote apply: {core_apply_us():.2f} us/op")
+        for k, us in receive_cost():
+            print(f"receiver, frame of {k:>4} ops: {us:8.1f} us/frame, {us / k:6.2f} us/op")
+        return
     if args.role == "raw":
         raw_receiver(args.file, args.n)
         return

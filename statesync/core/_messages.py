@@ -77,6 +77,9 @@ class Ops:
 
     TAG: ClassVar[int] = 4
     ops: tuple[Op, ...]
+    ack_now: bool = False
+    """The sender waits on a write concern (or retransmits): acknowledge at once,
+    not after the receiver's ack delay. On the wire only when true."""
 
 
 @attrs.frozen

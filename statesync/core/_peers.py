@@ -20,6 +20,10 @@ class LinkState:
     bad_messages: int = 0
     gap_sync_after_s: float = 0.0
     instance: str = ""
+    unacked_ops: int = 0
+    """Ops received on this link since the last ACK sent on it."""
+    ack_at_s: float | None = None
+    """When a delayed ACK is due on this link (None: none owed)."""
 
 
 @attrs.define

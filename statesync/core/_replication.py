@@ -36,6 +36,12 @@ class ReplicatorConfig:
     sync_interval_s: float = 2.0
     sync_jitter: float = 0.25
     """Each sync interval is scaled by a random factor in [1 - jitter, 1 + jitter]."""
+    ack_delay_s: float = 0.005
+    """A receiver acknowledges ops at most this long after they arrived (cumulative:
+    one ACK covers every frame in between), at once when the OPS asks for it
+    (a writer waits on a write concern) or after ``ack_ops_max`` ops. 0: ack every frame."""
+    ack_ops_max: int = 1024
+    """Ops received since the last ACK on a link that make the next ACK go at once."""
     retransmit_timeout_s: float = 1.0
     retransmit_backoff: float = 2.0
     retransmit_timeout_max_s: float = 30.0

@@ -25,9 +25,12 @@ Protocol, per link (a connection to one peer):
   vector lacks (a catch-up, from the op log, or a snapshot).
 - Push: every local write goes to every up link, coalesced per link into
   bounded OPS messages at ``take_output`` time.
-- Ack: a receiver acknowledges with its cumulative vector, one ACK per link
-  per output; it only covers ops that are applied (and, by the contract
-  above, durable).
+- Ack: a receiver acknowledges with its cumulative vector, delayed: one ACK
+  per link ``ack_delay_s`` after the first op not yet acknowledged (a timer
+  wish in ``next_tick_s``) or after ``ack_ops_max`` ops, at once when the OPS
+  asks for it (``ack_now``: it holds a write whose concern a writer waits on,
+  or it is a retransmission) and for a sync response; it only covers ops
+  that are applied (and, by the contract above, durable).
 - Retransmit: own ops a peer has not acknowledged ``retransmit_timeout_s``
   after they were sent go again, with exponential backoff, at most
   ``retransmit_attempts_max`` times (then anti-entropy carries them).
@@ -296,13 +299,13 @@ class Replicator(SnapshotTransfers):
         peer = self.peers[state.peer]
         peer.last_seen_s = now.mono_s
         if isinstance(msg, Ops):
-            self._receive_ops(state, peer, msg.ops, now)
+            self._receive_ops(state, peer, msg.ops, now, msg.ack_now)
         elif isinstance(msg, Ack):
             self._on_ack(peer, msg.vv, now)
         elif isinstance(msg, SyncRequest):
             self._on_sync_request(state, peer, msg, now)
         elif isinstance(msg, SyncResponse):
-            self._receive_ops(state, peer, msg.ops, now)
+            self._receive_ops(state, peer, msg.ops, now, True)
             peer.last_sync_s = now.mono_s
             if msg.more:
                 self._request_sync(state)
@@ -447,7 +450,7 @@ class Replicator(SnapshotTransfers):
 
     # ------------------------------------------------------- ops and acks
 
-    def _receive_ops(self, link: LinkState, peer: PeerState, ops: tuple[Op, ...], now: Now) -> None:
+    def _receive_ops(self, link: LinkState, peer: PeerState, ops: tuple[Op, ...], now: Now, ack_now: bool) -> None:
         replica = self.replica
         waiting = replica.pending_count
         applied = replica.receive_many(ops, self._out.changes if self.record_changes else None)
@@ -462,7 +465,14 @@ class Replicator(SnapshotTransfers):
             self.counters["gap_syncs"] = self.counters.get("gap_syncs", 0) + 1
             self._request_sync(link)
         # Acknowledge even duplicates: the sender may be retransmitting because an ack was lost.
-        self._ack_due.add(link.id)
+        # Delayed and cumulative: at once when the sender asks (a writer waits on a concern),
+        # after ack_ops_max ops, else ack_delay_s after the first op not yet acknowledged.
+        link.unacked_ops += len(ops)
+        cfg = self.config
+        if ack_now or link.unacked_ops >= cfg.ack_ops_max or cfg.ack_delay_s <= 0:
+            self._ack_due.add(link.id)
+        elif link.ack_at_s is None:
+            link.ack_at_s = now.mono_s + cfg.ack_delay_s
         drift_ms = self.config.max_drift_s * 1000
         for op in ops:
             if op.origin == peer.node_id and hlc_wall_ms(op.hlc) - now.wall_ms > drift_ms:
@@ -574,6 +584,8 @@ class Replicator(SnapshotTransfers):
         if t >= self._next_sync_s:
             self.sync_now(now)
         for link in list(self._links.values()):
+            if link.ack_at_s is not None and t >= link.ack_at_s:
+                self._ack_due.add(link.id)
             if not link.up and t - link.opened_s >= cfg.handshake_timeout_s:
                 self._out.notices.append(f"link {link.id}: no handshake within {cfg.handshake_timeout_s:g} s")
                 self._close(link, "handshake-timeout", now)
@@ -609,7 +621,7 @@ class Replicator(SnapshotTransfers):
             ops.append(op)
         if ops and peer.link is not None:
             self.counters["ops_retransmitted"] += len(ops)
-            self._send(peer.link, Ops(tuple(ops)))
+            self._send(peer.link, Ops(tuple(ops), True))
         peer.attempts += 1
         delay = min(cfg.retransmit_timeout_s * cfg.retransmit_backoff**peer.attempts, cfg.retransmit_timeout_max_s)
         peer.retransmit_at_s = now.mono_s + delay
@@ -639,6 +651,8 @@ class Replicator(SnapshotTransfers):
         for link in self._links.values():
             if not link.up:
                 t = min(t, link.opened_s + cfg.handshake_timeout_s)
+            elif link.ack_at_s is not None:
+                t = min(t, link.ack_at_s)
         for peer in self.peers.values():
             if peer.retransmit_at_s is not None:
                 t = min(t, peer.retransmit_at_s)
@@ -674,6 +688,8 @@ class Replicator(SnapshotTransfers):
         out = self._out
         cfg = self.config
         if self._outbox:
+            # Frames holding an op a writer waits on (its concern) ask for an ack at once.
+            waited = {t.op.seq for t in self._tickets.values()} if self._tickets else None
             for link_id, ops in self._outbox.items():
                 if not ops:
                     continue
@@ -682,19 +698,22 @@ class Replicator(SnapshotTransfers):
                 for op in ops:
                     size = op_size(op)
                     if chunk and (budget - size < 0 or len(chunk) >= cfg.ops_message_count_max):
-                        out.sends.append((link_id, Ops(tuple(chunk))))
+                        out.sends.append((link_id, Ops(tuple(chunk), _waited_on(chunk, waited, self.node_id))))
                         chunk = []
                         budget = cfg.ops_message_bytes_max
                     chunk.append(op)
                     budget -= size
                 if chunk:
-                    out.sends.append((link_id, Ops(tuple(chunk))))
+                    out.sends.append((link_id, Ops(tuple(chunk), _waited_on(chunk, waited, self.node_id))))
                 self.counters["ops_sent"] += len(ops)
             self._outbox = {}
         if self._ack_due:
             vv = self.replica.vv
             for link_id in self._ack_due:
-                if link_id in self._links:
+                link = self._links.get(link_id)
+                if link is not None:
+                    link.unacked_ops = 0
+                    link.ack_at_s = None
                     out.sends.append((link_id, Ack(dict(vv))))
             self._ack_due = set()
         self._out = Output()
@@ -732,3 +751,8 @@ class Replicator(SnapshotTransfers):
             **self.replica.stats(),
         }
 
+
+
+def _waited_on(ops: list[Op], waited: set[int] | None, origin: str) -> bool:
+    """Whether ``ops`` hold one of ours whose write concern a writer waits on."""
+    return waited is not None and any(op.seq in waited and op.origin == origin for op in ops)

@@ -150,6 +150,25 @@ class NodeConfig:
     Messages carrying ops or snapshot entries are bounded at a quarter of it,
     and so is one value (a few concurrent versions of a leaf fit in one frame)."""
     send_queue_bytes_max: int = 256 << 20
+    coalesce_ops_max: int = 1024
+    """Local writes that may join one frame to a peer. The first write of a
+    scheduling turn goes at once (an idle link never holds a write); the ones
+    that follow while the writer runs on join the next frame, which goes when
+    the writer yields, or at once when this many ops, ``coalesce_bytes_max`` or
+    ``coalesce_hold_max_s`` are reached (the writer then yields)."""
+    coalesce_bytes_max: int = 256 << 10
+    """Estimated bytes of held writes that send the frame at once."""
+    coalesce_hold_max_s: float = 0.002
+    """The longest a local write waits to join a frame."""
+    commit_inline_ops_max: int = 64
+    """With ``durability="process"``, a write of at most this many ops (and
+    nothing else pending) is committed in the writer's task, at once, rather
+    than in the store's worker thread (one trip and two task switches)."""
+    ack_delay_s: float = 0.005
+    """A peer acknowledges ops it received at most this late (one cumulative ACK
+    for every frame in between); at once when a writer waits on ``ack``."""
+    ack_ops_max: int = 1024
+    """Ops received since the last ACK that make the next ACK go at once."""
     tune_gc: bool = False
     """Tune Python's garbage collector for a process that runs this node (and
     little else): freeze what startup loaded, collect the youngest generation
@@ -191,6 +210,10 @@ class NodeConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or value <= 0:
                 raise ConfigError(f"{name} = {value!r} must be a positive number of seconds")
+        for name in ("coalesce_hold_max_s", "ack_delay_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"{name} = {value!r} must be a number of seconds >= 0")
         if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
             raise ConfigError("heartbeat_timeout_s must be larger than heartbeat_interval_s")
         if self.reconnect_min_s > self.reconnect_max_s:
@@ -198,7 +221,19 @@ class NodeConfig:
                 f"reconnect_min_s = {self.reconnect_min_s} exceeds reconnect_max_s = {self.reconnect_max_s}; "
                 "the reconnect backoff grows from the first to the second"
             )
-        for name in ("log_ops_max", "checkpoint_ops", "pending_ops_max", "watch_buffer_max", "mesh_max", "frame_bytes_max", "send_queue_bytes_max"):
+        for name in (
+            "log_ops_max",
+            "checkpoint_ops",
+            "pending_ops_max",
+            "watch_buffer_max",
+            "mesh_max",
+            "frame_bytes_max",
+            "send_queue_bytes_max",
+            "coalesce_ops_max",
+            "coalesce_bytes_max",
+            "ack_ops_max",
+            "commit_inline_ops_max",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name} = {value!r} must be a positive integer")
@@ -277,6 +312,8 @@ class NodeConfig:
             handshake_timeout_s=self.handshake_timeout_s,
             max_drift_s=self.max_drift_s,
             members_max=self.mesh_max,
+            ack_delay_s=self.ack_delay_s,
+            ack_ops_max=self.ack_ops_max,
             ops_message_bytes_max=quarter,
             sync_chunk_bytes_max=quarter,
             snapshot_chunk_bytes_max=quarter,

@@ -77,6 +77,11 @@ class SimConfig:
     delay_ms: tuple[int, int] = (0, 40)
     step_ms: tuple[int, int] = (1, 10)
     write_rate: float = 0.35
+    burst_max: int = 1
+    concerns: tuple[AckSpec, ...] = ("local", "local", "local", "all", 1, 2)
+    """The write concerns a write draws from."""
+    """A write step makes 1 to this many writes on one node before its output is
+    taken: a writer running on in one scheduling turn, whose writes coalesce."""
     partition_rate: float = 0.004
     heal_rate: float = 0.01
     crash_rate: float = 0.002
@@ -203,6 +208,8 @@ class SimResult:
     acknowledged: int
     messages: int
     bytes_estimate: int
+    sent: dict[str, int]
+    """Messages sent, per type name (OPS, ACK, ...)."""
     crashes: int
     partitions: int
     trace: list[str]
@@ -244,6 +251,7 @@ class Simulation:
         self.acknowledged: set[Dot] = set()
         self.writes = 0
         self.messages = 0
+        self.sent: dict[str, int] = {}
         self.bytes_estimate = 0
         self.crashes = 0
         self.partitions = 0
@@ -341,6 +349,8 @@ class Simulation:
                 if node.acked_vv.get(origin, 0) < n:
                     node.acked_vv[origin] = n
         self.messages += 1
+        name = type(msg).__name__
+        self.sent[name] = self.sent.get(name, 0) + 1
         self.bytes_estimate += _size(msg)
         copies = 1
         roll = self.rng.random()
@@ -450,12 +460,19 @@ class Simulation:
         if not up:
             return
         node = rng.choice(up)
+        burst = 1 if self.cfg.burst_max <= 1 else rng.randint(1, self.cfg.burst_max)
+        for _ in range(burst):
+            self._write_on(node)
+        self._after(node)
+
+    def _write_on(self, node: _Node) -> None:
+        rng = self.rng
         rep = node.replicator
         assert rep is not None
         depth = rng.randint(1, 3)
         path = tuple(rng.choice(SEGMENTS) for _ in range(depth))
         roll = rng.random()
-        ack: AckSpec = rng.choice(["local", "local", "local", "all", 1, 2])
+        ack: AckSpec = rng.choice(self.cfg.concerns)
         now = self._now(node)
         if roll < 0.6:
             value: Any = rng.choice([rng.randint(0, 99), f"s{rng.randint(0, 9)}", None, [1, 2], True])
@@ -467,7 +484,6 @@ class Simulation:
             ticket = rep.write(path[: rng.randint(0, depth)], remove=True, ack=ack, timeout_s=2.0, now=now)
         self.writes += 1
         self._log(f"{node.node_id} write {ticket.op.dot} {ticket.op.path} ack={ack}")
-        self._after(node)
 
     def _random_fault(self) -> None:
         rng = self.rng
@@ -568,6 +584,7 @@ class Simulation:
             acknowledged=len(self.acknowledged),
             messages=self.messages,
             bytes_estimate=self.bytes_estimate,
+            sent=dict(self.sent),
             crashes=self.crashes,
             partitions=self.partitions,
             trace=self.trace,

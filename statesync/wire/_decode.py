@@ -211,10 +211,13 @@ class Decoder:
         return structure
 
     def _ops_hook(self, obj: Any, _: Any) -> Any:
-        if type(obj) is not tuple or len(obj) != 2 or obj[0] != Ops.TAG:
-            raise MalformedFrame("an Ops message is [4, ops]", limit="format", bound=2, value=obj)
+        if type(obj) is not tuple or len(obj) not in (2, 3) or obj[0] != Ops.TAG:
+            raise MalformedFrame("an Ops message is [4, ops] or [4, ops, ack_now]", limit="format", bound=3, value=obj)
+        ack_now = obj[2] if len(obj) == 3 else False
+        if type(ack_now) is not bool:
+            raise _wrong(ack_now, "bool").at(".ack_now")
         try:
-            return Ops(decode_ops(obj[1], self.limits))
+            return Ops(decode_ops(obj[1], self.limits), ack_now)
         except DecodeError as e:
             raise e.at(".ops") from None
 

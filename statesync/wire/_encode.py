@@ -256,6 +256,8 @@ def _ops_unstructure(msg: Any) -> list[object]:
     if type(msg) is not Ops:
         raise _clone_error(msg, "an Ops")
     try:
+        if msg.ack_now:  # only when set: the bytes of every other Ops stay as they were
+            return [Ops.TAG, _enc_ops(msg.ops), True]
         return [Ops.TAG, _enc_ops(msg.ops)]
     except DataCloneError as err:
         raise clone_error_at(err, ".ops") from None
