@@ -20,7 +20,10 @@ from statesync.cli._output import (
     use_color,
 )
 from statesync.client import Client
+from statesync.errors import StatesyncError
+from statesync.node import Receipt
 from statesync.node._service import client_endpoint
+from statesync.protocol import Ack, check_ack
 
 ENV_NODE = "STATESYNC_NODE"
 NODES_DIR = "nodes"
@@ -71,15 +74,18 @@ def open_client(args: argparse.Namespace) -> Client:
     )
 
 
-def _ack(text: str) -> Any:
-    if text in ("local", "all"):
-        return text
-    if text.isdigit():
-        return int(text)
-    raise UsageError(f"--ack {text!r}: use local, all or a number of peers")
+def _ack(text: str) -> Ack:
+    try:
+        return check_ack(int(text) if text.isdigit() else text)
+    except StatesyncError as exc:
+        raise UsageError(f"--ack {text!r}: use local, all or a number of peers") from exc
 
 
-def _receipt_line(verb: str, r: Any) -> str:
+def _receipt_json(r: Receipt) -> str:
+    return to_json({"path": r.path, "origin": r.origin, "seq": r.seq, "hlc": r.hlc, "acked_by": list(r.acked_by)})
+
+
+def _receipt_line(verb: str, r: Receipt) -> str:
     acked = f", acknowledged by {', '.join(r.acked_by)}" if r.acked_by else ""
     return f"{verb} {r.path or '(root)'}: write {r.origin}#{r.seq}{acked}"
 
@@ -96,18 +102,50 @@ def cmd_get(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def read_input_value(args: argparse.Namespace) -> Any:
+    """SET's value: VALUE itself, all of stdin for ``-``, or the file of ``--file``.
+
+    Input from stdin or a file is taken as it is (no newline stripped): as
+    text when it is UTF-8 (then JSON when it parses as JSON, unless
+    ``--string``), else as bytes; ``--bytes`` stores it as bytes either way.
+    """
+    file: str | None = args.file
+    if file is not None and args.value is not None:
+        raise UsageError(f"give the value either as VALUE ({args.value!r}) or with --file, not both")
+    if file is None and args.value is None:
+        raise UsageError("give a VALUE, - to read it from stdin, or --file FILE")
+    if file is None and args.value != "-":
+        if args.bytes:
+            return os.fsencode(args.value)
+        return parse_value(args.value, as_string=args.string)
+    if file is None:
+        data = sys.stdin.buffer.read()
+    else:
+        try:
+            data = Path(file).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read --file {file}: {exc.strerror}") from exc
+    if args.bytes:
+        return data
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    return parse_value(text, as_string=args.string)
+
+
 def cmd_set(args: argparse.Namespace) -> int:
-    value = parse_value(args.value, as_string=args.string)
+    value = read_input_value(args)
     with open_client(args) as client:
         r = client.set(args.path, value, ack=_ack(args.ack), timeout_s=args.ack_timeout)
-    print(to_json({"path": r.path, "origin": r.origin, "seq": r.seq, "hlc": r.hlc, "acked_by": list(r.acked_by)}) if args.json else _receipt_line("set", r))
+    print(_receipt_json(r) if args.json else _receipt_line("set", r))
     return EXIT_OK
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         r = client.delete(args.path, ack=_ack(args.ack), timeout_s=args.ack_timeout)
-    print(to_json({"path": r.path, "origin": r.origin, "seq": r.seq, "hlc": r.hlc, "acked_by": list(r.acked_by)}) if args.json else _receipt_line("deleted", r))
+    print(_receipt_json(r) if args.json else _receipt_line("deleted", r))
     return EXIT_OK
 
 

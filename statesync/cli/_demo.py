@@ -1,6 +1,8 @@
 """``statesync demo``: the nodes/ cluster, start to finish, narrated.
 
-It launches every node of the folder (default ``nodes/``) with the launcher's
+It launches every node of the folder (default ``nodes/``; where there is none,
+as in a folder outside a checkout, the built-in three-node cluster that
+``statesync init`` writes, in a temporary folder) with the launcher's
 supervisor, on the ports their TOML files give but with a fresh temporary data
 folder; writes on the first node and shows the writes arriving on the others;
 makes two nodes write the same key while isolated from each other and shows
@@ -26,6 +28,7 @@ from typing import Any
 import attrs
 import trio
 
+from statesync.cli import _init
 from statesync.cli._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from statesync.cli._launch import NodeSpec, Supervisor, load_folder, node_command
 from statesync.cli._output import paint, render_status, to_json
@@ -95,10 +98,20 @@ def check_ports(nodes: list[DemoNode]) -> None:
                     ) from None
 
 
-def run(folder: Path, *, verbose: bool = False, color: bool = False) -> int:
-    specs = load_folder(folder)
+DEFAULT_FOLDER = Path("nodes")
+
+
+def run(folder: Path | None, *, verbose: bool = False, color: bool = False) -> int:
+    """Run the demo on ``folder``; None means ``nodes/`` if it exists, else the built-in cluster."""
     data_root = Path(tempfile.mkdtemp(prefix="statesync-demo-"))
     try:
+        if folder is None and not DEFAULT_FOLDER.is_dir():
+            folder = data_root / "nodes"
+            listen, client, documented = _init.demo_ports()
+            _init.write_cluster(folder, listen, client)
+            where = "its documented ports" if documented else "free ports (the documented 7101-7103/7111-7113 are taken)"
+            print(f"no nodes/ folder here: running the built-in three-node cluster on {where}", flush=True)
+        specs = load_folder(folder or DEFAULT_FOLDER)
         nodes = plan(specs, data_root)
         check_ports(nodes)
         for spec in specs:

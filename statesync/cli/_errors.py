@@ -1,8 +1,21 @@
-"""CLI errors and exit codes."""
+"""CLI exit codes; the CLI's errors are defined in :mod:`statesync.errors`."""
 
 from __future__ import annotations
 
-from statesync.core import StatesyncError
+from statesync.errors import CliError, NotFound, UsageError
+
+__all__ = [
+    "EXIT_CODES_HELP",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "CliError",
+    "NotFound",
+    "UsageError",
+]
 
 EXIT_OK = 0
 """Success."""
@@ -28,11 +41,3 @@ exit codes:
   130  interrupted by Ctrl-C (except watch, node and launch, which stop
        cleanly on Ctrl-C and exit 0)
 """
-
-
-class UsageError(StatesyncError):
-    """A mistake in the command line or a configuration file; exit code 2."""
-
-
-class NotFound(StatesyncError):
-    """Nothing at the path asked for; exit code 4."""

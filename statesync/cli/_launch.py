@@ -65,12 +65,12 @@ def node_command(config: Path | None, extra: Sequence[str] = ()) -> list[str]:
 def load_folder(folder: Path, extra: Sequence[str] = ()) -> list[NodeSpec]:
     """The nodes defined in ``folder``: one ``*.toml`` file each, in name order."""
     if not folder.exists():
-        raise UsageError(f"{folder} does not exist; give a folder of node TOML files (default: nodes/)")
+        raise UsageError(f"{folder} does not exist; give a folder of node TOML files (default: nodes/), or write one with `statesync init {folder}`")
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a folder; give a folder of node TOML files (statesync node takes one file)")
     files = sorted(folder.glob("*.toml"))
     if not files:
-        raise UsageError(f"{folder} holds no *.toml node definitions; see nodes/ in the statesync repository for examples")
+        raise UsageError(f"{folder} holds no *.toml node definitions; write a three-node one with `statesync init {folder}`")
     specs = []
     seen: dict[str, Path] = {}
     for file in files:

@@ -11,7 +11,7 @@ from pathlib import Path
 import trio
 
 from statesync import __version__
-from statesync.cli import _clientcmds, _demo, _keygen, _launch, _nodecmd
+from statesync.cli import _clientcmds, _demo, _init, _keygen, _launch, _nodecmd
 from statesync.cli._errors import (
     EXIT_CODES_HELP,
     EXIT_FAILED,
@@ -206,6 +206,21 @@ the launcher, even if the launcher is killed.""",
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="colour the prefixes (default: auto)")
     p.add_argument("--restarts-max", type=int, default=5, metavar="N", help="quick failures in a row before a node is given up (default 5)")
 
+    # -- init
+    p = command(
+        "init",
+        "write a three-node cluster definition (a.toml, b.toml, c.toml) to start from",
+        """\
+  statesync init                   # into ./nodes/
+  statesync init mycluster/ && statesync launch mycluster/
+
+The files are the local demo cluster (loopback ports 7101-7103 for peers,
+7111-7113 for clients); edit them, then `statesync launch FOLDER`.""",
+        _run_init,
+    )
+    p.add_argument("folder", nargs="?", default="nodes", metavar="FOLDER", help="where to write the node files (default: nodes/)")
+    p.add_argument("--force", action="store_true", help="replace node files already there")
+
     # -- demo
     p = command(
         "demo",
@@ -215,10 +230,12 @@ the launcher, even if the launcher is killed.""",
   statesync demo --verbose         # also show the nodes' own log lines
 
 The demo uses the ports of nodes/*.toml and a fresh temporary data folder,
-which it removes at the end.""",
+which it removes at the end. Where there is no nodes/ folder (statesync
+installed, run from any folder) it runs the built-in three-node cluster that
+`statesync init` writes, on ports 7101-7103/7111-7113 or free ones.""",
         _run_demo,
     )
-    p.add_argument("folder", nargs="?", default="nodes", metavar="FOLDER", help="the cluster to run (default: nodes/)")
+    p.add_argument("folder", nargs="?", default=None, metavar="FOLDER", help="the cluster to run (default: nodes/, else the built-in cluster)")
     p.add_argument("--verbose", "-v", action="store_true", help="show the nodes' log lines too")
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
 
@@ -246,12 +263,16 @@ which it removes at the end.""",
   statesync set user.age 36                       # the number 36
   statesync set user.age 36 --string              # the string "36"
   statesync set user '{"name": "Ada", "langs": ["en", "fr"]}'   # a subtree
-  statesync set flags.beta true --ack all         # wait until every connected peer has it""",
+  statesync set flags.beta true --ack all         # wait until every connected peer has it
+  statesync set config.flags - < flags.json       # the value from stdin
+  statesync set users.ada.avatar --file ada.png   # a file (not UTF-8: stored as bytes)""",
         _clientcmds.cmd_set,
     )
     p.add_argument("path", metavar="PATH")
-    p.add_argument("value", metavar="VALUE")
-    p.add_argument("--string", action="store_true", help="store VALUE as a string even if it parses as JSON")
+    p.add_argument("value", metavar="VALUE", nargs="?", help="the value; - reads it from stdin")
+    p.add_argument("--file", "-f", metavar="FILE", help="read the value from FILE")
+    p.add_argument("--string", action="store_true", help="store the value as a string even if it parses as JSON")
+    p.add_argument("--bytes", action="store_true", help="store the value as bytes, as it is")
     _write_options(p)
     _client_options(p)
 
@@ -333,7 +354,12 @@ def _run_launch(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    return _demo.run(Path(args.folder), verbose=args.verbose, color=use_color(sys.stdout, args.color))
+    folder = None if args.folder is None else Path(args.folder)
+    return _demo.run(folder, verbose=args.verbose, color=use_color(sys.stdout, args.color))
+
+
+def _run_init(args: argparse.Namespace) -> int:
+    return _init.run(Path(args.folder), force=args.force)
 
 
 def _leaf(exc: BaseException) -> BaseException:

@@ -10,6 +10,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from statesync.core import ABSENT
+
 COLORS = ("36", "33", "35", "32", "34", "91", "96", "93", "95", "92")
 """ANSI colours for node prefixes (cyan, yellow, magenta, green, blue, ...)."""
 
@@ -30,7 +32,9 @@ def paint(text: str, code: str, on: bool) -> str:
 
 
 def plain(value: Any) -> Any:
-    """``value`` with bytes made JSON-friendly: ``{"$bytes": "<base64>"}``."""
+    """``value`` made JSON-friendly: bytes as ``{"$bytes": "<base64>"}``, ``ABSENT`` (nothing) as null."""
+    if value is ABSENT:
+        return None
     if isinstance(value, bytes):
         return {"$bytes": base64.b64encode(value).decode()}
     if isinstance(value, dict):

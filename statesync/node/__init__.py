@@ -3,16 +3,15 @@ broadcast channels, membership."""
 
 from __future__ import annotations
 
-from statesync.node._config import ConfigError, FaultConfig, NodeConfig
+from statesync.errors import ConfigError, NodeClosedError
+from statesync.node._config import FaultConfig, NodeConfig
 from statesync.node._node import (
     BroadcastChannel,
-    Conflict,
     Node,
-    NodeClosedError,
-    Receipt,
     open_node,
     port_options,
 )
+from statesync.node._results import Conflict, Receipt
 from statesync.node._watch import Watch, WatchEvent
 
 __all__ = [

@@ -20,16 +20,13 @@ import attrs
 
 from statesync.core import ReplicatorConfig, StatesyncError, StrategySpec, ValueLimits
 from statesync.core._strategy import Strategies
+from statesync.errors import ConfigError as ConfigError  # noqa: PLC0414  (re-exported)
 from statesync.ports import InvalidKey, split_key
 
 FRAME_BYTES_LIMIT = 1_000_000
 """Node frames travel as one bytes payload of a port; the wire refuses bytes over 1 MiB."""
 
 _NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-class ConfigError(StatesyncError, ValueError):
-    """A configuration value is missing or wrong; the message says how to fix it."""
 
 
 def _endpoints(value: object) -> tuple[str, ...]:

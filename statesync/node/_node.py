@@ -32,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 import trio
@@ -53,17 +53,16 @@ from statesync.core import (
     Replica,
     ReplicaLimits,
     Replicator,
-    StatesyncError,
     Value,
-    Version,
     Welcome,
     WriteStatus,
     WriteTicket,
     as_path,
-    format_path,
 )
+from statesync.errors import NodeClosedError
 from statesync.node._config import FaultConfig, NodeConfig
 from statesync.node._faults import FaultInjector
+from statesync.node._results import Conflict, Receipt
 from statesync.node._security import PEER_DOMAIN, NodeSecurity
 from statesync.node._service import serve_clients
 from statesync.node._watch import Watch, WatchHub
@@ -73,10 +72,6 @@ log = logging.getLogger("statesync.node")
 
 T = TypeVar("T")
 _PRIORITY = (Ack, Hello, Welcome, Refuse, Bye)
-
-
-class NodeClosedError(StatesyncError):
-    """The node is closing or closed; open a new one to keep working."""
 
 
 @attrs.frozen
@@ -90,42 +85,6 @@ class Broadcast:
 
 
 wire.register_message(Broadcast)
-
-
-class Receipt(NamedTuple):
-    """What a write returns once its concern is met.
-
-    ``origin`` and ``seq`` name the write (its dot), ``hlc`` is its hybrid
-    timestamp, ``acked_by`` the peers whose acknowledgement met the concern.
-    """
-
-    segments: tuple[str, ...]
-    origin: str
-    seq: int
-    hlc: int
-    acked_by: tuple[str, ...]
-
-    @property
-    def path(self) -> str:
-        return format_path(self.segments)
-
-    @property
-    def dot(self) -> tuple[str, int]:
-        return (self.origin, self.seq)
-
-
-@attrs.frozen
-class Conflict:
-    """One concurrent version of a leaf, as ``conflicts(path)`` lists them."""
-
-    value: Value
-    origin: str
-    seq: int
-    hlc: int
-
-    @classmethod
-    def of(cls, v: Version) -> Conflict:
-        return cls(v.value, v.origin, v.seq, v.hlc)
 
 
 @attrs.define(eq=False)

@@ -33,8 +33,10 @@ import attrs
 
 from statesync import ports
 from statesync._ratelimit import RateLimitedLog
-from statesync.core import Path, StatesyncError, format_path
+from statesync.core import Path, format_path
+from statesync.errors import AccessDenied as AccessDenied  # noqa: PLC0414  (re-exported)
 from statesync.node._config import ConfigError, NodeConfig
+from statesync.protocol import ADMIN_OPS, READ_OPS, WRITE_OPS, Sync
 from statesync.security import (
     OWN_KEY_GRANT,
     AuthorizedKeys,
@@ -46,15 +48,7 @@ log = logging.getLogger("statesync.node.security")
 
 PEER_DOMAIN: Final = "statesync.peer"
 CLIENT_DOMAIN: Final = "statesync.client"
-READ_OPS: Final = frozenset({"hello", "get", "conflicts", "status", "watch", "snapshot"})
-WRITE_OPS: Final = frozenset({"set", "set_many", "delete"})
-ADMIN_OPS: Final = frozenset({"cut", "heal"})
-"""Fault injection: a peer key or a write key without prefixes."""
 CLIENT_ROLES: Final = frozenset({"read", "write", "peer"})
-
-
-class AccessDenied(StatesyncError):
-    """A client's key may not do what it asked; the message says what it may do."""
 
 
 class NodeSecurity:
@@ -206,7 +200,7 @@ class NodeSecurity:
                                 f"write ({grant.scope()})",
                             )
             return
-        if op == "sync":
+        if op == Sync.OP:
             if not grant.may_write:
                 self._deny(key, op, "a read-only key may not start a sync round")
             return
@@ -227,7 +221,7 @@ class NodeSecurity:
     def reload(self) -> AuthorizedKeys:
         """Re-read the authorized-keys file; on an error the old list stays (KeyFileError)."""
         if self.keys is None or self.config.authorized_keys_file is None:
-            raise StatesyncError(
+            raise ConfigError(
                 f"node {self.node_id} has no keys to reload; set secret_key_file and authorized_keys_file"
             )
         authorized = AuthorizedKeys.load(self.config.authorized_keys_file, secrets=[self.keys.secret])

@@ -1,46 +1,17 @@
-"""The client protocol: a node serving local clients over a MessagePort endpoint.
+"""The node's client service: serves local clients the client protocol over a MessagePort endpoint.
 
 A node whose ``config.client`` is set listens there (``ipc://`` by default,
 ``tcp://`` optional) for the CLI and :class:`statesync.Client`. Every port a
-client opens is either a *request port* or a *stream port*.
+client opens is either a *request port* (``await port.request(...)``, one
+reply per request) or a *stream port* (the client posts one ``watch`` or
+``snapshot`` opening and the node streams messages back). The messages, their
+fields, error codes and streaming rules are defined once in
+:mod:`statesync.protocol` and described in ``docs/protocol.md``; this module
+decodes requests with it at the edge and carries them out on the node.
 
-Request port: ``await port.request({"op": ..., ...})``, answered with
-``{"ok": True, ...}`` or ``{"ok": False, "type": <error class>, "error":
-<one line>}``. Paths travel in text form (``a.b\\.c``).
-
-============  =====================================  ===================================
-op            request fields                         answer fields
-============  =====================================  ===================================
-hello         protocol                               node_id, protocol, endpoints, client_endpoints
-get           path                                   found, value (``TooLarge``: use a snapshot stream)
-set           path, value, ack, timeout_s            receipt {path, origin, seq, hlc, acked_by}
-set_many      items [[path, value]...], ack, ...     receipts [...]
-delete        path, ack, timeout_s                   receipt
-conflicts     path                                   value, versions [{value, origin, seq, hlc}]
-status        -                                      status (the node's ``status()`` plus config)
-sync          timeout_s                              answered
-cut / heal    peer (heal: optional)                  - (fault injection, for demos and tests)
-============  =====================================  ===================================
-
-Stream port: the client posts one message, ``{"op": "watch", "prefix": p,
-"initial": bool}`` or ``{"op": "snapshot", "prefix": p}``, and the node answers
-with a stream of messages on that port:
-
-- a subtree (the initial value, a ``lagged`` event's value, a snapshot) is sent
-  inline when small, else as ``{"kind": "leaves", "leaves": [[segments,
-  value], ...]}`` chunks followed by the closing message with ``"chunked":
-  True``; the client rebuilds the tree from the leaves;
-- watch: ``{"kind": "ready", "found", "value"}`` once subscribed (the value is
-  read at the moment of subscription, so nothing falls between it and the
-  events), then one message per change (``WatchEvent.to_plain()``: kind
-  put/delete, path, value, old, origin, seq), ``{"kind": "lagged", ...}`` when
-  the client fell ``watch_buffer_max`` changes behind (the whole current
-  subtree), and ``{"kind": "closed"}`` when the node stops;
-- snapshot: the tree, closed by ``{"kind": "end", "found", "value"}``.
-
-The client closes a stream port to end it. Sending waits for the client to
-take messages (the port's window), so a slow watcher fills the node's bounded
-watch buffer and then gets a ``lagged`` event: memory stays bounded.
+Sending on a stream waits for the client to take messages (the port's
+window), so a slow watcher fills the node's bounded watch buffer and then
+gets a ``lagged`` event: memory stays bounded.
 """
 
 from __future__ import annotations
@@ -55,52 +26,32 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
-from statesync import ports, wire
-from statesync.core import (
-    ABSENT,
-    AbsentType,
-    AckSpec,
-    InvalidPath,
-    Path,
+from statesync import ports, protocol
+from statesync.core import ABSENT, AbsentType, Path, Value
+from statesync.errors import (
+    BadRequest,
+    ConfigError,
+    ProtocolMismatch,
     StatesyncError,
-    Value,
-    WriteConcernError,
-    as_path,
-    iter_leaves,
-    validate_value,
+    TooLarge,
+    TooManyStreams,
 )
-from statesync.node._config import ConfigError
-from statesync.node._security import CLIENT_DOMAIN, WRITE_OPS
+from statesync.node._results import Receipt
+from statesync.node._security import CLIENT_DOMAIN
+from statesync.protocol import INLINE_BYTES_MAX, MESSAGE_BYTES_MAX
 
 if TYPE_CHECKING:
-    from statesync.node._node import Node, Receipt
+    from statesync.node._node import Node
 
 log = logging.getLogger("statesync.node.clients")
 
-PROTOCOL: Final = 1
-"""Version of the client protocol; ``hello`` checks it."""
 STREAMS_MAX: Final = 1024
 """Watch and snapshot streams one node serves at once; more are refused."""
-MESSAGE_BYTES_MAX: Final = 1_000_000
-"""Largest message sent to a client: under the wire's 1 MiB limit on one payload
-(``bin_bytes_max``), which the ports layer applies when it builds a frame."""
-INLINE_BYTES_MAX: Final = 256 << 10
-"""A subtree larger than this (estimated, four bytes per character) travels as leaf chunks."""
-CHUNK_BYTES: Final = 128 << 10
-CHUNK_LEAVES_MAX: Final = 4096
-EXACT_ABOVE: Final = 64 << 10
-"""Messages estimated above this are encoded once to learn their exact size."""
 IPC_PATH_MAX: Final = 100
 """Unix socket paths are limited to about 107 bytes; keep a margin."""
 DISABLED: Final = frozenset({"", "none", "off", "false", "no"})
-
-
-class ClientProtocolError(StatesyncError):
-    """A client sent a request the node cannot make sense of."""
-
-
-class TooLarge(StatesyncError):
-    """An answer is too large to send in one message; the client reads it as a stream."""
+SYNC_TIMEOUT_S: Final = 10.0
+"""A ``sync`` request's wait when it names none."""
 
 
 def client_endpoint(node_id: str, data_dir: str | None, client: str | None) -> str | None:
@@ -138,70 +89,11 @@ def client_endpoint(node_id: str, data_dir: str | None, client: str | None) -> s
     return text
 
 
-def _ack(value: object) -> AckSpec:
-    if value == "local":
-        return "local"
-    if value == "all":
-        return "all"
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise ClientProtocolError(f"ack = {value!r}; use 'local', 'all' or a number of peers")
+def _receipt(r: Receipt) -> protocol.ReceiptData:
+    return protocol.ReceiptData(r.path, r.origin, r.seq, r.hlc, list(r.acked_by))
 
 
-def _timeout(value: object) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    raise ClientProtocolError(f"timeout_s = {value!r} must be a positive number of seconds")
-
-
-def _receipt(r: Receipt) -> dict[str, Value]:
-    return {"path": r.path, "origin": r.origin, "seq": r.seq, "hlc": r.hlc, "acked_by": list(r.acked_by)}
-
-
-def _path(data: dict[str, Any], key: str = "path") -> Path:
-    value = data.get(key, "")
-    if isinstance(value, list):
-        value = tuple(value)
-    if not isinstance(value, str | tuple):
-        raise InvalidPath(f"{key} must be a text path like 'a.b.c', not {type(value).__name__}")
-    return as_path(value)
-
-
-def estimate(value: Value) -> int:
-    """A bound on the encoded size of a value: four bytes per character (UTF-8)."""
-    return 4 * validate_value(value) + 16
-
-
-def tree_size(value: Value, limit: int) -> int:
-    """The estimated encoded size of a subtree, counting up to just past ``limit``."""
-    total = 0
-    for path, leaf in iter_leaves(value):
-        total += sum(4 * len(s) + 2 for s in path) + estimate(leaf)
-        if total > limit:
-            break
-    return total
-
-
-def fits(msg: dict[str, Value], estimated: int) -> bool:
-    """Whether ``msg`` encodes within MESSAGE_BYTES_MAX (checked exactly when the estimate is large)."""
-    if estimated <= EXACT_ABOVE:
-        return True
-    try:
-        return len(wire.encode_payload(msg)) <= MESSAGE_BYTES_MAX
-    except wire.DataCloneError:
-        return False
-
-
-def shrink_event(msg: dict[str, Value]) -> dict[str, Value]:
-    """A change record that fits in one message: without ``old``, then without ``value``, if need be."""
-    if fits(msg, estimate(msg.get("value")) + estimate(msg.get("old"))):
-        return msg
-    msg = {**msg, "old": None, "old_omitted": True}
-    if fits(msg, estimate(msg.get("value"))):
-        return msg
-    return {**msg, "value": None, "value_omitted": True}
+Handler = Callable[[Any], Awaitable[protocol.Reply]]
 
 
 class ClientService:
@@ -212,17 +104,17 @@ class ClientService:
         self.streams = 0
         self.requests = 0
         self._nursery: trio.Nursery | None = None
-        self._ops: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Value]]]] = {
-            "hello": self._hello,
-            "get": self._get,
-            "set": self._set,
-            "set_many": self._set_many,
-            "delete": self._delete,
-            "conflicts": self._conflicts,
-            "status": self._status,
-            "sync": self._sync,
-            "cut": self._cut,
-            "heal": self._heal,
+        self._ops: dict[type[protocol.Request], Handler] = {
+            protocol.Hello: self._hello,
+            protocol.Get: self._get,
+            protocol.Set: self._set,
+            protocol.SetMany: self._set_many,
+            protocol.Delete: self._delete,
+            protocol.Conflicts: self._conflicts,
+            protocol.Status: self._status,
+            protocol.Sync: self._sync,
+            protocol.Cut: self._cut,
+            protocol.Heal: self._heal,
         }
 
     async def run(self, endpoint: str, *, task_status: trio.TaskStatus[tuple[str, ...]] = trio.TASK_STATUS_IGNORED) -> None:
@@ -246,112 +138,83 @@ class ClientService:
 
     # ------------------------------------------------------------ requests
 
-    async def _handle(self, data: Value, key: str | None = None) -> dict[str, Value]:
+    async def _handle(self, data: Value, key: str | None = None) -> dict[str, Any]:
         self.requests += 1
-        if not isinstance(data, dict) or not isinstance(data.get("op"), str):
-            return {"ok": False, "type": "ClientProtocolError", "error": "a request is a dict with an 'op'"}
-        op = str(data["op"])
-        fn = self._ops.get(op)
-        if fn is None:
-            return {
-                "ok": False,
-                "type": "ClientProtocolError",
-                "error": f"unknown request {op!r}; known: {', '.join(sorted(self._ops))}",
-            }
         try:
+            request = protocol.decode_request(data)
+            handler = self._ops.get(type(request))
+            if handler is None:
+                raise BadRequest(f"{request.OP} opens a stream: post it as the first message of a new port")
             if self.node.security.enabled:
-                self._permit(key, op, data)
-            return {"ok": True, **(await fn(data))}
-        except WriteConcernError as exc:
-            return {
-                "ok": False,
-                "type": "WriteConcernError",
-                "error": str(exc),
-                "missing": list(exc.missing),
-                "dot": [exc.dot[0], exc.dot[1]],
-            }
+                self._permit(key, request)
+            return protocol.encode_reply(await handler(request))
+        except ProtocolMismatch as exc:
+            return protocol.error_reply(exc, protocol=protocol.PROTOCOL)
         except StatesyncError as exc:
-            return {"ok": False, "type": type(exc).__name__, "error": str(exc)}
-        except (KeyError, TypeError, ValueError) as exc:
-            return {"ok": False, "type": "ClientProtocolError", "error": f"bad {op} request: {exc!r}"}
+            return protocol.error_reply(exc)
 
-    def _permit(self, key: str | None, op: str, data: dict[str, Any]) -> None:
-        """Raise AccessDenied unless the client's key may do this request now."""
-        touched: list[tuple[Path, bool]] = []
-        if op in WRITE_OPS:
-            if op == "set_many":
-                items = data.get("items")
-                if not isinstance(items, list):
-                    raise ClientProtocolError("items must be a list of [path, value] pairs")
-                for item in items:
-                    if not isinstance(item, list) or len(item) != 2:
-                        raise ClientProtocolError("items must be a list of [path, value] pairs")
-                    touched.append((_path({"path": item[0]}), True))
-            else:
-                touched.append((_path(data), op == "set"))
+    def _permit(self, key: str | None, request: protocol.Request) -> None:
+        """Raise AccessDenied unless the client's key may make this request now."""
+        touched = request.touched() if isinstance(request, protocol.Set | protocol.SetMany | protocol.Delete) else []
         node = self.node
 
         def leaf_at(path: Path) -> bool:
             value = node.get(path, ABSENT)
             return value is not ABSENT and not isinstance(value, dict)
 
-        node.security.check_request(key, op, touched, leaf_at)
+        node.security.check_request(key, request.OP, touched, leaf_at)
 
-    async def _hello(self, data: dict[str, Any]) -> dict[str, Value]:
+    async def _hello(self, request: protocol.Hello) -> protocol.HelloReply:
         node = self.node
-        return {
-            "node_id": node.node_id,
-            "protocol": PROTOCOL,
-            "endpoints": list(node.endpoints),
-            "client_endpoints": list(getattr(node, "client_endpoints", ())),
-        }
+        if request.protocol != protocol.PROTOCOL:
+            raise ProtocolMismatch(
+                f"node {node.node_id} speaks client protocol {protocol.PROTOCOL}, the client {request.protocol}; "
+                "use the same statesync version on both sides"
+            )
+        return protocol.HelloReply(
+            node.node_id, protocol.PROTOCOL, list(node.endpoints), list(getattr(node, "client_endpoints", ()))
+        )
 
-    async def _get(self, data: dict[str, Any]) -> dict[str, Value]:
-        value = self.node.get(_path(data), ABSENT)
+    async def _get(self, request: protocol.Get) -> protocol.GetReply:
+        value = self.node.get(request.path, ABSENT)
         if value is ABSENT:
-            return {"found": False, "value": None}
-        if isinstance(value, dict) and tree_size(value, INLINE_BYTES_MAX) > INLINE_BYTES_MAX:
+            return protocol.GetReply(False, None)
+        if isinstance(value, dict) and protocol.tree_size(value, INLINE_BYTES_MAX) > INLINE_BYTES_MAX:
             raise TooLarge("the subtree is too large for one answer; read it with a snapshot stream")
-        if not fits({"value": value}, estimate(value)):
-            raise TooLarge(f"the value at {data.get('path')!r} is over the client protocol's limit of {MESSAGE_BYTES_MAX:,} bytes per message")
-        return {"found": True, "value": value}
+        if not protocol.fits({"value": value}, protocol.estimate(value)):
+            raise TooLarge(
+                f"the value at {request.path!r} is over the client protocol's limit of {MESSAGE_BYTES_MAX:,} bytes per message"
+            )
+        return protocol.GetReply(True, value)
 
-    async def _set(self, data: dict[str, Any]) -> dict[str, Value]:
-        r = await self.node.set(_path(data), data["value"], ack=_ack(data.get("ack", "local")), timeout_s=_timeout(data.get("timeout_s")))
-        return {"receipt": _receipt(r)}
+    async def _set(self, request: protocol.Set) -> protocol.WriteReply:
+        r = await self.node.set(request.path, request.value, ack=request.ack, timeout_s=request.timeout_s)
+        return protocol.WriteReply(_receipt(r))
 
-    async def _set_many(self, data: dict[str, Any]) -> dict[str, Value]:
-        items = data["items"]
-        if not isinstance(items, list):
-            raise ClientProtocolError("items must be a list of [path, value] pairs")
-        pairs = []
-        for item in items:
-            if not isinstance(item, list) or len(item) != 2:
-                raise ClientProtocolError("items must be a list of [path, value] pairs")
-            pairs.append((_path({"path": item[0]}), item[1]))
-        rs = await self.node.set_many(pairs, ack=_ack(data.get("ack", "local")), timeout_s=_timeout(data.get("timeout_s")))
-        return {"receipts": [_receipt(r) for r in rs]}
+    async def _set_many(self, request: protocol.SetMany) -> protocol.SetManyReply:
+        rs = await self.node.set_many(list(request.items), ack=request.ack, timeout_s=request.timeout_s)
+        return protocol.SetManyReply(tuple(_receipt(r) for r in rs))
 
-    async def _delete(self, data: dict[str, Any]) -> dict[str, Value]:
-        r = await self.node.delete(_path(data), ack=_ack(data.get("ack", "local")), timeout_s=_timeout(data.get("timeout_s")))
-        return {"receipt": _receipt(r)}
+    async def _delete(self, request: protocol.Delete) -> protocol.WriteReply:
+        r = await self.node.delete(request.path, ack=request.ack, timeout_s=request.timeout_s)
+        return protocol.WriteReply(_receipt(r))
 
-    async def _conflicts(self, data: dict[str, Any]) -> dict[str, Value]:
-        path = _path(data)
-        versions: list[Value] = []
+    async def _conflicts(self, request: protocol.Conflicts) -> protocol.ConflictsReply:
+        path = request.path
+        versions: list[protocol.VersionData] = []
         budget = MESSAGE_BYTES_MAX // 2
         for c in self.node.conflicts(path):
-            size = estimate(c.value)
-            shown = c.value if size <= budget and fits({"v": c.value}, size) else None
+            size = protocol.estimate(c.value)
+            shown = c.value if size <= budget and protocol.fits({"v": c.value}, size) else None
             budget -= 0 if shown is None else size
-            versions.append({"value": shown, "origin": c.origin, "seq": c.seq, "hlc": c.hlc, "omitted": shown is None and c.value is not None})
+            versions.append(protocol.VersionData(shown, c.origin, c.seq, c.hlc, shown is None and c.value is not None))
         value = self.node.get(path, ABSENT)
         found = value is not ABSENT
-        if isinstance(value, dict) or value is ABSENT or estimate(value) > budget:
+        if isinstance(value, dict) or value is ABSENT or protocol.estimate(value) > budget:
             value = None  # conflicts are per leaf; a subtree is not shown here
-        return {"versions": versions, "found": found, "value": value}
+        return protocol.ConflictsReply(tuple(versions), found, value)
 
-    async def _status(self, data: dict[str, Any]) -> dict[str, Value]:
+    async def _status(self, request: protocol.Status) -> protocol.StatusReply:
         node = self.node
         status: dict[str, Any] = node.status()
         config = node.config
@@ -364,25 +227,18 @@ class ClientService:
             "sync_interval_s": config.sync_interval_s,
             "peers": list(config.peers),
         }
-        return {"status": status}
+        return protocol.StatusReply(status)
 
-    async def _sync(self, data: dict[str, Any]) -> dict[str, Value]:
-        timeout = _timeout(data.get("timeout_s")) or 10.0
-        return {"answered": await self.node.sync(timeout_s=timeout)}
+    async def _sync(self, request: protocol.Sync) -> protocol.SyncReply:
+        return protocol.SyncReply(await self.node.sync(timeout_s=request.timeout_s or SYNC_TIMEOUT_S))
 
-    async def _cut(self, data: dict[str, Any]) -> dict[str, Value]:
-        peer = data["peer"]
-        if not isinstance(peer, str):
-            raise ClientProtocolError("peer must be a node id")
-        self.node.cut(peer)
-        return {}
+    async def _cut(self, request: protocol.Cut) -> protocol.Empty:
+        self.node.cut(request.peer)
+        return protocol.Empty()
 
-    async def _heal(self, data: dict[str, Any]) -> dict[str, Value]:
-        peer = data.get("peer")
-        if peer is not None and not isinstance(peer, str):
-            raise ClientProtocolError("peer must be a node id")
-        self.node.heal(peer)
-        return {}
+    async def _heal(self, request: protocol.Heal) -> protocol.Empty:
+        self.node.heal(request.peer)
+        return protocol.Empty()
 
     # ------------------------------------------------------------- streams
 
@@ -393,35 +249,28 @@ class ClientService:
         return opened
 
     def _on_message(self, port: ports.MessagePort, event: ports.MessageEvent, key: str | None = None) -> None:
-        data = event.data
         port.on_message = None  # a stream port takes one opening message
-        if not isinstance(data, dict) or data.get("op") not in ("watch", "snapshot"):
-            self._refuse(port, "a stream opens with {'op': 'watch' | 'snapshot', 'prefix': ...}")
-            return
-        if self.node.security.enabled:
-            try:
-                self.node.security.check_request(key, str(data["op"]), (), lambda _: False)
-            except StatesyncError as exc:
-                self._refuse(port, str(exc), type(exc).__name__)
-                return
-        if self.streams >= STREAMS_MAX or self._nursery is None:
-            self._refuse(port, f"the node serves at most {STREAMS_MAX} watches and snapshots at once; close some")
-            return
         try:
-            prefix = _path(data, "prefix")
-        except InvalidPath as exc:
-            self._refuse(port, str(exc), "InvalidPath")
+            request = protocol.decode_request(event.data)
+            if not isinstance(request, protocol.Watch | protocol.Snapshot):
+                raise BadRequest(
+                    f"a stream opens with {{'op': 'watch' | 'snapshot', 'prefix': ...}}, not {request.OP!r} "
+                    "(requests go through port.request)"
+                )
+            if self.node.security.enabled:
+                self.node.security.check_request(key, request.OP, (), lambda _: False)
+            if self.streams >= STREAMS_MAX or self._nursery is None:
+                raise TooManyStreams(f"the node serves at most {STREAMS_MAX} watches and snapshots at once; close some")
+        except StatesyncError as exc:
+            with contextlib.suppress(ports.PortsError):
+                port.post_message({"kind": "error", **protocol.error_reply(exc)})
+            port.close()
             return
         self.streams += 1
-        if data["op"] == "watch":
-            self._nursery.start_soon(self._watch, port, prefix, bool(data.get("initial", True)))
+        if isinstance(request, protocol.Watch):
+            self._nursery.start_soon(self._watch, port, request.prefix, request.initial)
         else:
-            self._nursery.start_soon(self._snapshot, port, prefix)
-
-    def _refuse(self, port: ports.MessagePort, error: str, type_name: str = "ClientProtocolError") -> None:
-        with contextlib.suppress(ports.PortsError):
-            port.post_message({"kind": "error", "type": type_name, "error": error})
-        port.close()
+            self._nursery.start_soon(self._snapshot, port, request.prefix)
 
     async def _watch(self, port: ports.MessagePort, prefix: Path, initial: bool) -> None:
         node = self.node
@@ -437,7 +286,10 @@ class ClientService:
                     if event.kind == "lagged":
                         await self._send_tree(port, event.value, {"kind": "lagged", "path": event.key})
                     else:
-                        await port.send(shrink_event(event.to_plain()))  # type: ignore[arg-type]
+                        msg = protocol.change_message(
+                            event.kind, event.path, event.value, event.old, origin=event.origin, seq=event.seq
+                        )
+                        await port.send(msg)
                 if not port.closed:
                     await port.send({"kind": "closed", "reason": f"node {node.node_id} is stopping"})
         except (ports.PortsError, StatesyncError):
@@ -455,34 +307,10 @@ class ClientService:
             self.streams -= 1
             port.close()
 
-    async def _send_tree(self, port: ports.MessagePort, value: Value | AbsentType, tail: dict[str, Value]) -> None:
+    async def _send_tree(self, port: ports.MessagePort, value: Value | AbsentType, tail: dict[str, Any]) -> None:
         """Send ``tail`` carrying ``value``: inline when small, else after leaf chunks."""
-        if value is ABSENT:
-            await port.send({**tail, "found": False, "value": None})
-            return
-        if isinstance(value, dict):
-            small = tree_size(value, INLINE_BYTES_MAX) <= INLINE_BYTES_MAX
-        else:
-            small = fits({"value": value}, estimate(value))
-        if small:
-            await port.send({**tail, "found": True, "value": value})
-            return
-        chunk: list[Value] = []
-        size = 0
-        omitted: list[Value] = []
-        for path, leaf in iter_leaves(value):
-            cost = sum(4 * len(s) + 2 for s in path) + estimate(leaf)
-            if cost > CHUNK_BYTES and not fits({"leaves": [[list(path), leaf]]}, cost):
-                omitted.append(list(path))  # one leaf over the message limit: cannot travel
-                continue
-            if chunk and (size + cost > CHUNK_BYTES or len(chunk) >= CHUNK_LEAVES_MAX):
-                await port.send({"kind": "leaves", "leaves": chunk})
-                chunk, size = [], 0
-            chunk.append([list(path), leaf])
-            size += cost
-        if chunk:
-            await port.send({"kind": "leaves", "leaves": chunk})
-        await port.send({**tail, "found": True, "value": None, "chunked": True, "omitted": omitted[:100], "omitted_count": len(omitted)})
+        for msg in protocol.tree_messages(value, tail):
+            await port.send(msg)
 
 
 async def serve_clients(node: Node, *, task_status: trio.TaskStatus[tuple[str, ...]] = trio.TASK_STATUS_IGNORED) -> None:

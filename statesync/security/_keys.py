@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Final
 
-from statesync.core import StatesyncError
+from statesync.errors import KeyFileError as KeyFileError  # noqa: PLC0414  (re-exported)
 from statesync.ports import CurveKeys, is_key_text
 
 log = logging.getLogger("statesync.security")
@@ -33,13 +33,6 @@ SECRET_SUFFIX: Final = ".key_secret"
 KEY_FILE_BYTES_MAX: Final = 64 << 10
 _LINE = re.compile(r'^\s*(public-key|secret-key)\s*=\s*"([^"]*)"\s*(#.*)?$')
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-class KeyFileError(StatesyncError, ValueError):
-    """A key file or an authorized-keys file is missing, unreadable, malformed or too open.
-
-    The message names the file (and the line) and what to do; it never quotes a key.
-    """
 
 
 def key_paths(name: str | os.PathLike[str]) -> tuple[Path, Path]:

@@ -16,14 +16,15 @@ from typing import Any, Final
 import msgpack
 
 from statesync.core import Op, SnapshotEntry, Value, Version
+from statesync.errors import StoredRecordError
 
 _new = tuple.__new__  # builds a NamedTuple from a tuple without the constructor's overhead
 _OP_FIELDS: Final = 7
 _VERSION_FIELDS: Final = 4
 
 
-class DecodeError(ValueError):
-    """A stored record does not decode to what was written (corruption)."""
+DecodeError = StoredRecordError
+"""A stored record does not decode to what was written (corruption); a StorageError."""
 
 
 @contextmanager

@@ -8,10 +8,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
+from statesync import ports
 from statesync.client import (
     Client,
     ClientClosed,
@@ -19,7 +21,8 @@ from statesync.client import (
     NodeUnavailable,
     WatchEvent,
 )
-from statesync.core import InvalidPath, StatesyncError, WriteConcernError
+from statesync.core import ABSENT, InvalidPath, StatesyncError, WriteConcernError
+from statesync.errors import NodeError, ProtocolError, ProtocolMismatch, StorageError
 from tests.client.nodes import NodeThread, short_socket
 
 
@@ -89,7 +92,7 @@ def test_errors_are_clear_and_local_where_possible(clients: tuple[Client, Client
     with pytest.raises(InvalidPath, match="empty segment"):
         a.set("bad..path", 1)
     with pytest.raises(StatesyncError, match="set"):
-        a.set("x", {1, 2})  # type: ignore[arg-type]
+        a.set("x", {1, 2})
     with pytest.raises(ClientError, match="too large"):
         a.set("big", "x" * 1_045_000)  # a valid value, but over one request's size
     with pytest.raises(StatesyncError, match="split it"):
@@ -133,9 +136,10 @@ def test_watch_iterates_changes_in_order_from_the_moment_it_starts(clients: tupl
     assert all(isinstance(e, WatchEvent) for e in events)
     puts = [e for e in events if e is not None and e.kind == "put"]
     assert [e.value for e in puts] == list(range(20))
-    assert [e.old for e in puts] == [None, *range(19)]
+    assert [e.old for e in puts] == [ABSENT, *range(19)]  # the first put made the key: nothing was there
     last = events[-1]
     assert last is not None and last.kind == "delete" and last.key == f"{base}.before" and last.old == 0
+    assert last.value is ABSENT  # the same marker as the node's own watches
     assert puts[0].origin == "a" and puts[0].path == (base, "k")
     assert watch.closed
     assert watch.get(timeout=0.01) is None
@@ -301,3 +305,70 @@ def test_a_client_made_before_fork_works_in_the_child(pair: NodeThread) -> None:
         assert client.get("fork.child") == 2
     finally:
         client.close()
+
+
+class FakeNode:
+    """A ports listener answering every request with ``answer(request)``: a node that speaks the protocol wrong."""
+
+    def __init__(self, answer: Any) -> None:
+        self.endpoint = short_socket("fake")
+        self._answer = answer
+        self._stop: trio.Event | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=trio.run, args=(self._main,), daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10)
+
+    async def _main(self) -> None:
+        async with ports.open_runtime() as rt:
+            listener = rt.listen(self.endpoint)
+            self._stop = trio.Event()
+            self._token = trio.lowlevel.current_trio_token()
+
+            async def handle(data: Any) -> Any:
+                return self._answer(data)
+
+            async def accept() -> None:
+                async for port in listener:
+                    port.set_request_handler(handle)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(accept)
+                self._ready.set()
+                await self._stop.wait()
+                nursery.cancel_scope.cancel()
+
+    def stop(self) -> None:
+        assert self._stop is not None
+        trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+        self._thread.join(10)
+
+
+def _hello_then(answer: Any) -> Any:
+    def reply(data: Any) -> Any:
+        if data.get("op") == "hello":
+            return {"ok": True, "node_id": "fake", "protocol": 1, "endpoints": [], "client_endpoints": []}
+        return answer(data)
+
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "match"),
+    [
+        (lambda d: {"ok": True, "node_id": "fake", "protocol": 2}, ProtocolMismatch, "speaks client protocol 2"),
+        (lambda d: {"ok": False, "code": "protocol_mismatch", "error": "no", "protocol": 2}, ProtocolMismatch, "refused the handshake"),
+        (_hello_then(lambda d: {"ok": False, "code": "from_the_future", "error": "new trouble"}), NodeError, "new trouble"),
+        (_hello_then(lambda d: {"ok": True, "found": "yes"}), ProtocolError, "found"),
+        (_hello_then(lambda d: ["not", "a", "dict"]), ProtocolError, "does not understand"),
+        (_hello_then(lambda d: {"ok": False, "code": "storage", "error": "disk full"}), StorageError, "disk full"),
+    ],
+)
+def test_a_node_that_answers_wrong_is_a_clear_typed_error(answer: Any, error: type[Exception], match: str) -> None:
+    fake = FakeNode(answer)
+    try:
+        with Client(fake.endpoint, timeout_s=5, connect_timeout_s=2) as client, pytest.raises(error, match=match):
+            client.get("a")
+    finally:
+        fake.stop()

@@ -1,4 +1,4 @@
-"""The client protocol at the MessagePort level (what statesync/node/_service.py promises)."""
+"""The client protocol at the MessagePort level: raw dicts on a port, as docs/protocol.md describes them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import trio
 
 from statesync import ports
 from statesync.node import ConfigError, Node, open_node
-from statesync.node._service import INLINE_BYTES_MAX, client_endpoint
+from statesync.node._service import client_endpoint
+from statesync.protocol import INLINE_BYTES_MAX
 from tests.client.nodes import short_socket
 
 
@@ -30,17 +31,17 @@ async def test_requests_answer_ok_or_a_typed_one_line_error() -> None:
         assert await port.request({"op": "get", "path": "a"}) == {"ok": True, "found": True, "value": {"b": [1, 2]}}
         assert await port.request({"op": "get", "path": "zz"}) == {"ok": True, "found": False, "value": None}
         bad: Any = await port.request({"op": "frobnicate"})
-        assert bad["ok"] is False and bad["type"] == "ClientProtocolError" and "known:" in bad["error"]
+        assert bad["ok"] is False and bad["code"] == "bad_request" and "known:" in bad["error"]
         bad = await port.request(["not", "a", "dict"])
-        assert bad["ok"] is False and bad["type"] == "ClientProtocolError"
+        assert bad["ok"] is False and bad["code"] == "bad_request"
         bad = await port.request({"op": "set", "path": "a..b", "value": 1})
-        assert (bad["ok"], bad["type"]) == (False, "InvalidPath")
+        assert (bad["ok"], bad["code"]) == (False, "invalid_path")
         bad = await port.request({"op": "set", "path": "a", "value": 1, "ack": "most"})
-        assert (bad["ok"], bad["type"]) == (False, "ClientProtocolError") and "ack" in bad["error"]
+        assert (bad["ok"], bad["code"]) == (False, "bad_request") and "ack" in bad["error"]
         bad = await port.request({"op": "set", "path": "a"})
-        assert (bad["ok"], bad["type"]) == (False, "ClientProtocolError")
+        assert (bad["ok"], bad["code"]) == (False, "bad_request")
         bad = await port.request({"op": "set", "path": "a", "value": 1, "ack": 1, "timeout_s": 0.05})
-        assert (bad["ok"], bad["type"], bad["missing"], bad["dot"][0]) == (False, "WriteConcernError", [], "p")
+        assert (bad["ok"], bad["code"], bad["missing"], bad["dot"][0]) == (False, "write_concern", [], "p")
         status = (await port.request({"op": "status"}))["status"]
         assert status["node_id"] == "p" and status["config"]["strategy"] == {"": "vector-clock"}
 
@@ -49,7 +50,7 @@ async def test_a_large_subtree_is_refused_inline_and_streamed_in_chunks() -> Non
     async with node_and_port() as (node, rt, port):
         await node.set_many([(("big", f"k{i:05d}"), "x" * 200) for i in range(2000)])
         bad: Any = await port.request({"op": "get", "path": "big"})
-        assert (bad["ok"], bad["type"]) == (False, "TooLarge")
+        assert (bad["ok"], bad["code"]) == (False, "too_large")
         stream = await rt.connect(node.client_endpoints[0])
         stream.post_message({"op": "snapshot", "prefix": "big"})
         leaves = 0
@@ -80,7 +81,7 @@ async def test_a_watch_stream_starts_with_the_current_value_then_changes() -> No
             if len(got) == 2:
                 break
         assert got[0] == {"kind": "ready", "found": True, "value": {"x": 1}}
-        assert got[1] == {"kind": "put", "path": "w.y", "value": 2, "old": None, "origin": "p", "seq": 2}
+        assert got[1] == {"kind": "put", "path": "w.y", "value": 2, "origin": "p", "seq": 2}  # no "old": there was none
         stream.close()
         with trio.fail_after(5):
             while node.status()["watches"]:
@@ -108,3 +109,50 @@ def test_client_endpoint_values() -> None:
     for bad in ("carrier-pigeon", "udp://x:1", "ipc:///" + "s" * 200):
         with pytest.raises(ConfigError):
             client_endpoint("a", None, bad)
+
+
+async def test_the_version_handshake_refuses_another_protocol_with_the_nodes_own() -> None:
+    async with node_and_port() as (_, _rt, port):
+        bad: Any = await port.request({"op": "hello", "protocol": 99})
+        assert (bad["ok"], bad["code"], bad["protocol"]) == (False, "protocol_mismatch", 1)
+        assert "99" in bad["error"] and "same statesync version" in bad["error"]
+
+
+async def test_requests_and_stream_openings_go_on_their_own_kind_of_port() -> None:
+    async with node_and_port() as (node, rt, port):
+        bad: Any = await port.request({"op": "watch", "prefix": "a"})
+        assert (bad["ok"], bad["code"]) == (False, "bad_request") and "opens a stream" in bad["error"]
+        stream = await rt.connect(node.client_endpoints[0])
+        stream.post_message({"op": "get", "path": "a"})
+        with trio.fail_after(5):
+            events = [e.data async for e in stream]
+        assert [(m["kind"], m["code"]) for m in events] == [("error", "bad_request")]  # type: ignore[index]
+        stream = await rt.connect(node.client_endpoints[0])
+        stream.post_message({"op": "watch", "prefix": "a..b"})
+        with trio.fail_after(5):
+            events = [e.data async for e in stream]
+        assert [(m["kind"], m["code"]) for m in events] == [("error", "invalid_path")]  # type: ignore[index]
+
+
+async def test_a_delete_carries_no_value_and_a_stored_null_stays_null() -> None:
+    async with node_and_port() as (node, rt, _):
+        await node.set("w.x", None)
+        stream = await rt.connect(node.client_endpoints[0])
+        stream.post_message({"op": "watch", "prefix": "w", "initial": False})
+        got: list[Any] = []
+        async for event in stream:
+            got.append(event.data)
+            if len(got) == 1:
+                await node.delete("w.x")
+            if len(got) == 2:
+                break
+        assert got[0] == {"kind": "ready", "found": False, "value": None}
+        assert got[1] == {"kind": "delete", "path": "w.x", "old": None, "origin": "p", "seq": 2}
+
+
+async def test_an_error_reply_stays_one_bounded_line_whatever_the_request_holds() -> None:
+    async with node_and_port() as (_, _rt, port):
+        bad: Any = await port.request({"op": "set", "path": "a", "value": 1, "ack": "x" * 500_000})
+        assert (bad["ok"], bad["code"]) == (False, "bad_request") and len(bad["error"]) < 200
+        bad = await port.request({"op": "get", "path": "a\n" * 200_000})
+        assert bad["ok"] is False and len(bad["error"]) <= 1000 and "\n" not in bad["error"]

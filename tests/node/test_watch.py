@@ -3,8 +3,9 @@ from __future__ import annotations
 import trio
 import trio.testing
 
+from statesync import client, protocol
 from statesync.core import ABSENT, Change, Replica
-from statesync.node._watch import WatchHub
+from statesync.node._watch import WatchEvent, WatchHub
 
 T = 1_700_000_000_000
 
@@ -71,3 +72,19 @@ async def test_close_ends_iteration_and_unsubscribes() -> None:
         await trio.testing.wait_all_tasks_blocked()
         w.close()
     assert len(got) == 1 and len(hub) == 0
+
+
+def test_one_watch_event_type_with_absent_for_nothing() -> None:
+    assert client.WatchEvent is WatchEvent
+    r, hub = make()
+    w = hub.subscribe(("k",))
+    changes: list[Change] = []
+    r.put(("k",), None, T, changes)  # a stored null is a value, not nothing
+    r.remove(("k",), T, changes)
+    hub.publish(changes)
+    put, delete = w._buffer
+    assert (put.value, put.old, delete.value, delete.old) == (None, ABSENT, ABSENT, None)
+    assert delete.to_plain() == {"kind": "delete", "path": "k", "value": None, "old": None, "origin": "a", "seq": 2}
+    for event in (put, delete):  # through the client protocol and back: nothing stays apart from null
+        msg = protocol.change_message(event.kind, event.path, event.value, event.old, origin=event.origin, seq=event.seq)
+        assert WatchEvent(*protocol.decode_change(msg)) == event

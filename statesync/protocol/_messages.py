@@ -1,0 +1,261 @@
+"""The client protocol's messages: one request class and one reply class per op.
+
+A request travels as a dict, ``{"op": <OP>, <field>: ..., ...}``; a reply as
+``{"ok": True, <field>: ...}`` or an error reply (see :mod:`._codes`). Paths
+travel in text form (``a.b\\.c``); a request may also give one as a list of
+segments. :mod:`._codec` turns the dicts into these classes and back.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from typing import Any, ClassVar, Final, TypeAlias
+
+import attrs
+
+from statesync.core import AckSpec, Path, Value
+from statesync.errors import BadRequest
+
+PROTOCOL: Final = 1
+"""The version of the client protocol; ``hello`` checks it. The one definition."""
+
+Ack: TypeAlias = AckSpec
+"""A write concern: ``"local"``, ``"all"`` or a number of peers (0 or more); the core's ``AckSpec``."""
+
+
+def check_ack(ack: object) -> Ack:
+    """``ack`` as a write concern, or BadRequest naming the field. The one ack validation."""
+    if ack == "local":
+        return "local"
+    if ack == "all":
+        return "all"
+    if type(ack) is int and ack >= 0:
+        return ack
+    raise BadRequest(f"ack = {reprlib.repr(ack)}; use 'local', 'all' or a number of peers")
+
+
+def check_timeout(timeout_s: object, field: str = "timeout_s") -> float | None:
+    """A positive number of seconds (or None), or BadRequest naming the field."""
+    if timeout_s is None:
+        return None
+    if type(timeout_s) in (int, float) and timeout_s > 0:  # type: ignore[operator]
+        return float(timeout_s)  # type: ignore[arg-type]
+    raise BadRequest(f"{field} = {reprlib.repr(timeout_s)} must be a positive number of seconds")
+
+
+# ----------------------------------------------------------------- requests
+
+
+@attrs.frozen
+class _Write:
+    """The write concern every write carries (keyword-only, after the write's own fields).
+
+    Checked where a request enters: by :func:`decode_request` on the node, by
+    :func:`check_ack` / :func:`check_timeout` in a client before it builds one.
+    """
+
+    ack: Ack = attrs.field(default="local", kw_only=True)
+    timeout_s: float | None = attrs.field(default=None, kw_only=True)
+
+
+@attrs.frozen
+class Hello:
+    """Open a session: the client's protocol version. Answered with :class:`HelloReply`."""
+
+    OP: ClassVar[str] = "hello"
+    protocol: int
+
+
+@attrs.frozen
+class Get:
+    """Read the value (a dict for a subtree) at ``path``: :class:`GetReply`, or ``too_large``."""
+
+    OP: ClassVar[str] = "get"
+    path: Path = ()
+
+
+@attrs.frozen
+class Set(_Write):
+    """Write ``value`` at ``path`` (a dict writes a subtree): :class:`WriteReply`."""
+
+    OP: ClassVar[str] = "set"
+    path: Path
+    value: Value
+    def touched(self) -> list[tuple[Path, bool]]:
+        """The paths written, each with whether it is a put (for access checks)."""
+        return [(self.path, True)]
+
+
+@attrs.frozen
+class SetMany(_Write):
+    """Several writes in one transaction, one round of acks: :class:`SetManyReply`."""
+
+    OP: ClassVar[str] = "set_many"
+    items: tuple[tuple[Path, Value], ...]
+    def touched(self) -> list[tuple[Path, bool]]:
+        return [(path, True) for path, _ in self.items]
+
+
+@attrs.frozen
+class Delete(_Write):
+    """Remove ``path`` and everything beneath it: :class:`WriteReply`."""
+
+    OP: ClassVar[str] = "delete"
+    path: Path
+    def touched(self) -> list[tuple[Path, bool]]:
+        return [(self.path, False)]
+
+
+@attrs.frozen
+class Conflicts:
+    """The concurrent versions of the leaf at ``path``: :class:`ConflictsReply`."""
+
+    OP: ClassVar[str] = "conflicts"
+    path: Path = ()
+
+
+@attrs.frozen
+class Status:
+    """The node's status and configuration: :class:`StatusReply`."""
+
+    OP: ClassVar[str] = "status"
+
+
+@attrs.frozen
+class Sync:
+    """Run an anti-entropy round now, waiting up to ``timeout_s`` (default 10): :class:`SyncReply`."""
+
+    OP: ClassVar[str] = "sync"
+    timeout_s: float | None = None
+
+
+@attrs.frozen
+class Cut:
+    """Fault injection: drop all traffic with ``peer`` until healed: :class:`Empty`."""
+
+    OP: ClassVar[str] = "cut"
+    peer: str
+
+
+@attrs.frozen
+class Heal:
+    """Undo ``cut`` for ``peer`` (None: every peer): :class:`Empty`."""
+
+    OP: ClassVar[str] = "heal"
+    peer: str | None = None
+
+
+@attrs.frozen
+class Watch:
+    """Stream opening: changes under ``prefix``, after its value when ``initial``."""
+
+    OP: ClassVar[str] = "watch"
+    prefix: Path = ()
+    initial: bool = True
+
+
+@attrs.frozen
+class Snapshot:
+    """Stream opening: the subtree at ``prefix``, in leaf chunks when large."""
+
+    OP: ClassVar[str] = "snapshot"
+    prefix: Path = ()
+
+
+Request: TypeAlias = Hello | Get | Set | SetMany | Delete | Conflicts | Status | Sync | Cut | Heal | Watch | Snapshot
+
+REQUESTS: Final[dict[str, type[Request]]] = {
+    cls.OP: cls for cls in (Hello, Get, Set, SetMany, Delete, Conflicts, Status, Sync, Cut, Heal, Watch, Snapshot)
+}
+"""Every op, by name."""
+
+STREAM_OPS: Final = frozenset({Watch.OP, Snapshot.OP})
+"""Ops that open a stream port (the first message posted on a new port), not a request."""
+READ_OPS: Final = frozenset({Hello.OP, Get.OP, Conflicts.OP, Status.OP, *STREAM_OPS})
+"""Ops a ``read`` key may make."""
+WRITE_OPS: Final = frozenset({Set.OP, SetMany.OP, Delete.OP})
+"""Ops that change the tree (a ``write`` key, within its prefixes)."""
+ADMIN_OPS: Final = frozenset({Cut.OP, Heal.OP})
+"""Fault injection: a peer key or a write key without prefixes. (``sync`` needs a key that may write.)"""
+RETRY_SAFE: Final = frozenset({Hello.OP, Get.OP, Conflicts.OP, Status.OP, Sync.OP, Cut.OP, Heal.OP})
+"""Requests a client may send again when the connection died before the answer:
+doing them twice is the same as doing them once. A write is not among them
+(it may have been applied): a client re-sends one only if it certainly was not sent."""
+
+
+# ------------------------------------------------------------------- replies
+
+
+@attrs.frozen
+class HelloReply:
+    node_id: str
+    protocol: int
+    endpoints: list[str] = attrs.Factory(list)
+    client_endpoints: list[str] = attrs.Factory(list)
+
+
+@attrs.frozen
+class GetReply:
+    """``found`` False: nothing at the path (``value`` None)."""
+
+    found: bool
+    value: Value = None
+
+
+@attrs.frozen
+class ReceiptData:
+    """A write's receipt on the wire: the path (text), its dot, timestamp and acknowledgers."""
+
+    path: str
+    origin: str
+    seq: int
+    hlc: int
+    acked_by: list[str] = attrs.Factory(list)
+
+
+@attrs.frozen
+class WriteReply:
+    receipt: ReceiptData
+
+
+@attrs.frozen
+class SetManyReply:
+    receipts: tuple[ReceiptData, ...]
+
+
+@attrs.frozen
+class VersionData:
+    """One concurrent version; ``omitted`` when its value was too large to include (then None)."""
+
+    value: Value
+    origin: str
+    seq: int
+    hlc: int
+    omitted: bool = False
+
+
+@attrs.frozen
+class ConflictsReply:
+    """``value`` is what a read returns (None for a subtree or when too large)."""
+
+    versions: tuple[VersionData, ...]
+    found: bool = False
+    value: Value = None
+
+
+@attrs.frozen
+class StatusReply:
+    status: dict[str, Any]
+
+
+@attrs.frozen
+class SyncReply:
+    answered: bool
+
+
+@attrs.frozen
+class Empty:
+    """The reply of ``cut`` and ``heal``: nothing but ``ok``."""
+
+
+Reply: TypeAlias = HelloReply | GetReply | WriteReply | SetManyReply | ConflictsReply | StatusReply | SyncReply | Empty
