@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent / "peers"))
 
-from _common import free_port, percentile, reap  # noqa: E402
-from statesync_side import _peer, ports_request_rtt_us  # noqa: E402
+from _common import free_port, percentile, reap
+from statesync_side import _peer, ports_request_rtt_us
 
-from statesync import Client, aio  # noqa: E402
+from statesync import Client, aio
 
 WARMUP = 200
 
@@ -38,7 +38,7 @@ def blocking_p50_us(endpoint: str, n: int) -> float:
             if i >= WARMUP:
                 latencies.append(time.perf_counter() - t)
     latencies.sort()
-    return percentile(latencies, 0.5) * 1e6
+    return float(percentile(latencies, 0.5)) * 1e6
 
 
 def aio_p50_us(endpoint: str, n: int) -> float:
@@ -51,7 +51,7 @@ def aio_p50_us(endpoint: str, n: int) -> float:
                 if i >= WARMUP:
                     latencies.append(time.perf_counter() - t)
         latencies.sort()
-        return percentile(latencies, 0.5) * 1e6
+        return float(percentile(latencies, 0.5)) * 1e6
 
     return asyncio.run(main())
 
