@@ -274,7 +274,7 @@ class Link:
 
     def _input_waiting(self) -> bool:
         try:
-            return bool(int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
+            return bool(int(self.sock.get(zmq.EVENTS)) & zmq.POLLIN)  # get: pyzmq re-arms its readers
         except zmq.ZMQError:
             return False
 
@@ -409,12 +409,17 @@ class Link:
 
     # -- lifetime ------------------------------------------------------------------------
 
-    def close(self, reason: str, *, bye: bool = False) -> None:
-        """The connection is gone (or closed here): every port on it closes."""
+    def close(self, reason: str, *, bye: bool = False, graceful: bool = False) -> None:
+        """The connection is gone (or closed here): every port on it closes.
+
+        ``bye``: tell the node, dropping what is queued (a failure);
+        ``graceful``: what is queued goes first (the ports' Close), then Bye.
+        """
         if self.dead:
             return
-        if bye and self.up.is_set():
-            self.conn.normal.clear()
+        if (bye or graceful) and self.up.is_set():
+            if not graceful:
+                self.conn.normal.clear()
             self.conn.put_bye(reason)
             self.flush()
         self.dead = True

@@ -68,6 +68,7 @@ class Session:
         self.port: End | None = None
         self.node_id: str | None = None
         self.lock = asyncio.Lock()
+        self.link_lock = asyncio.Lock()
         self.loop = asyncio.get_running_loop()
 
     def now(self) -> float:
@@ -84,12 +85,15 @@ class Session:
         )
 
     async def _link(self, timeout_s: float) -> Link:
-        link = self.link
-        if link is None or link.dead:
-            link = self.link = Link(self.ctx, self.dial, attrs.evolve(self.options, connect_timeout_s=max(timeout_s, 0.05)))
-        if not link.up.is_set():
-            await link.wait_up(timeout_s)
-        return link
+        """The connection, made (one at a time) if there is none or it died."""
+        async with self.link_lock:
+            link = self.link
+            if link is None or link.dead:
+                options = attrs.evolve(self.options, connect_timeout_s=max(timeout_s, 0.05))
+                link = self.link = Link(self.ctx, self.dial, options)
+            if not link.up.is_set():
+                await link.wait_up(timeout_s)
+            return link
 
     async def connect(self, deadline: float) -> tuple[Link, End, protocol.HelloReply]:
         """A new port to the node, checked with ``hello``; retries with backoff until ``deadline``."""
@@ -199,6 +203,6 @@ class Session:
         if link is not None and not link.dead:
             link.proto.close_all("the client closed")
             link.apply()
-            link.close("the client closed", bye=True)
+            link.close("the client closed", graceful=True)
         self.ctx.destroy(linger=int(self.options.linger_s * 1000))
 
