@@ -286,3 +286,25 @@ def test_keys_curve_access_denied_and_refused(tmp_path: Path) -> None:
         run(main)
     finally:
         nodes.stop()
+
+
+def test_closing_the_client_ends_its_watches_on_the_node(pair: NodeThread, request: pytest.FixtureRequest) -> None:
+    base = request.node.name
+
+    async def main() -> None:
+        async with aio.Client(pair.endpoints[0]) as observer:
+            before = (await observer.status())["watches"]
+            client = aio.Client(pair.endpoints[0])
+            watches = [await client.watch(f"{base}.{i}").start() for i in range(3)]
+
+            async def counted(n: int) -> bool:
+                return bool((await observer.status())["watches"] == n)
+
+            await until(lambda: counted(before + 3), what="the node to count the watches")
+            await client.aclose()
+            assert all(w.closed for w in watches)
+            await until(lambda: counted(before), what="the node to end the watches")
+            with pytest.raises(ClientClosed):
+                client.watch(base)
+
+    run(main)
