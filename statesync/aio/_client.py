@@ -69,10 +69,13 @@ class Client:
         if self._closed:
             raise ClientClosed(f"the client of {self.endpoint} is closed; make a new Client")
         session = self._session_obj
+        if session is not None and session.loop is not asyncio.get_running_loop():
+            if not session.loop.is_closed():
+                raise ClientError("this aio.Client is in use by another asyncio loop; make one Client per loop")
+            session.abandon()  # its loop ended (a second asyncio.run): start afresh on this one
+            session = None
         if session is None:
             session = self._session_obj = Session(self.endpoint, self._dial, self._keys, self.connect_timeout_s)
-        elif session.loop is not asyncio.get_running_loop():
-            raise ClientError("this aio.Client belongs to another asyncio loop; make one Client per loop")
         return session
 
     async def _call(self, request: protocol.Request, cls: type[Any], timeout_s: float | None = None) -> Any:

@@ -198,6 +198,11 @@ class Session:
         finally:
             link.close_port(port)
 
+    def abandon(self) -> None:
+        """Forget a connection whose loop has ended (nothing can be sent on it any more)."""
+        self.link = self.port = None
+        self.ctx.destroy(linger=0)
+
     def close(self) -> None:
         link, self.link, self.port = self.link, None, None
         if link is not None and not link.dead:

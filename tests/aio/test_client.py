@@ -308,3 +308,27 @@ def test_closing_the_client_ends_its_watches_on_the_node(pair: NodeThread, reque
                 client.watch(base)
 
     run(main)
+
+
+def test_an_idle_client_keeps_its_connection_and_a_client_outlives_its_loop(pair: NodeThread) -> None:
+    """Idle longer than the node's heartbeat timeout (1 s in these nodes): the client's pings
+    keep the connection, its watch stays subscribed; a second ``asyncio.run`` may use it."""
+    client = aio.Client(pair.endpoints[0])
+
+    async def idle() -> None:
+        await client.set("idle.k", 1)
+        link = client._session().link
+        async with client.watch("idle") as watch:
+            await asyncio.sleep(2.5)  # the property under test: time passing with no traffic
+            assert client._session().link is link and link is not None and not link.dead
+            await client.set("idle.k", 2)
+            event = await watch.get(timeout=5)
+            assert event is not None and (event.kind, event.value) == ("put", 2)
+            assert watch.reconnects == 0
+
+    async def again() -> None:
+        assert await client.get("idle.k") == 2
+        await client.aclose()
+
+    run(idle)
+    run(again)  # the first loop is gone: a fresh connection on this one
