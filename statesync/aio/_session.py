@@ -146,6 +146,7 @@ class Session:
         op = request.OP
         msg = protocol.encode_request(request)
         deadline = self.now() + timeout_s
+        again = backoff()
         while True:
             link, port = await self._request_port(deadline)
             remaining = deadline - self.now()
@@ -168,6 +169,7 @@ class Session:
                     raise ConnectionLost(
                         f"the connection to {endpoint} closed during a {op}; it may or may not have been applied: read it back"
                     ) from exc
+                await asyncio.sleep(min(again.next_s(), max(0.0, deadline - self.now())))
                 continue
             except MessageTooLarge as exc:
                 raise ClientError(
