@@ -13,7 +13,7 @@
 
 The methods, arguments, return values (:class:`~statesync.node.Receipt`,
 :class:`~statesync.node.Conflict`, :class:`~statesync.node.WatchEvent`,
-``ABSENT``) and errors (:mod:`statesync.errors`) are those of the blocking
+``ABSENT``) and errors (import them from :mod:`statesync.errors`) are those of the blocking
 :class:`statesync.Client`, awaitable; ``node_id`` is a coroutine here
 (``await client.node_id()``) since it may have to connect. No thread and no
 trio run: pyzmq's asyncio sockets carry the ports frames, the pure ports
@@ -36,34 +36,7 @@ from __future__ import annotations
 from statesync.aio._client import Client
 from statesync.aio._watch import Watch
 from statesync.core import ABSENT
-from statesync.errors import (
-    AccessDenied,
-    ClientClosed,
-    ClientError,
-    ConnectionLost,
-    InvalidArgument,
-    NodeError,
-    NodeRefused,
-    NodeUnavailable,
-    ProtocolMismatch,
-)
 from statesync.node._results import Conflict, Receipt
 from statesync.node._watch import WatchEvent
 
-__all__ = [
-    "ABSENT",
-    "AccessDenied",
-    "Client",
-    "ClientClosed",
-    "ClientError",
-    "Conflict",
-    "ConnectionLost",
-    "InvalidArgument",
-    "NodeError",
-    "NodeRefused",
-    "NodeUnavailable",
-    "ProtocolMismatch",
-    "Receipt",
-    "Watch",
-    "WatchEvent",
-]
+__all__ = ["ABSENT", "Client", "Conflict", "Receipt", "Watch", "WatchEvent"]

@@ -129,8 +129,12 @@ class Sync:
     timeout_s: float | None = None
 
 
+class _FaultInjection:
+    """An admin op: fault injection for demos and tests (:data:`ADMIN_OPS`)."""
+
+
 @attrs.frozen
-class Cut:
+class Cut(_FaultInjection):
     """Fault injection: drop all traffic with ``peer`` until healed: :class:`Empty`."""
 
     OP: ClassVar[str] = "cut"
@@ -138,7 +142,7 @@ class Cut:
 
 
 @attrs.frozen
-class Heal:
+class Heal(_FaultInjection):
     """Undo ``cut`` for ``peer`` (None: every peer): :class:`Empty`."""
 
     OP: ClassVar[str] = "heal"
@@ -175,7 +179,7 @@ READ_OPS: Final = frozenset({Hello.OP, Get.OP, Conflicts.OP, Status.OP, *STREAM_
 """Ops a ``read`` key may make."""
 WRITE_OPS: Final = frozenset({Set.OP, SetMany.OP, Delete.OP})
 """Ops that change the tree (a ``write`` key, within its prefixes)."""
-ADMIN_OPS: Final = frozenset({Cut.OP, Heal.OP})
+ADMIN_OPS: Final = frozenset(cls.OP for cls in REQUESTS.values() if issubclass(cls, _FaultInjection))
 """Fault injection: a peer key or a write key without prefixes. (``sync`` needs a key that may write.)"""
 RETRY_SAFE: Final = frozenset({Hello.OP, Get.OP, Conflicts.OP, Status.OP, Sync.OP, Cut.OP, Heal.OP})
 """Requests a client may send again when the connection died before the answer:
