@@ -34,6 +34,7 @@ class Client(ClientBase):
     def _start(self) -> None:
         self._session_obj: Session | None = None
         self._watches: set[Watch] = set()
+        self._inflight = asyncio.Semaphore(self.settings.inflight_max)
 
     def __repr__(self) -> str:
         return f"<aio Client {self.endpoint}{' closed' if self._closed else ''}>"
@@ -104,6 +105,19 @@ class Client(ClientBase):
     async def delete(self, path: PathLike, *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> Receipt:
         """Remove ``path`` and everything beneath it."""
         return await self._do(self._calls.delete(path, ack, timeout_s))
+
+    async def submit(self, path: PathLike, value: Any, *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> asyncio.Future[Receipt]:
+        """Start ``set(path, value, ...)`` as a task and return it (the blocking client's ``submit``).
+
+        At most ``inflight_max`` writes started this way are in flight; past
+        that, ``await client.submit(...)`` waits until one is answered. Writes
+        in flight together may be applied in any order.
+        """
+        call = self._calls.set(path, value, ack, timeout_s)  # bad arguments raise here, not in the task
+        await self._inflight.acquire()
+        task = asyncio.ensure_future(self._do(call))
+        task.add_done_callback(lambda _: self._inflight.release())
+        return task
 
     # -- watches
 

@@ -8,6 +8,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import trio
@@ -52,6 +53,7 @@ class Client(ClientBase):
         self._lock = threading.Lock()
         self._loop_obj: Loop | None = None
         self._watches: weakref.WeakSet[Watch] = weakref.WeakSet()
+        self._inflight = threading.BoundedSemaphore(self.settings.inflight_max)
         _live_clients.add(self)
 
     def __repr__(self) -> str:
@@ -136,6 +138,31 @@ class Client(ClientBase):
     def delete(self, path: PathLike, *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> Receipt:
         """Remove ``path`` and everything beneath it."""
         return self._do(self._calls.delete(path, ack, timeout_s))
+
+    def submit(self, path: PathLike, value: Any, *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> Future[Receipt]:
+        """Start ``set(path, value, ...)`` and return at once with a future of its receipt.
+
+        A producer keeps many writes in flight this way (pipelining) instead of
+        waiting a round trip for each: ``futures = [client.submit(k, v) for k, v in
+        items]``, then ``f.result()`` for each (it raises the write's error). At
+        most ``inflight_max`` writes are in flight; past that, ``submit`` blocks
+        until one is answered. Writes in flight together may be applied in any
+        order: wait for one before a write that must follow it.
+        """
+        call = self._calls.set(path, value, ack, timeout_s)  # bad arguments raise here, not in the future
+        loop = self._loop()
+        self._inflight.acquire()
+        future: Future[Receipt] = Future()
+        future.add_done_callback(self._release)
+        try:
+            loop.submit(call, future)
+        except BaseException:
+            self._inflight.release()
+            raise
+        return future
+
+    def _release(self, _: Future[Receipt]) -> None:
+        self._inflight.release()
 
     # -- watches
 

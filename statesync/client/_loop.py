@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -22,6 +23,7 @@ from statesync import ports, protocol
 from statesync.client._common import (
     HELLO,
     Attempts,
+    Call,
     Connecting,
     Resubscribing,
     port_options,
@@ -106,6 +108,27 @@ class Loop:
             return trio.from_thread.run(fn, *args, trio_token=self.token)
         except trio.RunFinishedError as exc:
             raise ClientClosed(f"the client of {self.client.endpoint} is closed; make a new Client") from exc
+
+    def submit(self, call: Call[Any], future: Future[Any]) -> None:
+        """Start ``call`` in the loop without waiting; its result (or error) goes to ``future``."""
+        if threading.current_thread() is self.thread:
+            raise ClientError("Client.submit was called from the client's own thread; call it from another thread")
+        assert self.token is not None and self._nursery is not None
+        try:
+            self.token.run_sync_soon(self._nursery.start_soon, self._complete, call, future)
+        except trio.RunFinishedError as exc:
+            raise ClientClosed(f"the client of {self.client.endpoint} is closed; make a new Client") from exc
+
+    async def _complete(self, call: Call[Any], future: Future[Any]) -> None:
+        try:
+            result = call.result(await self.request(call.request, call.reply, call.timeout_s))
+        except trio.Cancelled:
+            future.set_exception(ClientClosed(f"the client of {self.client.endpoint} closed before the write was answered"))
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
 
     def stop(self) -> None:
         stop, token = self._stop, self.token
