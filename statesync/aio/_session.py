@@ -31,7 +31,6 @@ from statesync.core import AbsentType, Path, Value
 from statesync.errors import (
     ConnectionLost,
     HandshakeFailed,
-    NodeRefused,
     NodeUnavailable,
     PortsError,
     ProtocolMismatch,
@@ -72,9 +71,9 @@ class Session:
                 await link.wait_up(timeout_s)
             return link
 
-    async def connect(self, deadline: float) -> tuple[Link, End, protocol.HelloReply]:
+    async def connect(self, deadline: float, patient: bool = False) -> tuple[Link, End, protocol.HelloReply]:
         """A new port to the node, checked with ``hello``; retries with backoff until ``deadline``."""
-        tries = Connecting(self.endpoint, self.connect_timeout_s, self.now(), deadline)
+        tries = Connecting(self.endpoint, self.now(), deadline, patient=patient)
         while True:
             remaining = tries.remaining(self.now())
             try:
@@ -86,7 +85,8 @@ class Session:
                     link.close_port(port)
                     raise
             except HandshakeFailed as exc:
-                raise NodeRefused(str(exc)) from exc
+                await asyncio.sleep(tries.handshake_failed(exc, self.now()))
+                continue
             except (PortsError, TimeoutError, OSError) as exc:
                 await asyncio.sleep(tries.failed(exc, self.now(), timed_out=isinstance(exc, TimeoutError | RequestTimeout)))
                 continue
@@ -95,12 +95,12 @@ class Session:
             self.node_id = reply.node_id
             return link, port, reply
 
-    async def _request_port(self, deadline: float) -> tuple[Link, End]:
+    async def _request_port(self, deadline: float, patient: bool = False) -> tuple[Link, End]:
         async with self.lock:
             link, port = self.link, self.port
             if link is not None and port is not None and not link.dead and not port.done and not port.partner_gone:
                 return link, port
-            link, port, _ = await self.connect(deadline)
+            link, port, _ = await self.connect(deadline, patient)
             self.port = port
             return link, port
 
@@ -111,8 +111,8 @@ class Session:
 
     # -- the request I/O (statesync.client._common.RequestIO)
 
-    async def connection(self, deadline: float) -> tuple[Link, End]:
-        return await self._request_port(deadline)
+    async def connection(self, deadline: float, patient: bool) -> tuple[Link, End]:
+        return await self._request_port(deadline, patient)
 
     def dead(self, conn: tuple[Link, End]) -> bool:
         link, port = conn
@@ -130,7 +130,7 @@ class Session:
 
     async def stream_tree(self, prefix: Path, timeout_s: float) -> Value | AbsentType:
         """The subtree at ``prefix`` (ABSENT: nothing), streamed in chunks; each message must come within ``timeout_s``."""
-        link, port, _ = await self.connect(self.now() + timeout_s)
+        link, port, _ = await self.connect(self.now() + min(timeout_s, self.connect_timeout_s))
         endpoint = self.endpoint
         try:
             link.post(port, protocol.encode_request(protocol.Snapshot(prefix)))

@@ -30,6 +30,7 @@ from statesync.errors import (
     InvalidArgument,
     MessageTooLarge,
     NodeError,
+    NodeRefused,
     NodeUnavailable,
     PortClosedError,
     PortTransferredError,
@@ -252,8 +253,8 @@ class Keys:
         self.client_id = secrets.token_hex(16)
         self._seq = itertools.count(1)
 
-    def next(self) -> tuple[str, int]:
-        return (self.client_id, next(self._seq))
+    def next(self) -> protocol.IdemKey:
+        return protocol.IdemKey(self.client_id, next(self._seq))
 
 
 class Calls:
@@ -285,18 +286,18 @@ class Calls:
 
     def set(self, path: PathLike, value: Any, ack: object, timeout_s: float | None) -> Call[Receipt]:
         ack, concern = self._concern(ack, timeout_s)
-        request = protocol.Set(as_path(path), value, ack=ack, timeout_s=concern)
+        request = protocol.Set(as_path(path), value, ack=ack, timeout_s=concern, key=self.keys.next())
         return Call(request, protocol.WriteReply, concern + WRITE_MARGIN_S, lambda r: receipt(r.receipt))
 
     def set_many(self, items: Iterable[tuple[PathLike, Any]], ack: object, timeout_s: float | None) -> Call[list[Receipt]]:
         ack, concern = self._concern(ack, timeout_s)
         pairs = tuple((as_path(p), v) for p, v in items)
-        request = protocol.SetMany(pairs, ack=ack, timeout_s=concern)
+        request = protocol.SetMany(pairs, ack=ack, timeout_s=concern, key=self.keys.next())
         return Call(request, protocol.SetManyReply, concern + WRITE_MARGIN_S, _receipts)
 
     def delete(self, path: PathLike, ack: object, timeout_s: float | None) -> Call[Receipt]:
         ack, concern = self._concern(ack, timeout_s)
-        request = protocol.Delete(as_path(path), ack=ack, timeout_s=concern)
+        request = protocol.Delete(as_path(path), ack=ack, timeout_s=concern, key=self.keys.next())
         return Call(request, protocol.WriteReply, concern + WRITE_MARGIN_S, lambda r: receipt(r.receipt))
 
     def cut(self, peer: str) -> Call[None]:
@@ -346,12 +347,16 @@ def unavailable(endpoint: str, waited: float, detail: str) -> NodeUnavailable:
 
 
 class Connecting:
-    """One connect's attempts: until ``deadline`` (at most ``connect_timeout_s`` from ``now``), with backoff."""
+    """One connect's attempts, with backoff, until ``deadline`` (the caller bounds it:
+    ``connect_timeout_s`` for a first connection, a call's whole timeout after a lost one)."""
 
-    def __init__(self, endpoint: str, connect_timeout_s: float, now: float, deadline: float) -> None:
+    def __init__(self, endpoint: str, now: float, deadline: float, *, patient: bool = False) -> None:
         self.endpoint = endpoint
         self.start = now
-        self.limit = min(deadline, now + connect_timeout_s)
+        self.limit = deadline
+        self.patient = patient
+        """Reconnecting after a lost connection: a refused handshake (a node restarting
+        refuses half-open connections) is tried again too, until the deadline."""
         self.backoff = backoff()
         self.detail = ""
 
@@ -366,6 +371,12 @@ class Connecting:
         """An attempt failed (no answer, refused socket): the seconds to wait before the next."""
         self.detail = "" if timed_out else f" (last error: {exc})"
         return min(self.backoff.next_s(), max(0.0, self.limit - now))
+
+    def handshake_failed(self, exc: BaseException, now: float) -> float:
+        """The node refused the handshake: NodeRefused at once, or (patient) the seconds to wait."""
+        if not self.patient:
+            raise NodeRefused(str(exc)) from exc
+        return self.failed(exc, now, timed_out=False)
 
     def refused(self, exc: ProtocolMismatch) -> ProtocolMismatch:
         return ProtocolMismatch(f"the node at {self.endpoint} refused the handshake: {exc}")
@@ -448,8 +459,9 @@ class RequestIO(Protocol[C]):
 
     def now(self) -> float: ...
 
-    async def connection(self, deadline: float) -> C:
-        """The current connection, made (checked with ``hello``) if there is none, until ``deadline``."""
+    async def connection(self, deadline: float, patient: bool) -> C:
+        """The current connection, made (checked with ``hello``) if there is none, until ``deadline``
+        (``patient``: after a lost one, see :attr:`Connecting.patient`)."""
 
     def dead(self, conn: C) -> bool: ...
 
@@ -464,7 +476,7 @@ class RequestIO(Protocol[C]):
 async def request(io: RequestIO[C], tries: Attempts, connect_timeout_s: float) -> object:
     """Send a request through ``io`` by the retry rules of ``tries``; the raw reply."""
     while True:
-        conn = await io.connection(tries.connect_deadline(io.now(), connect_timeout_s))
+        conn = await io.connection(tries.connect_deadline(io.now(), connect_timeout_s), tries.lost_once)
         remaining = tries.remaining(io.now())
         if io.dead(conn):  # died since: nothing was sent on it yet, so any request may go again
             io.forget(conn)
@@ -619,7 +631,7 @@ class WatchIO(Protocol[C]):
     """What a watch's subscriptions need of a client's I/O (``C``: one stream port)."""
 
     async def connect(self, within_s: float) -> C:
-        """A new stream port to the node, checked with ``hello``."""
+        """A new stream port to the node, checked with ``hello`` (a refusal ends the watch)."""
 
     def open(self, conn: C, msg: dict[str, Any]) -> None:
         """Post the opening message; ``conn`` is the watch's current port until :meth:`close`."""

@@ -37,7 +37,6 @@ from statesync.errors import (
     ClientClosed,
     ClientError,
     ConnectionLost,
-    NodeRefused,
     NodeUnavailable,
     ProtocolMismatch,
 )
@@ -140,11 +139,11 @@ class Loop:
 
     # -- connecting
 
-    async def _connect(self, deadline: float) -> tuple[ports.MessagePort, protocol.HelloReply]:
+    async def _connect(self, deadline: float, patient: bool = False) -> tuple[ports.MessagePort, protocol.HelloReply]:
         """A new port to the node, checked with ``hello``; retries with backoff until ``deadline``."""
         assert self.runtime is not None
         settings = self.client.settings
-        tries = Connecting(settings.endpoint, settings.connect_timeout_s, trio.current_time(), deadline)
+        tries = Connecting(settings.endpoint, trio.current_time(), deadline, patient=patient)
         while True:
             remaining = tries.remaining(trio.current_time())
             options = attrs.evolve(self.runtime.options, connect_timeout_s=max(remaining, 0.05))
@@ -157,7 +156,8 @@ class Loop:
                         port.close()
                         raise
             except ports.HandshakeFailed as exc:
-                raise NodeRefused(str(exc)) from exc
+                await trio.sleep(tries.handshake_failed(exc, trio.current_time()))
+                continue
             except (ports.PortsError, trio.TooSlowError, OSError) as exc:
                 await trio.sleep(tries.failed(exc, trio.current_time(), timed_out=isinstance(exc, trio.TooSlowError)))
                 continue
@@ -165,13 +165,13 @@ class Loop:
                 raise tries.refused(exc) from exc
             return port, reply
 
-    async def _request_port(self, deadline: float) -> ports.MessagePort:
+    async def _request_port(self, deadline: float, patient: bool = False) -> ports.MessagePort:
         assert self._connect_lock is not None
         async with self._connect_lock:
             port = self.port
             if port is not None and not port.closed:
                 return port
-            port, hello = await self._connect(deadline)
+            port, hello = await self._connect(deadline, patient)
             self.port = port
             self.node_id = hello.node_id
             return port
@@ -186,8 +186,8 @@ class Loop:
     def now(self) -> float:
         return trio.current_time()
 
-    async def connection(self, deadline: float) -> ports.MessagePort:
-        return await self._request_port(deadline)
+    async def connection(self, deadline: float, patient: bool) -> ports.MessagePort:
+        return await self._request_port(deadline, patient)
 
     def dead(self, conn: ports.MessagePort) -> bool:
         return conn.closed
@@ -206,8 +206,7 @@ class Loop:
 
     async def stream_tree(self, prefix: Path, timeout_s: float) -> Value | AbsentType:
         """The subtree at ``prefix`` (ABSENT: nothing), streamed in chunks; each message must come within ``timeout_s``."""
-        deadline = trio.current_time() + timeout_s
-        port, _ = await self._connect(deadline)
+        port, _ = await self._connect(trio.current_time() + min(timeout_s, self.client.connect_timeout_s))
         endpoint = self.client.endpoint
         try:
             port.post_message(protocol.encode_request(protocol.Snapshot(prefix)))

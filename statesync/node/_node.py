@@ -33,7 +33,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -46,6 +46,7 @@ from statesync.core import (
     AckSpec,
     Change,
     Now,
+    Op,
     PathLike,
     RefuseReason,
     Replica,
@@ -227,6 +228,15 @@ class Node:
         timeout_s: float | None = None,
     ) -> list[Receipt]:
         """Several writes committed together (one transaction, one round of acks)."""
+        return await self._write_many(items, ack, timeout_s)
+
+    async def _write_many(
+        self,
+        items: Iterable[tuple[PathLike, Value]],
+        ack: AckSpec,
+        timeout_s: float | None,
+        on_ops: Callable[[Sequence[Op]], None] | None = None,
+    ) -> list[Receipt]:
         self._check_open()
         now = self._now()
         timeout = self.config.write_timeout_s if timeout_s is None else timeout_s
@@ -235,6 +245,8 @@ class Node:
             return []
         ticket = self._rep.write_many(items, ack=ack, timeout_s=timeout, now=now)
         ops = ticket.ops or [ticket.op]
+        if on_ops is not None:
+            on_ops(ops)  # before the commit: a client key joins the ops' transaction
         if ticket.status is WriteStatus.DONE and not self._effects.durable:
             # in-memory, concern met: no waiting; the ops join the next frame
             if self._flusher.wrote(len(ops), sum(map(op_size, ops)), now.mono_s):
@@ -246,12 +258,21 @@ class Node:
         return [new(Receipt, (op.path, op.origin, op.seq, op.hlc, acked)) for op in ops]
 
     async def _write(
-        self, path: PathLike, value: Value, remove: bool, ack: AckSpec, timeout_s: float | None
+        self,
+        path: PathLike,
+        value: Value,
+        remove: bool,
+        ack: AckSpec,
+        timeout_s: float | None,
+        *,
+        on_ops: Callable[[Sequence[Op]], None] | None = None,
     ) -> Receipt:
         self._check_open()
         timeout = self.config.write_timeout_s if timeout_s is None else timeout_s
         now = self._now()
         ticket = self._rep.write(path, value, remove=remove, ack=ack, timeout_s=timeout, now=now)
+        if on_ops is not None:
+            on_ops([ticket.op])  # before the commit: a client key joins the op's transaction
         if ticket.status is WriteStatus.DONE:
             if not self._effects.durable:
                 # In-memory, concern met (ack="local"): done without a task round trip;

@@ -21,13 +21,13 @@ import functools
 import logging
 import os
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
 from statesync import ports, protocol
-from statesync.core import ABSENT, AbsentType, Path, Value
+from statesync.core import ABSENT, AbsentType, Op, Path, Value, format_path
 from statesync.errors import (
     BadRequest,
     ConfigError,
@@ -36,9 +36,12 @@ from statesync.errors import (
     TooLarge,
     TooManyStreams,
 )
+from statesync.node import _client_keys
+from statesync.node._client_keys import ClientKeys, Row, fingerprint, row
 from statesync.node._results import Receipt
 from statesync.node._security import CLIENT_DOMAIN
 from statesync.protocol import INLINE_BYTES_MAX, MESSAGE_BYTES_MAX
+from statesync.storage import SqliteStore
 
 if TYPE_CHECKING:
     from statesync.node._node import Node
@@ -96,20 +99,43 @@ def _receipt(r: Receipt) -> protocol.ReceiptData:
 Handler = Callable[[Any], Awaitable[protocol.Reply]]
 
 
-class ClientService:
-    """Serves one node's clients; runs in the node's nursery until the node stops."""
+def _staged_reply(request: protocol.Request, ops: Sequence[Op]) -> dict[str, Any]:
+    """The reply a write's ops make, as a store remembers it (no ``acked_by``)."""
+    receipts = [protocol.ReceiptData(format_path(op.path), op.origin, op.seq, op.hlc, []) for op in ops]
+    if isinstance(request, protocol.SetMany):
+        return protocol.encode_reply(protocol.SetManyReply(tuple(receipts)))
+    return protocol.encode_reply(protocol.WriteReply(receipts[-1]))
 
-    def __init__(self, node: Node) -> None:
+
+Write = protocol.Set | protocol.SetMany | protocol.Delete
+
+
+class ClientService:
+    """Serves one node's clients; runs in the node's nursery until the node stops.
+
+    Writes with an idempotency key go through :class:`ClientKeys` (at most
+    ``keys_max`` remembered; a durable node's are loaded from its store).
+    """
+
+    def __init__(self, node: Node, keys_max: int | None = None) -> None:
+        keys_max = _client_keys.KEYS_MAX if keys_max is None else keys_max
         self.node = node
         self.streams = 0
         self.requests = 0
+        store = node._store
+        self._sqlite = store if node._effects.durable and isinstance(store, SqliteStore) else None
+        rows: list[Row] = []
+        if self._sqlite is not None:
+            self._sqlite.client_keys_max = keys_max
+            rows = self._sqlite.load_client_keys()
+        self.keys = ClientKeys(keys_max, rows)
         self._nursery: trio.Nursery | None = None
         self._ops: dict[type[protocol.Request], Handler] = {
             protocol.Hello: self._hello,
             protocol.Get: self._get,
-            protocol.Set: self._set,
-            protocol.SetMany: self._set_many,
-            protocol.Delete: self._delete,
+            protocol.Set: self._write,
+            protocol.SetMany: self._write,
+            protocol.Delete: self._write,
             protocol.Conflicts: self._conflicts,
             protocol.Status: self._status,
             protocol.Sync: self._sync,
@@ -147,15 +173,44 @@ class ClientService:
                 raise BadRequest(f"{request.OP} opens a stream: post it as the first message of a new port")
             if self.node.security.enabled:
                 self._permit(key, request)
+            if isinstance(request, Write) and request.key is not None:
+                assert isinstance(data, dict)
+                return await self._keyed(request, request.key, key, fingerprint(data))
             return protocol.encode_reply(await handler(request))
         except ProtocolMismatch as exc:
             return protocol.error_reply(exc, protocol=protocol.PROTOCOL)
         except StatesyncError as exc:
             return protocol.error_reply(exc)
 
+    async def _keyed(self, request: Write, idem: protocol.IdemKey, owner: str | None, digest: bytes) -> dict[str, Any]:
+        """A write with an idempotency key: carried out once, its reply remembered."""
+
+        def staged(ops: Sequence[Op]) -> None:
+            if self._sqlite is not None and ops:
+                last = ops[-1]
+                self._sqlite.stage_client_key((last.origin, last.seq), row(idem, owner, digest, _staged_reply(request, ops)))
+
+        async def run() -> dict[str, Any]:
+            try:
+                return protocol.encode_reply(await self._write(request, staged))
+            except StatesyncError as exc:
+                return protocol.error_reply(exc)
+
+        return await self.keys.once(idem, owner, digest, run)
+
+    async def _write(self, request: Write, on_ops: Callable[[Sequence[Op]], None] | None = None) -> protocol.Reply:
+        node = self.node
+        if isinstance(request, protocol.SetMany):
+            rs = await node._write_many(list(request.items), request.ack, request.timeout_s, on_ops)
+            return protocol.SetManyReply(tuple(_receipt(r) for r in rs))
+        remove = isinstance(request, protocol.Delete)
+        value = None if isinstance(request, protocol.Delete) else request.value
+        r = await node._write(request.path, value, remove, request.ack, request.timeout_s, on_ops=on_ops)
+        return protocol.WriteReply(_receipt(r))
+
     def _permit(self, key: str | None, request: protocol.Request) -> None:
         """Raise AccessDenied unless the client's key may make this request now."""
-        touched = request.touched() if isinstance(request, protocol.Set | protocol.SetMany | protocol.Delete) else []
+        touched = request.touched() if isinstance(request, Write) else []
         node = self.node
 
         def leaf_at(path: Path) -> bool:
@@ -187,17 +242,6 @@ class ClientService:
             )
         return protocol.GetReply(True, value)
 
-    async def _set(self, request: protocol.Set) -> protocol.WriteReply:
-        r = await self.node.set(request.path, request.value, ack=request.ack, timeout_s=request.timeout_s)
-        return protocol.WriteReply(_receipt(r))
-
-    async def _set_many(self, request: protocol.SetMany) -> protocol.SetManyReply:
-        rs = await self.node.set_many(list(request.items), ack=request.ack, timeout_s=request.timeout_s)
-        return protocol.SetManyReply(tuple(_receipt(r) for r in rs))
-
-    async def _delete(self, request: protocol.Delete) -> protocol.WriteReply:
-        r = await self.node.delete(request.path, ack=request.ack, timeout_s=request.timeout_s)
-        return protocol.WriteReply(_receipt(r))
 
     async def _conflicts(self, request: protocol.Conflicts) -> protocol.ConflictsReply:
         path = request.path

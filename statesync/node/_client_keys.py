@@ -1,0 +1,133 @@
+"""The idempotency keys of client writes a node remembers, so that a retried write is
+answered with the original reply instead of being applied twice.
+
+A client gives every write a key ``[client_id, seq]`` (:class:`statesync.protocol.IdemKey`)
+and sends the same request again when its connection died before the answer.
+:meth:`ClientKeys.once` carries a write out once per key: a retry that comes
+while the first is still running waits for it; one that comes later gets the
+reply the first got. A key is bound to
+
+- the request it came with (a fingerprint of everything but the key): the same
+  key with another write is refused with ``bad_request``;
+- the client's CURVE public key, when the node has keys: another client using
+  it is refused with ``access_denied``. Without keys, the client id (128 random
+  bits) is what no other client can guess.
+
+On a durable node the key travels to the store with the write's ops, in the same
+transaction (:meth:`statesync.storage.SqliteStore.stage_client_key`): after a
+crash a key is remembered exactly when its write is in the log. The reply
+remembered there is the write's receipt without ``acked_by`` (which peers
+acknowledged is not durable); on an in-memory node keys live as long as the
+process. At most ``keys_max`` keys are kept, the oldest dropped first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Final
+
+import attrs
+import trio
+
+from statesync import protocol, wire
+from statesync.errors import AccessDenied, BadRequest
+
+KEYS_MAX: Final = 10_000
+"""Keys a node remembers by default (``ClientService.keys_max``)."""
+
+Row = tuple[str, int, "str | None", bytes, str]
+"""(client, seq, owner, fingerprint, reply as JSON), as the store keeps them."""
+
+
+def fingerprint(data: Mapping[str, Any]) -> bytes:
+    """A digest of a write request without its key: the same write retried has the same one."""
+    body = {k: v for k, v in data.items() if k != "key"}
+    return hashlib.blake2b(wire.encode_payload(body), digest_size=16).digest()
+
+
+def row(key: protocol.IdemKey, owner: str | None, digest: bytes, reply: Mapping[str, Any]) -> Row:
+    return (key.client, key.seq, owner, digest, json.dumps(reply, separators=(",", ":")))
+
+
+@attrs.define
+class _Entry:
+    owner: str | None
+    fingerprint: bytes
+    reply: dict[str, Any] | None
+    """None while the first request with the key is being carried out."""
+    done: trio.Event | None = None
+
+
+class ClientKeys:
+    """The keys of recent client writes and their replies (bounded by ``keys_max``)."""
+
+    def __init__(self, keys_max: int = KEYS_MAX, rows: Iterable[Row] = ()) -> None:
+        self.keys_max = keys_max
+        self._entries: OrderedDict[tuple[str, int], _Entry] = OrderedDict()
+        self._running = 0
+        for client, seq, owner, digest, reply in rows:
+            self._entries[(client, seq)] = _Entry(owner, digest, json.loads(reply))
+        self._evict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def once(
+        self,
+        key: protocol.IdemKey,
+        owner: str | None,
+        digest: bytes,
+        run: Callable[[], Awaitable[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        """The reply of the write with ``key``: ``run()``'s, the first time; the same reply after."""
+        k = (key.client, key.seq)
+        entry = self._entries.get(k)
+        if entry is not None:
+            if entry.owner != owner:
+                raise AccessDenied(
+                    f"the idempotency key [{key.client[:8]}…, {key.seq}] belongs to another client; "
+                    "a client makes its own keys (statesync.Client does)"
+                )
+            if entry.fingerprint != digest:
+                raise BadRequest(
+                    f"the idempotency key [{key.client[:8]}…, {key.seq}] was used for another write; "
+                    "give each write its own key (a new sequence number)"
+                )
+            if entry.reply is None and entry.done is not None:
+                await entry.done.wait()  # the first request with the key is still running
+            if entry.reply is not None:
+                return entry.reply
+            # the first one failed before it was carried out: this one runs instead
+        if self._running >= self.keys_max:
+            raise BadRequest(
+                f"{self._running} writes with idempotency keys are in flight on this node, its maximum; "
+                "wait for their answers before sending more"
+            )
+        entry = self._entries[k] = _Entry(owner, digest, None, trio.Event())
+        self._running += 1
+        try:
+            reply = await run()
+        except BaseException:
+            if self._entries.get(k) is entry:
+                del self._entries[k]
+            raise
+        else:
+            entry.reply = reply
+            return reply
+        finally:
+            self._running -= 1
+            assert entry.done is not None
+            entry.done.set()
+            self._evict()
+
+    def _evict(self) -> None:
+        entries = self._entries
+        while len(entries) > self.keys_max and len(entries) > self._running:
+            oldest = next(iter(entries))
+            if entries[oldest].reply is None:
+                entries.move_to_end(oldest)  # still running: drop the next oldest instead
+            else:
+                del entries[oldest]
