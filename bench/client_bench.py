@@ -62,14 +62,27 @@ def set_many_per_s(client: Client, n: int, batch: int) -> float:
     return n / (time.perf_counter() - t)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def print_rtts(figures: dict[str, list[float]], n: int, rounds: int) -> None:
+    """Each figure's median p50 over the rounds and its ratio to the ports request() one."""
+    print(f"\nsequential round trip to another process over tcp loopback, {n} per round, {rounds} rounds:")
+    floor = statistics.median(figures["ports request()"])
+    for name, values in figures.items():
+        mid = statistics.median(values)
+        print(f"  {name:<24} p50 {mid:7.1f} us  (rounds {', '.join(f'{v:.0f}' for v in values)})  {mid / floor:4.2f}x ports request()")
+
+
+def arguments(doc: str) -> tuple[int, int]:
+    """``--quick``, ``--rounds R`` and ``-n N`` as (writes per round, rounds): this bench's and aio_bench's."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--quick", action="store_true", help="fewer writes per round (1,000), 2 rounds")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 3)")
     parser.add_argument("-n", type=int, default=None, help="writes per round (default 5,000)")
     args = parser.parse_args()
-    n = args.n or (1_000 if args.quick else 5_000)
-    rounds = args.rounds or (2 if args.quick else 3)
+    return args.n or (1_000 if args.quick else 5_000), args.rounds or (2 if args.quick else 3)
+
+
+def main() -> None:
+    n, rounds = arguments(__doc__ or "")
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     child, _ = _peer({"node_id": "a", "listen": ["tcp://127.0.0.1:*"], "client": endpoint})
     rtt: dict[str, list[float]] = {"Client.set": [], "ports request()": []}
@@ -93,11 +106,7 @@ def main() -> None:
                 rates["Client.set_many of 1,000"].append(set_many_per_s(c256, 20 * n, 1000))
     finally:
         reap(child)
-    print(f"\nsequential round trip to another process over tcp loopback, {n} per round, {rounds} rounds:")
-    floor = statistics.median(rtt["ports request()"])
-    for name, values in rtt.items():
-        mid = statistics.median(values)
-        print(f"  {name:<18} p50 {mid:7.1f} us  (rounds {', '.join(f'{v:.0f}' for v in values)})  {mid / floor:4.2f}x ports request()")
+    print_rtts(rtt, n, rounds)
     print("\nwrites/s acknowledged by the node (ack='local', in-memory):")
     base = statistics.median(rates["Client.set, sequential"])
     for name, values in rates.items():

@@ -73,6 +73,8 @@ class Session:
 
     async def connect(self, deadline: float, patient: bool = False) -> tuple[Link, End, protocol.HelloReply]:
         """A new port to the node, checked with ``hello``; retries with backoff until ``deadline``."""
+        # without keys, once connected before, a refusal is most likely the node restarting
+        patient = self.settings.keys is None and (patient or self.node_id is not None)
         tries = Connecting(self.endpoint, self.now(), deadline, patient=patient)
         while True:
             remaining = tries.remaining(self.now())

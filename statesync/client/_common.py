@@ -355,8 +355,10 @@ class Connecting:
         self.start = now
         self.limit = deadline
         self.patient = patient
-        """Reconnecting after a lost connection: a refused handshake (a node restarting
-        refuses half-open connections) is tried again too, until the deadline."""
+        """A client without keys reconnecting (after a lost connection, or to a node that
+        answered before): a refused handshake (a restarting node may refuse half-open
+        connections) is tried again too, until the deadline, which then names it as the
+        last error. A client with keys is refused at once (its key was revoked)."""
         self.backoff = backoff()
         self.detail = ""
 

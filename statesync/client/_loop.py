@@ -143,6 +143,8 @@ class Loop:
         """A new port to the node, checked with ``hello``; retries with backoff until ``deadline``."""
         assert self.runtime is not None
         settings = self.client.settings
+        # without keys, once connected before, a refusal is most likely the node restarting
+        patient = settings.keys is None and (patient or self.node_id is not None)
         tries = Connecting(settings.endpoint, trio.current_time(), deadline, patient=patient)
         while True:
             remaining = tries.remaining(trio.current_time())

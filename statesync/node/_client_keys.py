@@ -75,6 +75,53 @@ class ClientKeys:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def lookup(self, key: protocol.IdemKey, owner: str | None, digest: bytes) -> dict[str, Any] | Awaitable[dict[str, Any] | None] | None:
+        """What is known of ``key``: its reply; an awaitable of it while its first request runs
+        (None there if that one failed); None when unknown. Refuses a forged or reused key."""
+        entry = self._entries.get((key.client, key.seq))
+        if entry is None:
+            return None
+        if entry.owner != owner:
+            raise AccessDenied(
+                f"the idempotency key [{key.client[:8]}…, {key.seq}] belongs to another client; "
+                "a client makes its own keys (statesync.Client does)"
+            )
+        if entry.fingerprint != digest:
+            raise BadRequest(
+                f"the idempotency key [{key.client[:8]}…, {key.seq}] was used for another write; "
+                "give each write its own key (a new sequence number)"
+            )
+        if entry.reply is not None:
+            return entry.reply
+        return self._after(entry)
+
+    @staticmethod
+    async def _after(entry: _Entry) -> dict[str, Any] | None:
+        assert entry.done is not None
+        await entry.done.wait()
+        return entry.reply
+
+    def claim(self, key: protocol.IdemKey, owner: str | None, digest: bytes) -> _Entry:
+        """Mark ``key`` as running (after :meth:`lookup` found nothing); then :meth:`finish` or :meth:`fail`."""
+        if self._running >= self.keys_max:
+            raise BadRequest(
+                f"{self._running} writes with idempotency keys are in flight on this node, its maximum; "
+                "wait for their answers before sending more"
+            )
+        entry = self._entries[(key.client, key.seq)] = _Entry(owner, digest, None, trio.Event())
+        self._running += 1
+        return entry
+
+    def finish(self, key: protocol.IdemKey, entry: _Entry, reply: dict[str, Any] | None) -> None:
+        """The write with ``key`` is answered with ``reply`` (None: it failed and is forgotten)."""
+        self._running -= 1
+        entry.reply = reply
+        if reply is None and self._entries.get((key.client, key.seq)) is entry:
+            del self._entries[(key.client, key.seq)]
+        assert entry.done is not None
+        entry.done.set()
+        self._evict()
+
     async def once(
         self,
         key: protocol.IdemKey,
@@ -83,45 +130,19 @@ class ClientKeys:
         run: Callable[[], Awaitable[dict[str, Any]]],
     ) -> dict[str, Any]:
         """The reply of the write with ``key``: ``run()``'s, the first time; the same reply after."""
-        k = (key.client, key.seq)
-        entry = self._entries.get(k)
-        if entry is not None:
-            if entry.owner != owner:
-                raise AccessDenied(
-                    f"the idempotency key [{key.client[:8]}…, {key.seq}] belongs to another client; "
-                    "a client makes its own keys (statesync.Client does)"
-                )
-            if entry.fingerprint != digest:
-                raise BadRequest(
-                    f"the idempotency key [{key.client[:8]}…, {key.seq}] was used for another write; "
-                    "give each write its own key (a new sequence number)"
-                )
-            if entry.reply is None and entry.done is not None:
-                await entry.done.wait()  # the first request with the key is still running
-            if entry.reply is not None:
-                return entry.reply
-            # the first one failed before it was carried out: this one runs instead
-        if self._running >= self.keys_max:
-            raise BadRequest(
-                f"{self._running} writes with idempotency keys are in flight on this node, its maximum; "
-                "wait for their answers before sending more"
-            )
-        entry = self._entries[k] = _Entry(owner, digest, None, trio.Event())
-        self._running += 1
+        while (known := self.lookup(key, owner, digest)) is not None:
+            if isinstance(known, dict):
+                return known
+            if (done := await known) is not None:
+                return done
+        # unknown, or its first request failed before it was carried out: this one runs
+        entry = self.claim(key, owner, digest)
+        reply = None
         try:
             reply = await run()
-        except BaseException:
-            if self._entries.get(k) is entry:
-                del self._entries[k]
-            raise
-        else:
-            entry.reply = reply
             return reply
         finally:
-            self._running -= 1
-            assert entry.done is not None
-            entry.done.set()
-            self._evict()
+            self.finish(key, entry, reply)
 
     def _evict(self) -> None:
         entries = self._entries

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import trio
 
@@ -96,7 +97,27 @@ def _receipt(r: Receipt) -> protocol.ReceiptData:
     return protocol.ReceiptData(r.path, r.origin, r.seq, r.hlc, list(r.acked_by))
 
 
-Handler = Callable[[Any], Awaitable[protocol.Reply]]
+Handler = Callable[[Any], protocol.Reply | Awaitable[protocol.Reply]]
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+def _error(exc: StatesyncError) -> dict[str, Any]:
+    if isinstance(exc, ProtocolMismatch):
+        return protocol.error_reply(exc, protocol=protocol.PROTOCOL)
+    return protocol.error_reply(exc)
+
+
+async def _answer(result: protocol.Reply | Awaitable[protocol.Reply]) -> dict[str, Any]:
+    try:
+        return protocol.encode_reply(await result if inspect.isawaitable(result) else result)
+    except StatesyncError as exc:
+        return _error(exc)
+
+
+async def _later(result: Awaitable[T], then: Callable[[T], U]) -> U:
+    return then(await result)
 
 
 def _staged_reply(request: protocol.Request, ops: Sequence[Op]) -> dict[str, Any]:
@@ -164,7 +185,9 @@ class ClientService:
 
     # ------------------------------------------------------------ requests
 
-    async def _handle(self, data: Value, key: str | None = None) -> dict[str, Any]:
+    def _handle(self, data: Value, key: str | None = None) -> dict[str, Any] | Awaitable[dict[str, Any]]:
+        """Answer a request: at once when it needs no waiting (the reply then rides in the
+        frame that carries the port's credit), else with an awaitable of the answer."""
         self.requests += 1
         try:
             request = protocol.decode_request(data)
@@ -175,38 +198,67 @@ class ClientService:
                 self._permit(key, request)
             if isinstance(request, Write) and request.key is not None:
                 assert isinstance(data, dict)
-                return await self._keyed(request, request.key, key, fingerprint(data))
-            return protocol.encode_reply(await handler(request))
-        except ProtocolMismatch as exc:
-            return protocol.error_reply(exc, protocol=protocol.PROTOCOL)
+                return self._keyed(request, request.key, key, fingerprint(data))
+            result = handler(request)
         except StatesyncError as exc:
-            return protocol.error_reply(exc)
+            return _error(exc)
+        if inspect.isawaitable(result):
+            return _answer(result)
+        return protocol.encode_reply(result)
 
-    async def _keyed(self, request: Write, idem: protocol.IdemKey, owner: str | None, digest: bytes) -> dict[str, Any]:
+    def _keyed(
+        self, request: Write, idem: protocol.IdemKey, owner: str | None, digest: bytes
+    ) -> dict[str, Any] | Awaitable[dict[str, Any]]:
         """A write with an idempotency key: carried out once, its reply remembered."""
+        keys = self.keys
+        known = keys.lookup(idem, owner, digest)
+        if isinstance(known, dict):
+            return known
+        if known is not None:  # its first request is still running
+            return keys.once(idem, owner, digest, lambda: _answer(self._write(request)))
 
         def staged(ops: Sequence[Op]) -> None:
             if self._sqlite is not None and ops:
                 last = ops[-1]
                 self._sqlite.stage_client_key((last.origin, last.seq), row(idem, owner, digest, _staged_reply(request, ops)))
 
-        async def run() -> dict[str, Any]:
-            try:
-                return protocol.encode_reply(await self._write(request, staged))
-            except StatesyncError as exc:
-                return protocol.error_reply(exc)
+        entry = keys.claim(idem, owner, digest)
+        try:
+            result = self._write(request, staged)
+        except StatesyncError as exc:
+            reply = _error(exc)
+            keys.finish(idem, entry, reply)
+            return reply
+        except BaseException:
+            keys.finish(idem, entry, None)
+            raise
+        if not inspect.isawaitable(result):
+            reply = protocol.encode_reply(result)
+            keys.finish(idem, entry, reply)
+            return reply
+        return self._keyed_later(idem, entry, result)
 
-        return await self.keys.once(idem, owner, digest, run)
+    async def _keyed_later(self, idem: protocol.IdemKey, entry: Any, result: Awaitable[protocol.Reply]) -> dict[str, Any]:
+        reply = None
+        try:
+            reply = await _answer(result)
+            return reply
+        finally:
+            self.keys.finish(idem, entry, reply)
 
-    async def _write(self, request: Write, on_ops: Callable[[Sequence[Op]], None] | None = None) -> protocol.Reply:
+    def _write(self, request: Write, on_ops: Callable[[Sequence[Op]], None] | None = None) -> protocol.Reply | Awaitable[protocol.Reply]:
         node = self.node
         if isinstance(request, protocol.SetMany):
-            rs = await node._write_many(list(request.items), request.ack, request.timeout_s, on_ops)
-            return protocol.SetManyReply(tuple(_receipt(r) for r in rs))
+            rs, _ = node._write_many_now(list(request.items), request.ack, request.timeout_s, on_ops)
+            if isinstance(rs, list):
+                return protocol.SetManyReply(tuple(_receipt(r) for r in rs))
+            return _later(rs, lambda rs: protocol.SetManyReply(tuple(_receipt(r) for r in rs)))
         remove = isinstance(request, protocol.Delete)
         value = None if isinstance(request, protocol.Delete) else request.value
-        r = await node._write(request.path, value, remove, request.ack, request.timeout_s, on_ops=on_ops)
-        return protocol.WriteReply(_receipt(r))
+        r, _ = node._write_now(request.path, value, remove, request.ack, request.timeout_s, on_ops=on_ops)
+        if isinstance(r, Receipt):
+            return protocol.WriteReply(_receipt(r))
+        return _later(r, lambda r: protocol.WriteReply(_receipt(r)))
 
     def _permit(self, key: str | None, request: protocol.Request) -> None:
         """Raise AccessDenied unless the client's key may make this request now."""
@@ -219,7 +271,7 @@ class ClientService:
 
         node.security.check_request(key, request.OP, touched, leaf_at)
 
-    async def _hello(self, request: protocol.Hello) -> protocol.HelloReply:
+    def _hello(self, request: protocol.Hello) -> protocol.HelloReply:
         node = self.node
         if request.protocol != protocol.PROTOCOL:
             raise ProtocolMismatch(
@@ -230,7 +282,7 @@ class ClientService:
             node.node_id, protocol.PROTOCOL, list(node.endpoints), list(getattr(node, "client_endpoints", ()))
         )
 
-    async def _get(self, request: protocol.Get) -> protocol.GetReply:
+    def _get(self, request: protocol.Get) -> protocol.GetReply:
         value = self.node.get(request.path, ABSENT)
         if value is ABSENT:
             return protocol.GetReply(False, None)
@@ -243,7 +295,7 @@ class ClientService:
         return protocol.GetReply(True, value)
 
 
-    async def _conflicts(self, request: protocol.Conflicts) -> protocol.ConflictsReply:
+    def _conflicts(self, request: protocol.Conflicts) -> protocol.ConflictsReply:
         path = request.path
         versions: list[protocol.VersionData] = []
         budget = MESSAGE_BYTES_MAX // 2
@@ -258,7 +310,7 @@ class ClientService:
             value = None  # conflicts are per leaf; a subtree is not shown here
         return protocol.ConflictsReply(tuple(versions), found, value)
 
-    async def _status(self, request: protocol.Status) -> protocol.StatusReply:
+    def _status(self, request: protocol.Status) -> protocol.StatusReply:
         node = self.node
         status: dict[str, Any] = node.status()
         config = node.config
@@ -276,11 +328,11 @@ class ClientService:
     async def _sync(self, request: protocol.Sync) -> protocol.SyncReply:
         return protocol.SyncReply(await self.node.sync(timeout_s=request.timeout_s or SYNC_TIMEOUT_S))
 
-    async def _cut(self, request: protocol.Cut) -> protocol.Empty:
+    def _cut(self, request: protocol.Cut) -> protocol.Empty:
         self.node._faults.cut(request.peer)
         return protocol.Empty()
 
-    async def _heal(self, request: protocol.Heal) -> protocol.Empty:
+    def _heal(self, request: protocol.Heal) -> protocol.Empty:
         self.node._faults.heal(request.peer)
         return protocol.Empty()
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
@@ -11,10 +10,10 @@ from typing import Any
 import pytest
 import trio
 
-from statesync import ports
 from statesync.client import Client, ClientClosed, InvalidArgument, Receipt
 from statesync.errors import WriteConcernError
-from tests.client.nodes import NodeThread, short_socket
+from tests.client.nodes import NodeThread
+from tests.client.test_client import FakeNode
 from tests.support import wait_until
 
 
@@ -57,8 +56,8 @@ def test_bad_arguments_raise_at_submit_and_node_errors_through_the_future(node: 
         client.submit("x", 1)
 
 
-class GatedNode:
-    """A ports listener that holds set requests and answers them ``batch`` at a time.
+class GatedNode(FakeNode):
+    """A fake node that holds set requests and answers them ``batch`` at a time.
 
     It records the most requests it held at once: a client that kept more than
     ``inflight_max`` writes in flight would show it (the gate opens at
@@ -66,19 +65,13 @@ class GatedNode:
     """
 
     def __init__(self, batch: int) -> None:
-        self.endpoint = short_socket("gated")
         self.batch = batch
         self.held: list[trio.Event] = []
         self.most_held = 0
         self.answered = 0
-        self._ready = threading.Event()
-        self._stop: trio.Event | None = None
-        self._token: trio.lowlevel.TrioToken | None = None
-        self._thread = threading.Thread(target=trio.run, args=(self._main,), daemon=True)
-        self._thread.start()
-        assert self._ready.wait(10)
+        super().__init__(self._hold)
 
-    async def _handle(self, data: Any) -> Any:
+    async def _hold(self, data: Any) -> Any:
         if data.get("op") == "hello":
             return {"ok": True, "node_id": "gated", "protocol": 1, "endpoints": [], "client_endpoints": []}
         gate = trio.Event()
@@ -92,27 +85,6 @@ class GatedNode:
         self.answered += 1
         path = data["path"]
         return {"ok": True, "receipt": {"path": path, "origin": "gated", "seq": self.answered, "hlc": 1, "acked_by": []}}
-
-    async def _main(self) -> None:
-        async with ports.open_runtime() as rt:
-            listener = rt.listen(self.endpoint)
-            self._stop = trio.Event()
-            self._token = trio.lowlevel.current_trio_token()
-
-            async def accept() -> None:
-                async for port in listener:
-                    port.set_request_handler(self._handle)
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(accept)
-                self._ready.set()
-                await self._stop.wait()
-                nursery.cancel_scope.cancel()
-
-    def stop(self) -> None:
-        assert self._stop is not None
-        trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
-        self._thread.join(10)
 
 
 def test_at_most_inflight_max_writes_are_in_flight() -> None:
