@@ -24,8 +24,8 @@ client: the bytes on the wire are the same.
 
 Connecting, retries and keys are the blocking client's: the connection is
 made on first use and re-made on its own when the node restarts (a call waits
-up to ``connect_timeout_s``, then :class:`NodeUnavailable`); requests in
-:data:`statesync.protocol.RETRY_SAFE` go again on a fresh connection; CURVE
+up to ``connect_timeout_s``, then :class:`NodeUnavailable`); reads and writes
+(with their idempotency keys) go again on a fresh connection; CURVE
 with ``secret_key_file=`` and ``server_key=`` (or ``?key=`` in the endpoint,
 or ``STATESYNC_KEY`` / ``STATESYNC_SERVER_KEY``). A client belongs to the
 asyncio loop that first used it; many tasks may share it.
