@@ -32,7 +32,7 @@ from typing import Any, Final
 import attrs
 import trio
 
-from statesync import protocol, wire
+from statesync import protocol
 from statesync.errors import AccessDenied, BadRequest
 
 KEYS_MAX: Final = 10_000
@@ -45,7 +45,8 @@ Row = tuple[str, int, "str | None", bytes, str]
 def fingerprint(data: Mapping[str, Any]) -> bytes:
     """A digest of a write request without its key: the same write retried has the same one."""
     body = {k: v for k, v in data.items() if k != "key"}
-    return hashlib.blake2b(wire.encode_payload(body), digest_size=16).digest()
+    # repr of the decoded payload (plain types, in wire order) is stable across processes
+    return hashlib.blake2b(repr(body).encode("utf-8", "backslashreplace"), digest_size=16).digest()
 
 
 def row(key: protocol.IdemKey, owner: str | None, digest: bytes, reply: Mapping[str, Any]) -> Row:
