@@ -211,16 +211,17 @@ class ClientService:
     ) -> dict[str, Any] | Awaitable[dict[str, Any]]:
         """A write with an idempotency key: carried out once, its reply remembered."""
         keys = self.keys
-        known = keys.lookup(idem, owner, digest)
-        if isinstance(known, dict):
-            return known
-        if known is not None:  # its first request is still running
-            return keys.once(idem, owner, digest, lambda: _answer(self._write(request)))
 
         def staged(ops: Sequence[Op]) -> None:
             if self._sqlite is not None and ops:
                 last = ops[-1]
                 self._sqlite.stage_client_key((last.origin, last.seq), row(idem, owner, digest, _staged_reply(request, ops)))
+
+        known = keys.lookup(idem, owner, digest)
+        if isinstance(known, dict):
+            return known
+        if known is not None:  # its first request is still running: wait for it (run it if that one fails)
+            return keys.once(idem, owner, digest, lambda: _answer(self._write(request, staged)))
 
         entry = keys.claim(idem, owner, digest)
         try:
