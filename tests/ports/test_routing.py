@@ -10,9 +10,9 @@ from __future__ import annotations
 import itertools
 
 from statesync.ports import _codec
-from statesync.ports._envelope import CLOSE_NOW, KIND_MESSAGE, Close, Ping
+from statesync.ports._envelope import CLOSE_NOW, KIND_MESSAGE, Close, Marker, Msg, Ping, PortRef
 from statesync.ports._outbox import Conn
-from statesync.ports._protocol import PortsProtocol
+from statesync.ports._protocol import GEN_ALL, PortsProtocol
 from statesync.ports._sequencing import PortEnd, Relay
 
 
@@ -218,3 +218,61 @@ def test_an_end_whose_route_died_on_the_far_side_hears_of_its_partner() -> None:
     assert k.partner_gone
     net.close_all()
     assert not any(net.rt[n].entries for n in ("x", "y", "z"))
+
+
+def test_a_pair_done_at_a_relay_releases_the_trip_behind_it() -> None:
+    # seed 320: e rides from x through y (where its partner f lives) on to z; the relays
+    # its trip left behind y are released by e's trail marker, which follows the relay
+    # at y. When f hears e closed, that relay goes: a marker goes on behind it itself
+    proto = PortsProtocol("y", iter(range(1, 100)).__next__)
+    to_x = Conn(queue_max=100, queue_bytes_max=1 << 20, window=8, accepts=True)
+    to_z = Conn(queue_max=100, queue_bytes_max=1 << 20, window=8, accepts=True)
+    to_x.remote_id, to_z.remote_id = "x", "z"
+    proto.link_up(to_x, 0.0)
+    proto.link_up(to_z, 0.0)
+    p = proto.connect(to_z, 8, 0.0)
+    f = proto.connect(to_x, 8, 0.0)
+    e = f.partner
+    ref = PortRef(e, f.id, 1, 0, 8, 1, 1, 1, 1, 0, 0, 0, 0)
+    proto.receive(to_x, Msg(p.partner, 1, False, KIND_MESSAGE, 0, b"", (ref,)), 0.0)
+    route = proto.entries[e]
+    assert isinstance(route, Relay) and route.hop is to_z and route.back is to_x
+    to_x.clear()
+    proto.receive(to_z, Close(f.id, 1, 1, "bye"), 0.0)
+    assert f.partner_gone and e not in proto.entries
+    assert Marker(e, GEN_ALL) in to_x.normal
+
+
+def test_a_marker_from_afar_leaves_the_route_of_an_end_living_here() -> None:
+    # seed 243: the route of v (living here) to u is v's own; a marker of every
+    # generation coming back from elsewhere for u (the relays of u's old trip) must
+    # not release it
+    proto = PortsProtocol("y", iter(range(1, 100)).__next__)
+    to_x = Conn(queue_max=100, queue_bytes_max=1 << 20, window=8)
+    to_z = Conn(queue_max=100, queue_bytes_max=1 << 20, window=8)
+    to_x.remote_id, to_z.remote_id = "x", "z"
+    proto.link_up(to_x, 0.0)
+    proto.link_up(to_z, 0.0)
+    v = proto.connect(to_x, 8, 0.0)
+    proto.receive(to_z, Marker(v.partner, GEN_ALL), 0.0)
+    route = proto.entries.get(v.partner)
+    assert isinstance(route, Relay) and route.hop is to_x
+
+
+def test_a_carrier_that_bounces_leaves_no_route_for_the_partner_of_its_port() -> None:
+    # seed 53: x sends z (partner w, at w) in a message to d while d is on its way
+    # from y to x; y sends the message back: z will be beyond x, so a route from y
+    # to w would serve nobody, and nothing would ever release it
+    net = Net("x", "y", "w")
+    net.link("x", "y")
+    net.link("x", "w")
+    a, d = net.connect("x", "y")
+    z, _ = net.connect("x", "w")
+    k, _ = net.connect("y", "x")
+    net.move("y", k, d)  # d leaves y for x
+    net.move("x", a, z)  # z goes to d, which is no longer at y
+    net.deliver("x", "y")
+    assert z.partner not in net.rt["y"].entries
+    net.settle()
+    net.close_all()
+    assert not any(net.rt[n].entries for n in ("x", "y", "w"))
