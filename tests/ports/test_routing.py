@@ -77,12 +77,25 @@ class Net:
             proto.close_all("done")
         self.settle()
 
+    def finish(self) -> None:
+        """Close every end left; then no runtime may hold anything (end or relay)."""
+        self.close_all()
+        left = {name: list(proto.entries) for name, proto in self.rt.items() if proto.entries}
+        assert not left, f"state left after every port closed: {left}"
+
+
+def chain(*names: str) -> Net:
+    """Runtimes linked one to the next."""
+    net = Net(*names)
+    for a, b in itertools.pairwise(names):
+        net.link(a, b)
+    return net
+
 
 def test_ends_sent_into_each_other_close_instead_of_bouncing_forever() -> None:
     # seed 196: a rides in a message to c while c rides in a message to a; each
     # runtime's relay points at the other, and both carriers went round forever
-    net = Net("x", "y")
-    net.link("x", "y")
+    net = chain("x", "y")
     a, b = net.connect("x", "y")
     c, d = net.connect("y", "x")
     net.move("x", d, a)
@@ -91,17 +104,14 @@ def test_ends_sent_into_each_other_close_instead_of_bouncing_forever() -> None:
     # nobody can ever take a or c: they close, and their partners hear it
     assert b.partner_gone and d.partner_gone
     assert a.id not in net.rt["x"].entries and c.id not in net.rt["y"].entries
-    net.close_all()
-    assert not net.rt["x"].entries and not net.rt["y"].entries
+    net.finish()
 
 
 def test_an_end_closed_where_its_partner_has_no_route_releases_its_trail() -> None:
     # seed 245: q arrives at z knowing its partner closed (two messages still on their
     # way), so z makes no route to the partner; when q closes there, the relay its
     # trip left at w has to go as well
-    net = Net("w", "x", "z")
-    net.link("w", "x")
-    net.link("w", "z")
+    net = chain("x", "w", "z")
     q, p = net.connect("w", "x")
     k, _ = net.connect("w", "z")
     net.rt["w"].receive(net.conns["w", "x"], Close(q.id, 3, 1, "closed"), 0.0)
@@ -136,16 +146,13 @@ def test_a_relay_whose_feed_died_closes_the_pair_on_both_sides() -> None:
     net.settle()
     assert a.id not in net.rt["y"].entries
     assert a_x.partner_gone and b_z.partner_gone
-    net.close_all()
-    assert not any(net.rt[n].entries for n in ("x", "y", "z"))
+    net.finish()
 
 
 def test_an_end_leaving_toward_its_partner_drops_its_route_to_it() -> None:
     # seed 245: r's route to s leads through y (s lives beyond it); r moves to y too:
     # from there it never comes back through x, and x's route to s serves nobody
-    net = Net("x", "y", "w")
-    net.link("x", "y")
-    net.link("y", "w")
+    net = chain("x", "y", "w")
     r, s = net.connect("x", "y")
     k, _ = net.connect("y", "w")
     net.move("y", k, s)  # s moves on to w; x still reaches it through y
@@ -155,16 +162,13 @@ def test_an_end_leaving_toward_its_partner_drops_its_route_to_it() -> None:
     net.move("x", m, r)
     assert s.id not in net.rt["x"].entries
     net.settle()
-    net.close_all()
-    assert not any(net.rt[n].entries for n in ("x", "y", "w"))
+    net.finish()
 
 
 def test_a_trip_cut_by_a_dead_link_releases_the_relays_behind_it() -> None:
     # seed 108: m rides from x through y toward z, where its partner lives; the link
     # y-z dies with the carrier on it: y's relay for m goes, and so must x's
-    net = Net("x", "y", "z")
-    net.link("x", "y")
-    net.link("y", "z")
+    net = chain("x", "y", "z")
     k, l_y = net.connect("x", "y")
     m, n_y = net.connect("x", "y")
     c, _ = net.connect("y", "z")
@@ -176,15 +180,13 @@ def test_a_trip_cut_by_a_dead_link_releases_the_relays_behind_it() -> None:
     net.down("y", "z")
     net.settle()
     assert m.id not in net.rt["x"].entries
-    net.close_all()
-    assert not any(net.rt[n].entries for n in ("x", "y", "z"))
+    net.finish()
 
 
 def test_a_close_now_from_the_path_is_passed_to_the_partner() -> None:
     # the end that hears from a relay that the path died tells its partner on its own
     # route, so the partner does not wait for a close that never comes
-    net = Net("x", "y")
-    net.link("x", "y")
+    net = chain("x", "y")
     a, b = net.connect("x", "y")
     net.rt["x"].receive(net.conns["x", "y"], Close(a.id, CLOSE_NOW, CLOSE_NOW, "path died"), 0.0)
     net.settle()
@@ -195,9 +197,7 @@ def test_an_end_whose_route_died_on_the_far_side_hears_of_its_partner() -> None:
     # seeds 115, 141: h (at z) reaches k (at x) directly, k reaches h through y; the
     # direct link dies: h hears it, k does not, and k's messages to h come to z, where
     # nobody is. z answers with a Close for h, which goes back along k's route to k.
-    net = Net("x", "y", "z")
-    net.link("x", "y")
-    net.link("y", "z")
+    net = chain("x", "y", "z")
     k, h = net.connect("x", "y")
     c, _ = net.connect("y", "z")
     net.move("y", c, h)
@@ -216,8 +216,7 @@ def test_an_end_whose_route_died_on_the_far_side_hears_of_its_partner() -> None:
     net.rt["x"].post(k, KIND_MESSAGE, 0, b"hello?", (), False, 0.0)
     net.settle()
     assert k.partner_gone
-    net.close_all()
-    assert not any(net.rt[n].entries for n in ("x", "y", "z"))
+    net.finish()
 
 
 def test_a_pair_done_at_a_relay_releases_the_trip_behind_it() -> None:
@@ -274,5 +273,4 @@ def test_a_carrier_that_bounces_leaves_no_route_for_the_partner_of_its_port() ->
     net.deliver("x", "y")
     assert z.partner not in net.rt["y"].entries
     net.settle()
-    net.close_all()
-    assert not any(net.rt[n].entries for n in ("x", "y", "w"))
+    net.finish()
