@@ -722,6 +722,11 @@ class PortsProtocol(Routing):
                     self._drop_route(e.partner, p)
             elif p is not None and p.partner == pid:
                 self._partner_closed(p, reason)
+            elif p is None and e.feed is not None and e.feed is not conn and not e.feed.dead:
+                # no route here to the partner, but its messages came by ``feed``: a
+                # Close for the end goes back that way to it (see _on_close)
+                e.feed.put(Close(pid, CLOSE_NOW, CLOSE_NOW, reason))
+                self._kick(e.feed)
         lost = f"messages on the way were lost ({reason})"
         for pid, x in list(self.entries.items()):
             if (

@@ -274,3 +274,28 @@ def test_a_carrier_that_bounces_leaves_no_route_for_the_partner_of_its_port() ->
     assert z.partner not in net.rt["y"].entries
     net.settle()
     net.finish()
+
+
+def test_a_trip_lost_with_a_dead_runtime_is_told_to_the_partner_whose_messages_came() -> None:
+    # seeds 732, 953: q leaves y toward z, the way y's route to its partner p went, so
+    # y keeps no route to p; z dies with q's carrier on its way. p's messages to q came
+    # to y from x: a Close for q goes back that way, and p hears it
+    net = chain("x", "y", "z")
+    net.link("x", "z")
+    p, q = net.connect("x", "z")
+    k, _ = net.connect("z", "y")
+    net.move("z", k, q)
+    net.deliver("z", "y")  # q arrives at y; y reaches p back through z
+    net.deliver("y", "z")
+    net.deliver("z", "x")  # p learns where q is and goes direct (its reply waits on x-z)
+    m, _ = net.connect("y", "z")
+    net.move("y", m, net.end("y", q.id))
+    net.rt["x"].post(p, KIND_MESSAGE, 0, b"to q", (), False, 0.0)
+    net.deliver("x", "y")  # y forwards it after q
+    for a, b in (("y", "z"), ("x", "z")):  # z crashes: x and y find out; z does nothing
+        net.rt[a].link_down(net.conns[a, b], "heartbeat timeout")
+    del net.rt["z"]
+    net.conns = {ab: c for ab, c in net.conns.items() if "z" not in ab}
+    net.settle()
+    assert p.partner_gone
+    net.finish()
