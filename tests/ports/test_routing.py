@@ -299,3 +299,19 @@ def test_a_trip_lost_with_a_dead_runtime_is_told_to_the_partner_whose_messages_c
     net.settle()
     assert p.partner_gone
     net.finish()
+
+
+def test_an_end_home_again_hears_that_its_old_route_drained() -> None:
+    # seed 811: b comes back to x, where its partner a lives; the marker behind a's
+    # messages on the old route releases y's relay and comes back, so b stops waiting
+    # for it: a later death of the link x-y no longer closes a pair that lives in x
+    net = chain("x", "y")
+    a, b = net.connect("x", "y")
+    k, _ = net.connect("y", "x")
+    net.move("y", k, b)
+    net.settle()
+    b_x = net.end("x", b.id)
+    assert b_x.awaiting is None
+    net.down("x", "y")
+    assert not a.partner_gone and not b_x.partner_gone
+    net.finish()
