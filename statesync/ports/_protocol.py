@@ -745,7 +745,7 @@ class PortsProtocol(Routing):
             if not isinstance(x, Relay) and x.awaiting is conn:
                 # what its partner sent on the old route is lost with the connection
                 partner = self.entries.get(x.partner)
-                self._partner_closed(x, lost)
+                self._partner_closed(x, lost, tell=True)
                 if partner is not None and not isinstance(partner, Relay):
                     self._partner_closed(partner, lost)
         self.out.relays_changed = True

@@ -184,6 +184,8 @@ class Routing:
             old = self.entries.get(ref.id)
             if old is not None and not isinstance(old, Relay) and not old.done:
                 continue  # an id collision or a forged ref: leave the local end alone
+            if isinstance(old, Relay):
+                self._bounced(ref, old, in_conn)
             self.entries[ref.id] = Relay(out, ref.moves, ref.partner, now, in_conn, m.dst, in_conn)
         for ref in refs:
             if out is in_conn:
@@ -194,6 +196,15 @@ class Routing:
                 self.entries[ref.partner] = Relay(in_conn, ref.partner_gen, ref.id, now, feed=out)
             else:
                 self._release_behind(ref.partner, in_conn)
+
+    def _bounced(self, ref: PortRef, old: Relay, in_conn: Conn) -> None:
+        """An end comes back over the connection its relay here sent it on (the message
+        carrying it found its way there back here): the relay the carrier installed on
+        the other side only sends back here what went there before the carrier came
+        back. A marker of the end's generation behind that releases it."""
+        if old.hop is in_conn and not in_conn.dead:
+            in_conn.put(Marker(ref.id, ref.moves))
+            self._kick(in_conn)
 
     def _release_behind(self, partner: int, in_conn: Conn) -> None:
         """An end passing through (or arriving) finds its partner living here: the
@@ -243,15 +254,8 @@ class Routing:
                 p.feed = e.hop
             # A marker that comes back over the relay's own hop was sent by the end
             # itself (see _release_trail): it goes on the way the end came.
-            if conn is e.hop:
-                nxt = e.back if e.back is not conn else None
-                if nxt is None and m.gen != GEN_ALL:
-                    # the end's old route ends here: the marker goes back to the end,
-                    # which waits for it (``awaiting``) once it came home
-                    nxt = conn
-            else:
-                nxt = e.hop
-            if nxt is not None and not nxt.dead:
+            nxt = e.back if conn is e.hop else e.hop
+            if nxt is not None and nxt is not conn and not nxt.dead:
                 nxt.put(m)
                 self._kick(nxt)
             self.out.relays_changed = True

@@ -301,17 +301,20 @@ def test_a_trip_lost_with_a_dead_runtime_is_told_to_the_partner_whose_messages_c
     net.finish()
 
 
-def test_an_end_home_again_hears_that_its_old_route_drained() -> None:
-    # seed 811: b comes back to x, where its partner a lives; the marker behind a's
-    # messages on the old route releases y's relay and comes back, so b stops waiting
-    # for it: a later death of the link x-y no longer closes a pair that lives in x
-    net = chain("x", "y")
+def test_an_end_home_again_whose_old_route_dies_tells_its_partner() -> None:
+    # seed 811: b comes back to x, where a lives, and waits for the marker behind a's
+    # messages on the old route (through y); a moves on to z; the link x-y dies before
+    # the marker came: what a sent that way is lost, b closes, and a must hear it too
+    net = chain("z", "x", "y")
     a, b = net.connect("x", "y")
     k, _ = net.connect("y", "x")
+    m, _ = net.connect("x", "z")
     net.move("y", k, b)
-    net.settle()
-    b_x = net.end("x", b.id)
-    assert b_x.awaiting is None
+    net.deliver("y", "x")  # b is home; its marker waits on x-y
+    net.move("x", m, a)
+    net.deliver("x", "z")
+    a_z = net.end("z", a.id)
     net.down("x", "y")
-    assert not a.partner_gone and not b_x.partner_gone
+    net.settle()
+    assert a_z.partner_gone
     net.finish()
