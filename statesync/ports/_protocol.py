@@ -115,9 +115,12 @@ forever: the carrier that comes back over the hop of its destination's relay
 carrying the port that relay's end rides with is taken as the cycle's proof,
 and the ports close.
 
-Known limits: the simulator still finds a few seeds in a thousand where
-a close comes late or never, or a relay stays (``python -m statesync.sim ports
---seed N``; e.g. 732, 811, 953) -- see the report of issue 12.
+Known limits: the simulator still finds 20 of 5,000 seeds (0.4%; 183 before
+these rules) where a close never comes (14), a relay stays (2), or messages are
+lost without a close (4; e.g. seed 938: an end comes home while its partner's
+route switch before that is still draining, and the marker of the newer route
+releases a relay the older one's messages still pass). Replay one with
+``python -m statesync.sim ports --seed N``.
 """
 
 from __future__ import annotations
