@@ -306,9 +306,7 @@ def test_an_end_home_again_whose_old_route_dies_tells_its_partner() -> None:
     # messages on the old route (through y); a moves on to z; the link x-y dies before
     # the marker came: what a sent that way is lost, b closes, and a must hear it too
     net = chain("z", "x", "y")
-    a, b = net.connect("x", "y")
-    k, _ = net.connect("y", "x")
-    m, _ = net.connect("x", "z")
+    (a, b), (k, _), (m, _) = (net.connect(u, v) for u, v in (("x", "y"), ("y", "x"), ("x", "z")))
     net.move("y", k, b)
     net.deliver("y", "x")  # b is home; its marker waits on x-y
     net.move("x", m, a)
