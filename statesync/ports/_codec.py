@@ -138,19 +138,21 @@ def _uint(b: bytes, i: int) -> tuple[int, int]:
     raise _NotFast
 
 
+_BIN_WIDTH: Final = {0xC5: 2, 0xC6: 4}
+"""Bytes of the size of a msgpack bin 16 / bin 32, by its first byte."""
+
+
 def _bin(b: bytes, i: int, end: int, bin_max: int) -> tuple[bytes, int]:
     c = b[i]
-    if c == 0xC4:
+    if c == 0xC4:  # bin 8, the usual case
         size = b[i + 1]
         i += 2
-    elif c == 0xC5:
-        size = int.from_bytes(b[i + 1 : i + 3], "big")
-        i += 3
-    elif c == 0xC6:
-        size = int.from_bytes(b[i + 1 : i + 5], "big")
-        i += 5
     else:
-        raise _NotFast
+        width = _BIN_WIDTH.get(c)  # bin 16, bin 32
+        if width is None:
+            raise _NotFast
+        size = int.from_bytes(b[i + 1 : i + 1 + width], "big")
+        i += 1 + width
     if size > bin_max or i + size > end:
         raise _NotFast
     return b[i : i + size], i + size

@@ -53,6 +53,10 @@ class PortState(PortEnd):
         return f"<port {self.id:#x} partner {self.partner:#x} in {self.runtime.id}>"
 
 
+Ports = tuple[PortState, ...]
+"""Ends that travel in a message."""
+
+
 class PortHost(Protocol):
     """The runtime as its ports see it."""
 
@@ -75,22 +79,12 @@ class PortHost(Protocol):
         """None if ``st`` may post ``size`` bytes now, else where to wait for room."""
 
     def post(  # noqa: PLR0917
-        self,
-        st: PortState,
-        kind: int,
-        req_id: int,
-        payload: bytes,
-        ports: tuple[PortState, ...],
-        prio: bool,
-    ) -> None: ...
+        self, st: PortState, kind: int, req_id: int, payload: bytes, ports: Ports, prio: bool
+    ) -> None:
+        """Post one message of ``kind`` from ``st`` carrying ``ports`` (PortQueueFull: no room)."""
 
     async def request(
-        self,
-        st: PortState,
-        payload: bytes,
-        ports: tuple[PortState, ...],
-        prio: bool,
-        deadline: float,
+        self, st: PortState, payload: bytes, ports: Ports, prio: bool, deadline: float
     ) -> tuple[int, bytes] | None:
         """Send a request and wait for (kind, payload) of its answer; None at the deadline."""
 

@@ -28,6 +28,11 @@ _positive = _bound(">", 0)
 _non_negative = _bound(">=", 0)
 
 
+def _seconds(default: float) -> Any:
+    """A duration field, in seconds, above zero."""
+    return attrs.field(default=default, validator=_positive)
+
+
 @attrs.frozen
 class PortOptions:
     """Everything tunable about ports, connections and their sockets.
@@ -63,9 +68,12 @@ class PortOptions:
     """``connect`` fails with ConnectError when the handshake takes longer."""
 
     # -- ZeroMQ-level liveness (ZMQ_HEARTBEAT_IVL / _TIMEOUT / _TTL)
-    zmq_heartbeat_interval_s: float = attrs.field(default=1.0, validator=_positive)
-    zmq_heartbeat_timeout_s: float = attrs.field(default=5.0, validator=_positive)
-    zmq_heartbeat_ttl_s: float = attrs.field(default=5.0, validator=_positive)
+    zmq_heartbeat_interval_s: float = _seconds(1.0)
+    """libzmq pings a TCP connection this often (ZMQ_HEARTBEAT_IVL)."""
+    zmq_heartbeat_timeout_s: float = _seconds(5.0)
+    """libzmq drops a TCP connection whose ping went unanswered this long (ZMQ_HEARTBEAT_TIMEOUT)."""
+    zmq_heartbeat_ttl_s: float = _seconds(5.0)
+    """The peer's libzmq drops the connection after this long without a ping (ZMQ_HEARTBEAT_TTL)."""
 
     # -- sockets
     linger_s: float = attrs.field(default=0.5, validator=_non_negative)
@@ -74,8 +82,9 @@ class PortOptions:
     """ZeroMQ send high-water mark, in frames (each frame is a batch of messages)."""
     rcvhwm: int = attrs.field(default=1000, validator=_positive)
     """ZeroMQ receive high-water mark, in frames."""
-    reconnect_interval_s: float = attrs.field(default=0.1, validator=_positive)
-    reconnect_interval_max_s: float = attrs.field(default=2.0, validator=_positive)
+    reconnect_interval_s: float = _seconds(0.1)
+    reconnect_interval_max_s: float = _seconds(2.0)
+    """libzmq redials a lost connection after ``reconnect_interval_s``, doubling up to this."""
 
     # -- queues (all bounded)
     port_window: int = attrs.field(default=8192, validator=_positive)

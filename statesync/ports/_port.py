@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Iterable
 from threading import get_ident
 from time import perf_counter
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple, overload
 
 import trio
 
@@ -57,6 +57,32 @@ class MessageEvent(NamedTuple):
     target: MessagePort | None = None
     error: DecodeError | None = None
     reason: str = ""
+
+
+class _Handler:
+    """A ``port.on_*`` attribute: a listener or None, kept in the slot ``_on_*``."""
+
+    def __init__(self, *, starts: bool = False) -> None:
+        self.starts = starts
+        self.slot = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = f"_{name}"
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _Handler: ...
+    @overload
+    def __get__(self, obj: MessagePort, owner: type | None = None) -> Listener | None: ...
+    def __get__(self, obj: MessagePort | None, owner: type | None = None) -> _Handler | Listener | None:
+        if obj is None:
+            return self
+        fn: Listener | None = getattr(obj, self.slot)
+        return fn
+
+    def __set__(self, obj: MessagePort, fn: Listener | None) -> None:
+        setattr(obj, self.slot, fn)
+        if self.starts and fn is not None and obj._state is not None:
+            obj.start()
 
 
 class MessagePort:
@@ -317,32 +343,13 @@ class MessagePort:
 
     # -- receiving ------------------------------------------------------------------
 
-    @property
-    def on_message(self) -> Listener | None:
-        return self._on_message
-
-    @on_message.setter
-    def on_message(self, fn: Listener | None) -> None:
-        """Setting a callable starts the port (like the web's ``onmessage``)."""
-        self._on_message = fn
-        if fn is not None and self._state is not None:
-            self.start()
-
-    @property
-    def on_messageerror(self) -> Listener | None:
-        return self._on_messageerror
-
-    @on_messageerror.setter
-    def on_messageerror(self, fn: Listener | None) -> None:
-        self._on_messageerror = fn
-
-    @property
-    def on_close(self) -> Listener | None:
-        return self._on_close
-
-    @on_close.setter
-    def on_close(self, fn: Listener | None) -> None:
-        self._on_close = fn
+    on_message = _Handler(starts=True)
+    """The listener of ``message`` events; setting a callable starts the port (like the
+    web's ``onmessage``)."""
+    on_messageerror = _Handler()
+    """The listener of ``messageerror`` events (a payload that does not decode)."""
+    on_close = _Handler()
+    """The listener of the ``close`` event."""
 
     def add_event_listener(self, type: EventType, fn: Listener) -> None:
         """Call ``fn(event)`` for ``"message"``, ``"messageerror"`` or ``"close"``; does not start the port."""

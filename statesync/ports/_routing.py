@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Final
 
 from statesync.errors import PortsError, PortTransferredError
-from statesync.ports._envelope import KIND_MESSAGE, Locate, Marker, Msg, PortRef
+from statesync.ports._envelope import CLOSE_NOW, KIND_MESSAGE, Close, Locate, Marker, Msg, PortRef
 from statesync.ports._outbox import Conn
 from statesync.ports._outputs import Dial, Output
 from statesync.ports._sequencing import Item, PortEnd, Relay, queued_in_order
@@ -22,6 +22,8 @@ from statesync.ports._sequencing import Item, PortEnd, Relay, queued_in_order
 GEN_ALL: Final = 1 << 62
 """A marker generation that releases every relay on its way (used when a pair closes)."""
 TRANSFERRED: Final = "the port was transferred; the receiver of the message owns it"
+UNTOLD_MAX: Final = 4096
+"""Ends remembered as gone without their partners told (the oldest is forgotten)."""
 
 Exported = list[tuple[PortEnd, list[tuple[bool, int, bytes | Item]]]]
 
@@ -47,6 +49,9 @@ class Routing:
         self._up: set[Conn] = set()
         self._pending_direct: dict[str, set[int]] = {}
         self._dialing: set[str] = set()
+        #: ends that went here without their partners being told (their only route
+        #: died): id -> why; a message still coming for one is answered (bounded)
+        self._untold: dict[int, str] = {}
 
     def new_id(self) -> int:
         while True:
@@ -57,15 +62,19 @@ class Routing:
     def _kick(self, conn: Conn) -> None:
         self.out.kicks[conn] = None
 
-    def _forward(self, e: Relay, m: object, now: float, *, prio: bool = False) -> None:
+    def _forward(self, e: Relay, m: object, conn: Conn, now: float, *, prio: bool = False) -> None:
         e.used = now
+        e.feed = conn
         e.hop.put(m, prio=prio)
         self.out.kicks[e.hop] = None
 
     # -- relocation: export / materialize -------------------------------------------
 
-    def _export(self, st: PortEnd, hop: Conn, exported: Exported, now: float) -> PortRef:
-        """Turn a local end into a relay toward ``hop``; its queued messages follow."""
+    def _export(
+        self, st: PortEnd, hop: Conn, exported: Exported, now: float, via: int
+    ) -> PortRef:
+        """Turn a local end into a relay toward ``hop``; its queued messages follow (the
+        message carrying it goes to port ``via``)."""
         pe = self.entries.get(st.partner)
         partner_gen = pe.gen if isinstance(pe, Relay) else pe.moves if pe is not None else 0
         queued, first_seq, first_pseq = queued_in_order(st)
@@ -86,7 +95,14 @@ class Routing:
         self._retire(st, PortTransferredError(TRANSFERRED))
         st.exported = True
         if self.entries.get(st.id) is st:
-            self.entries[st.id] = Relay(hop, moves, st.partner, now, st.trail)
+            feed = pe.hop if isinstance(pe, Relay) else None
+            self.entries[st.id] = Relay(hop, moves, st.partner, now, st.trail, via, feed)
+            if feed is hop:
+                # the partner lives beyond ``hop`` too: what the end sends from where it
+                # goes never comes back here, so its route to the partner from here
+                # serves nobody any more
+                del self.entries[st.partner]
+                self.out.relays_changed = True
         exported.append((st, queued))
         return ref
 
@@ -101,7 +117,7 @@ class Routing:
                     hop.put(Msg(st.id, seq, prio, KIND_MESSAGE, 0, x, ()), prio=prio)
                 else:
                     assert isinstance(x, Item)
-                    refs = tuple(self._export(p, hop, exported, now) for p in x.ports)
+                    refs = tuple(self._export(p, hop, exported, now, st.id) for p in x.ports)
                     hop.put(Msg(st.id, seq, prio, x.kind, x.req_id, x.payload, refs), prio=prio)
 
     def _materialize(self, refs: tuple[PortRef, ...], conn: Conn, now: float) -> tuple[PortEnd, ...]:
@@ -161,18 +177,34 @@ class Routing:
                 self._kick(pe.hop)
         return tuple(states)
 
-    def _relay_refs(self, refs: tuple[PortRef, ...], in_conn: Conn, out: Conn, now: float) -> None:
+    def _relay_refs(self, m: Msg, in_conn: Conn, out: Conn, now: float) -> None:
         """A carrier passes through: install relays so both directions follow."""
+        refs = m.ports
         for ref in refs:
             old = self.entries.get(ref.id)
             if old is not None and not isinstance(old, Relay) and not old.done:
                 continue  # an id collision or a forged ref: leave the local end alone
-            self.entries[ref.id] = Relay(out, ref.moves, ref.partner, now, in_conn)
+            if isinstance(old, Relay):
+                self._bounced(ref, old, in_conn)
+            self.entries[ref.id] = Relay(out, ref.moves, ref.partner, now, in_conn, m.dst, in_conn)
         for ref in refs:
+            if out is in_conn:
+                # the carrier goes back the way it came: the end will be beyond that
+                # connection, and what it sends its partner does not come back here
+                continue
             if ref.partner not in self.entries and ref.close_seq < 0:
-                self.entries[ref.partner] = Relay(in_conn, ref.partner_gen, ref.id, now)
+                self.entries[ref.partner] = Relay(in_conn, ref.partner_gen, ref.id, now, feed=out)
             else:
                 self._release_behind(ref.partner, in_conn)
+
+    def _bounced(self, ref: PortRef, old: Relay, in_conn: Conn) -> None:
+        """An end comes back over the connection its relay here sent it on (the message
+        carrying it found its way there back here): the relay the carrier installed on
+        the other side only sends back here what went there before the carrier came
+        back. A marker of the end's generation behind that releases it."""
+        if old.hop is in_conn and not in_conn.dead:
+            in_conn.put(Marker(ref.id, ref.moves))
+            self._kick(in_conn)
 
     def _release_behind(self, partner: int, in_conn: Conn) -> None:
         """An end passing through (or arriving) finds its partner living here: the
@@ -192,8 +224,10 @@ class Routing:
     def _on_locate(self, m: Locate, conn: Conn, now: float) -> None:
         e = self.entries.get(m.dst)
         if isinstance(e, Relay):
-            self._forward(e, m, now)
-        elif e is not None and not e.partner_gone and e.partner == m.src:
+            self._forward(e, m, conn, now)
+        elif e is None:
+            self._tell_untold(m.dst, conn)
+        elif not e.partner_gone and e.partner == m.src:
             e.partner_home = (m.runtime_id, m.endpoints, m.moves)
             if m.reply:
                 pe = self.entries.get(e.partner)
@@ -209,11 +243,19 @@ class Routing:
                 e.awaiting = None  # the old route is drained
             return
         if isinstance(e, Relay) and e.gen <= m.gen:
+            p = self.entries.get(e.partner)
+            if p is not None and not isinstance(p, Relay) and not p.done and p.partner == m.dst:
+                # the route of an end living here: only that end changes it (every
+                # marker that may release it is sent from here)
+                return
             del self.entries[m.dst]
+            if isinstance(p, Relay) and p.partner == m.dst and p.hop is not e.hop:
+                # what comes for the partner until its own marker does comes that way
+                p.feed = e.hop
             # A marker that comes back over the relay's own hop was sent by the end
             # itself (see _release_trail): it goes on the way the end came.
             nxt = e.back if conn is e.hop else e.hop
-            if nxt is not None and not nxt.dead:
+            if nxt is not None and nxt is not conn and not nxt.dead:
                 nxt.put(m)
                 self._kick(nxt)
             self.out.relays_changed = True
@@ -281,6 +323,32 @@ class Routing:
                 busy += 1
                 wait_s = min(wait_s, idle_s - (now - e.used))
         return busy, wait_s
+
+    def _drop_route(self, pid: int, e: Relay) -> None:
+        """The pair ``pid`` belongs to is done with relay ``e`` here: it goes, and a marker
+        of every generation goes back the way the end came (``e.back``), releasing the
+        relays its trip left behind (the chain of backs ends here otherwise)."""
+        if self.entries.get(pid) is e:
+            del self.entries[pid]
+        back = e.back
+        if back is not None and back is not e.hop and not back.dead:
+            back.put(Marker(pid, GEN_ALL))
+            self._kick(back)
+        self.out.relays_changed = True
+
+    def _untold_gone(self, st: PortEnd, reason: str) -> None:
+        untold = self._untold
+        if len(untold) >= UNTOLD_MAX:
+            del untold[next(iter(untold))]
+        untold[st.id] = reason
+
+    def _tell_untold(self, dst: int, conn: Conn) -> None:
+        """Something came for ``dst``, which lives here no more: if its partner was not
+        told, a Close for ``dst`` goes back the way it came (see ``_on_close``)."""
+        reason = self._untold.pop(dst, None)
+        if reason is not None and not conn.dead:
+            conn.put(Close(dst, CLOSE_NOW, CLOSE_NOW, reason))
+            self._kick(conn)
 
     def _release_trail(self, st: PortEnd, *, partner: bool = True) -> None:
         """Nothing will be sent to ``st`` any more (and, with ``partner``, nothing to its

@@ -49,10 +49,17 @@ QueueEntry = bytes | Item | CloseItem
 class Relay:
     """Entry for an end that lives elsewhere: send what is addressed to it over ``hop``."""
 
-    __slots__ = ("back", "gen", "hop", "partner", "used")
+    __slots__ = ("back", "feed", "gen", "hop", "partner", "used", "via")
 
-    def __init__(
-        self, hop: Conn, gen: int, partner: int, now: float, back: Conn | None = None
+    def __init__(  # noqa: PLR0917
+        self,
+        hop: Conn,
+        gen: int,
+        partner: int,
+        now: float,
+        back: Conn | None = None,
+        via: int = 0,
+        feed: Conn | None = None,
     ) -> None:
         self.hop = hop
         self.gen = gen
@@ -61,6 +68,12 @@ class Relay:
         #: where the end came from when it moved on through here (a marker coming back
         #: over ``hop`` goes on there)
         self.back = back
+        #: the port whose message carried the end away over ``hop`` (0: none): the end
+        #: rides in that port's queue until it arrives
+        self.via = via
+        #: the connection what it forwards comes by (None: from a local end); when that
+        #: connection dies, what was on it is lost
+        self.feed = feed
 
 
 class PortEnd:

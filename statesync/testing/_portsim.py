@@ -59,31 +59,35 @@ ProtocolFactory = Callable[[str, Callable[[], int]], PortsProtocol]
 class PortSimConfig:
     """One run. The defaults make a hard fault phase that heals."""
 
+    latency_s: tuple[float, float] = (0.001, 0.05)
+    """Each frame's time on the wire (frames of one connection arrive in order)."""
     seed: int = 0
     runtimes: int = 3
+    """Runtimes in the run (:func:`config_for_seed` draws 3 or 4)."""
     carriers: int = 2
     """Carrier channels per pair of runtimes (made by connect at the start)."""
+    step_s: tuple[float, float] = (0.001, 0.01)
     locals: int = 2
     """Channels inside each runtime at the start."""
     steps: int = 400
+    """Fault-phase steps; each is one user action or fault on a random runtime."""
     window: int = 8
-    latency_s: tuple[float, float] = (0.001, 0.05)
-    step_s: tuple[float, float] = (0.001, 0.01)
-    post_rate: float = 0.45
-    take_rate: float = 0.3
-    transfer_rate: float = 0.08
-    close_rate: float = 0.01
-    drop_rate: float = 0.004
-    exit_rate: float = 0.002
-    crash_rate: float = 0.002
+    """Every port's window."""
+    mix: tuple[float, float, float] = (0.45, 0.3, 0.08)
+    """What a fault-phase step does, by probability: post, take, transfer (else a fault)."""
+    faults: tuple[float, float, float, float] = (0.01, 0.004, 0.002, 0.002)
+    """Per step, about how likely a close, a dropped connection, a broker exit, a crash are."""
+    heartbeat_s: tuple[float, float] = (0.25, 1.0)
+    """Ping interval and timeout of the protocol's own liveness verdicts (which find a
+    crashed peer)."""
+    tick_s: float = 0.05
     detect_s: tuple[float, float] = (0.01, 0.2)
     """How long a side takes to notice a dropped connection (a TCP disconnect)."""
-    heartbeat_interval_s: float = 0.25
-    heartbeat_timeout_s: float = 1.0
-    tick_s: float = 0.05
     close_bound_s: float = 2.5
+    """The close invariant: a surviving end gets ``close`` this soon after its partner ends."""
     relay_idle_s: float = 0.3
     exit_wait_s: float = 2.0
+    """An exiting broker waits at most this long for its relays to be idle."""
     heal_s: float = 10.0
     trace: bool = False
 
@@ -139,7 +143,7 @@ class SimConn(Conn):
         super().__init__(queue_max=1 << 16, queue_bytes_max=1 << 26, window=config.window, accepts=accepts)
         self.rt = rt
         self.peer: SimConn | None = None
-        self.live = Liveness(now, now, now, config.heartbeat_interval_s)
+        self.live = Liveness(now, now, now, config.heartbeat_s[0])
         self.arrive_at = 0.0  # frames arrive in order: never before the previous one
 
 
@@ -488,7 +492,7 @@ class PortSimulation:
             if not rt.alive:
                 continue
             for conn in list(rt.conns.values()):
-                verdict = conn.live.verdict(self.now, True, c.heartbeat_timeout_s, 10.0, lambda: False)
+                verdict = conn.live.verdict(self.now, True, c.heartbeat_s[1], 10.0, lambda: False)
                 if verdict is Verdict.SILENT:
                     self._conn_down(conn, "heartbeat timeout")
                     peer = conn.peer
@@ -507,22 +511,24 @@ class PortSimulation:
         if not alive:
             return
         rt = rng.choice(alive)
+        post, take, transfer = c.mix
+        close, drop, exit_, crash = c.faults
         r = rng.random()
-        if r < c.post_rate:
+        if r < post:
             self._post(rt)
-        elif r < c.post_rate + c.take_rate:
+        elif r < post + take:
             self._take_some(rt)
-        elif r < c.post_rate + c.take_rate + c.transfer_rate:
+        elif r < post + take + transfer:
             self._transfer(rt)
         else:
             f = rng.random()
-            if f < c.close_rate * 10:
+            if f < close * 10:
                 self._close(rt)
-            elif f < (c.close_rate + c.drop_rate) * 10 and rt.conns:
+            elif f < (close + drop) * 10 and rt.conns:
                 self._drop(rng.choice(list(rt.conns.values())))
-            elif f < (c.close_rate + c.drop_rate + c.exit_rate) * 10 and len(alive) > 2:
+            elif f < (close + drop + exit_) * 10 and len(alive) > 2:
                 self._exit(rt)
-            elif f < (c.close_rate + c.drop_rate + c.exit_rate + c.crash_rate) * 10 and len(alive) > 2:
+            elif f < (close + drop + exit_ + crash) * 10 and len(alive) > 2:
                 self._crash(rt)
 
     # -- the run -----------------------------------------------------------------------

@@ -21,14 +21,6 @@ from statesync.testing._portsim import (
 
 SEEDS = range(250)
 
-#: Seeds whose runs find what the protocol does not handle yet (see the report
-#: for issue 12): an end whose only route to its partner died on the far side
-#: never hears that the partner closed (152, 196); a relay a trip left that the
-#: protocol still counts as forwarding once every port closed (the others).
-#: A seed that starts failing is a regression; one that starts passing may be
-#: dropped from here.
-KNOWN = {22, 130, 152, 155, 196, 210, 238, 245, 246}
-
 
 def failures(result: PortSimResult) -> str:
     return f"{replay_command(result.config)}\n" + "\n".join(result.violations[:10])
@@ -41,7 +33,7 @@ def test_the_ports_protocol_keeps_its_invariants_under_faults() -> None:
         result = run(config_for_seed(seed))
         for k in totals:
             totals[k] += getattr(result, k)
-        if not result.ok and seed not in KNOWN:
+        if not result.ok:
             bad.append(failures(result))
     assert not bad, "\n\n".join(bad)
     # the runs did exercise what the invariants are about
@@ -68,8 +60,6 @@ def caught(protocol: Callable[[str, Callable[[], int]], PortsProtocol], what: st
     real one keeps every invariant."""
     found = []
     for seed in range(150):
-        if seed in KNOWN:
-            continue
         result = run(config_for_seed(seed), protocol)
         found += [f"{replay_command(result.config)}: {v}" for v in result.violations if what in v]
     return found
