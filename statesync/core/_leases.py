@@ -294,6 +294,10 @@ class ExpiryIndex:
             self.end(lid)
         return out
 
+    def is_ending(self, lease_id: str) -> bool:
+        """Whether this node is ending the lease (:meth:`end` or :meth:`due` said so)."""
+        return lease_id in self._ending
+
     def next_deadline_s(self) -> float | None:
         return self._index[0][0] if self._index else None
 

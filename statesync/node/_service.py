@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING, Any, Final
 import trio
 
 from statesync import ports, protocol
-from statesync.core import ABSENT, AbsentType, Path, Value
+from statesync.core import ABSENT, AbsentType, Path, Value, format_path
+from statesync.core._leases import is_reserved
 from statesync.errors import (
+    AccessDenied,
     BadRequest,
     ConfigError,
     ProtocolMismatch,
@@ -52,6 +54,7 @@ IPC_PATH_MAX: Final = 100
 DISABLED: Final = frozenset({"", "none", "off", "false", "no"})
 SYNC_TIMEOUT_S: Final = 10.0
 """A ``sync`` request's wait when it names none."""
+CLIENT_ID_CHARS_MAX: Final = 128
 
 
 def client_endpoint(node_id: str, data_dir: str | None, client: str | None) -> str | None:
@@ -89,6 +92,14 @@ def client_endpoint(node_id: str, data_dir: str | None, client: str | None) -> s
     return text
 
 
+def unreserved(path: Path) -> None:
+    """AccessDenied for a client write under ``_statesync`` (the node's own records: leases)."""
+    if is_reserved(path):
+        raise AccessDenied(
+            f"{format_path(path) or '(the root)'} is reserved for statesync's own records (leases); write elsewhere"
+        )
+
+
 def _receipt(r: Receipt) -> protocol.ReceiptData:
     return protocol.ReceiptData(r.path, r.origin, r.seq, r.hlc, list(r.acked_by))
 
@@ -115,6 +126,9 @@ class ClientService:
             protocol.Sync: self._sync,
             protocol.Cut: self._cut,
             protocol.Heal: self._heal,
+            protocol.LeaseGrant: self._lease_grant,
+            protocol.LeaseKeepalive: self._lease_keepalive,
+            protocol.LeaseRevoke: self._lease_revoke,
         }
 
     async def run(self, endpoint: str, *, task_status: trio.TaskStatus[tuple[str, ...]] = trio.TASK_STATUS_IGNORED) -> None:
@@ -156,6 +170,7 @@ class ClientService:
     def _permit(self, key: str | None, request: protocol.Request) -> None:
         """Raise AccessDenied unless the client's key may make this request now."""
         touched = request.touched() if isinstance(request, protocol.Set | protocol.SetMany | protocol.Delete) else []
+        # lease requests check as writes with no path (a read key may not hold leases)
         node = self.node
 
         def leaf_at(path: Path) -> bool:
@@ -188,14 +203,20 @@ class ClientService:
         return protocol.GetReply(True, value)
 
     async def _set(self, request: protocol.Set) -> protocol.WriteReply:
-        r = await self.node.set(request.path, request.value, ack=request.ack, timeout_s=request.timeout_s)
+        unreserved(request.path)
+        lease = None if request.lease is None else self.node._leases.handle(request.lease.id, request.lease.token)
+        r = await self.node.set(request.path, request.value, ack=request.ack, timeout_s=request.timeout_s, lease=lease)
         return protocol.WriteReply(_receipt(r))
 
     async def _set_many(self, request: protocol.SetMany) -> protocol.SetManyReply:
+        for path, _ in request.items:
+            unreserved(path)
         rs = await self.node.set_many(list(request.items), ack=request.ack, timeout_s=request.timeout_s)
         return protocol.SetManyReply(tuple(_receipt(r) for r in rs))
 
     async def _delete(self, request: protocol.Delete) -> protocol.WriteReply:
+        if request.path:
+            unreserved(request.path)
         r = await self.node.delete(request.path, ack=request.ack, timeout_s=request.timeout_s)
         return protocol.WriteReply(_receipt(r))
 
@@ -238,6 +259,20 @@ class ClientService:
 
     async def _heal(self, request: protocol.Heal) -> protocol.Empty:
         self.node._faults.heal(request.peer)
+        return protocol.Empty()
+
+    async def _lease_grant(self, request: protocol.LeaseGrant) -> protocol.LeaseReply:
+        if len(request.client) > CLIENT_ID_CHARS_MAX:
+            raise BadRequest(f"a lease_grant's client id is at most {CLIENT_ID_CHARS_MAX} characters")
+        lease = await self.node._leases.grant(request.ttl_s, client=request.client)
+        return protocol.LeaseReply(lease.id, lease.token, lease.ttl_s)
+
+    async def _lease_keepalive(self, request: protocol.LeaseKeepalive) -> protocol.LeaseReply:
+        ttl_s = self.node._leases.keepalive(request.lease.id, request.lease.token)
+        return protocol.LeaseReply(request.lease.id, "", ttl_s)
+
+    async def _lease_revoke(self, request: protocol.LeaseRevoke) -> protocol.Empty:
+        await self.node._leases.revoke(request.lease.id, request.lease.token)
         return protocol.Empty()
 
     # ------------------------------------------------------------- streams
