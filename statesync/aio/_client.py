@@ -8,9 +8,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from statesync import ports, protocol
+from statesync.aio._lease import Lease, Presence, close_leases, grant
 from statesync.aio._session import Session
 from statesync.aio._watch import Watch
 from statesync.client._client import ENV_NODE, WRITE_MARGIN_S, _checked, _client_keys, _receipt
+from statesync.client._lease import PRESENCE_TTL_S
 from statesync.core import ABSENT, PathLike, as_path
 from statesync.errors import ClientClosed, ClientError, TooLarge
 from statesync.node._results import Conflict, Receipt
@@ -61,6 +63,7 @@ class Client:
         self._session_obj: Session | None = None
         self._closed = False
         self._watches: set[Watch] = set()
+        self._leases: set[Lease] = set()
 
     def __repr__(self) -> str:
         return f"<aio Client {self.endpoint}{' closed' if self._closed else ''}>"
@@ -133,10 +136,11 @@ class Client:
 
     # -- writes
 
-    async def set(self, path: PathLike, value: Any, *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> Receipt:
-        """Write ``value`` at ``path`` (a dict writes a subtree); ``ack`` as in the blocking client."""
+    async def set(self, path: PathLike, value: Any, *, ack: protocol.Ack = "local", timeout_s: float | None = None, lease: Lease | None = None) -> Receipt:
+        """Write ``value`` at ``path`` (a dict writes a subtree); ``ack`` and ``lease`` as in the blocking client."""
         ack, concern = self._concern(ack, timeout_s)
-        request = protocol.Set(as_path(path), value, ack=ack, timeout_s=concern)
+        ref = None if lease is None else lease.check()
+        request = protocol.Set(as_path(path), value, ack=ack, timeout_s=concern, lease=ref)
         reply: protocol.WriteReply = await self._call(request, protocol.WriteReply, concern + WRITE_MARGIN_S)
         return _receipt(reply.receipt)
 
@@ -157,6 +161,16 @@ class Client:
     def _concern(self, ack: object, timeout_s: float | None) -> tuple[protocol.Ack, float]:
         ack, concern = _checked(ack, timeout_s)
         return ack, concern if concern is not None else self.timeout_s
+
+    # -- leases and presence (statesync.aio._lease, docs/leases.md)
+
+    async def lease(self, ttl_s: float) -> Lease:
+        """A lease on the node, kept alive by this client until revoked, its block ends or the client closes."""
+        return await grant(self, ttl_s)
+
+    async def presence(self, prefix: PathLike, state: Any, *, participant: str | None = None, ttl_s: float = PRESENCE_TTL_S) -> Presence:
+        """Join ``prefix`` as one participant (``prefix.<participant>`` = ``state``, on a lease of its own)."""
+        return await Presence(self, prefix, participant).join(state, ttl_s)
 
     # -- watches
 
@@ -187,6 +201,8 @@ class Client:
         """Close watches and the connection; the client cannot be used afterwards."""
         if self._closed:
             return
+        if self._session_obj is not None:
+            await close_leases(self._leases)
         self._closed = True
         watches, self._watches = self._watches, set()
         for watch in watches:

@@ -13,6 +13,7 @@ from typing import Any, Final
 import trio
 
 from statesync import ports, protocol
+from statesync.client._lease import PRESENCE_TTL_S, Lease, Presence, close_leases, grant
 from statesync.client._loop import Loop
 from statesync.client._watch import Watch, run_callback
 from statesync.core import ABSENT, PathLike, as_path, format_path
@@ -169,16 +170,18 @@ class Client:
 
     # -- writes
 
-    def set(self, path: PathLike, value: Any, *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> Receipt:
+    def set(self, path: PathLike, value: Any, *, ack: protocol.Ack = "local", timeout_s: float | None = None, lease: Lease | None = None) -> Receipt:
         """Write ``value`` at ``path`` (a dict writes a subtree).
 
         ``ack``: ``"local"`` returns once durable on the node, ``"all"`` once
         every connected peer acknowledged, ``N`` once N peers did; past
         ``timeout_s`` a WriteConcernError names the peers that did not answer
-        (the write stays, and spreads later).
+        (the write stays, and spreads later). With ``lease`` (from
+        :meth:`lease`) the key is deleted on every replica when the lease ends.
         """
         ack, concern = self._concern(ack, timeout_s)
-        reply: protocol.WriteReply = self._call(protocol.Set(as_path(path), value, ack=ack, timeout_s=concern), protocol.WriteReply, concern + WRITE_MARGIN_S)
+        ref = None if lease is None else lease.check()
+        reply: protocol.WriteReply = self._call(protocol.Set(as_path(path), value, ack=ack, timeout_s=concern, lease=ref), protocol.WriteReply, concern + WRITE_MARGIN_S)
         return _receipt(reply.receipt)
 
     def set_many(self, items: Iterable[tuple[PathLike, Any]], *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> list[Receipt]:
@@ -197,6 +200,16 @@ class Client:
     def _concern(self, ack: object, timeout_s: float | None) -> tuple[protocol.Ack, float]:
         ack, concern = _checked(ack, timeout_s)
         return ack, concern if concern is not None else self.timeout_s
+
+    # -- leases and presence (statesync.client._lease, docs/leases.md)
+
+    def lease(self, ttl_s: float) -> Lease:
+        """A lease on the node, kept alive by this client until revoked, the ``with`` block ends or the client closes."""
+        return grant(self, ttl_s)
+
+    def presence(self, prefix: PathLike, state: Any, *, participant: str | None = None, ttl_s: float = PRESENCE_TTL_S) -> Presence:
+        """Join ``prefix`` as one participant (``prefix.<participant>`` = ``state``, on a lease of its own)."""
+        return Presence(self, prefix, state, participant=participant, ttl_s=ttl_s)
 
     # -- watches
 
@@ -248,7 +261,9 @@ class Client:
     # -- lifetime
 
     def close(self) -> None:
-        """Close watches and the connection; the client cannot be used afterwards."""
+        """Revoke its leases, close watches and the connection; the client cannot be used afterwards."""
+        if not self._closed:
+            close_leases(self)
         with self._lock:
             if self._closed:
                 return

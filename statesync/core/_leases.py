@@ -241,13 +241,15 @@ class ExpiryIndex:
             self._pinned.discard(lease_id)
             self.heard(lease_id, now_s)
 
-    def set_live(self, live: Iterable[str], now_s: float) -> None:
-        """The peers this node reaches now (itself excluded)."""
+    def set_live(self, live: Iterable[str], now_s: float, last_seen_s: Mapping[str, float] | None = None) -> None:
+        """The peers this node reaches now (itself excluded); ``last_seen_s``: when each was last
+        heard from (a peer that left counts as unreachable since then; default ``now_s``)."""
         new = frozenset(live) - {self.me}
         if new == self._live:
             return
+        seen = last_seen_s or {}
         for node in self._live - new:
-            self._down_since[node] = now_s
+            self._down_since[node] = min(now_s, seen.get(node, now_s))
         for node in new:
             self._down_since.pop(node, None)
         self._live = new

@@ -151,6 +151,8 @@ class LeaseManager:
         self.per_client_max: int = config.leases_per_client_max
         self.keys_max: int = config.lease_keys_max
         self.index = ExpiryIndex(self.me, grace_s=config.heartbeat_timeout_s)
+        self.silent_s: float = config.heartbeat_timeout_s + 2 * config.sync_interval_s
+        """A peer that sent nothing for this long is unreachable (its link may look up: a cut)."""
         self._client_of: dict[str, str] = {}
         self._per_client: collections.Counter[str] = collections.Counter()
         self._ended: collections.OrderedDict[str, str] = collections.OrderedDict()
@@ -302,8 +304,10 @@ class LeaseManager:
     def _refresh(self) -> None:
         """Tell the index the peers up now, and the records if the tree changed."""
         now = trio.current_time()
-        rep = self.node._rep
-        self.index.set_live((p for p, st in rep.peers.items() if st.link is not None), now)
+        peers = self.node._rep.peers
+        silent_s = self.silent_s
+        live = [p for p, st in peers.items() if st.link is not None and now - st.last_seen_s <= silent_s]
+        self.index.set_live(live, now, {p: st.last_seen_s for p, st in peers.items()})
         replica = self.node.replica
         total = sum(replica.vv.values())
         if total == self._seen_total:
@@ -344,3 +348,36 @@ class LeaseManager:
             if not node._closing:
                 raise
         log.info("%s: lease %s %s; %d keys deleted", self.me, lease_id, why, deleted)
+
+
+class Presence:
+    """One participant under a prefix on a lease the node holds: ``async with node.presence(room, state) as me``."""
+
+    def __init__(self, manager: LeaseManager, prefix: PathLike, state: Value, participant: str | None, ttl_s: float) -> None:
+        self._manager = manager
+        self.prefix = as_path(prefix)
+        self.participant = participant or secrets.token_hex(6)
+        self.path = (*self.prefix, self.participant)
+        self._state = state
+        self._ttl_s = ttl_s
+        self.lease: Lease | None = None
+
+    async def __aenter__(self) -> Presence:
+        self.lease = await self._manager.grant(self._ttl_s, pinned=True)
+        await self.update(self._state)
+        return self
+
+    async def update(self, state: Value) -> Receipt:
+        """Replace this participant's state."""
+        if self.lease is None:
+            raise LeaseNotFound("this presence has not joined yet: use it in 'async with'")
+        return await self._manager.node.set(self.path, state, lease=self.lease)
+
+    def members(self) -> dict[str, Value]:
+        """Every participant present under the prefix, by id, with its state."""
+        value = self._manager.node.get(self.prefix, {})
+        return value if isinstance(value, dict) else {}
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.lease is not None:
+            await self.lease.revoke()

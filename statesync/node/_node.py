@@ -64,7 +64,7 @@ from statesync.node._dialer import Dialer, Endpoints
 from statesync.node._effects import Checkpoints, EffectsApplier
 from statesync.node._faults import NodeFaults
 from statesync.node._flusher import Flusher
-from statesync.node._leases import Lease, LeaseManager, LeaseOpening
+from statesync.node._leases import Lease, LeaseManager, LeaseOpening, Presence
 from statesync.node._link import LinkTable, quietly
 from statesync.node._results import Conflict, Receipt
 from statesync.node._security import NodeSecurity
@@ -229,6 +229,12 @@ class Node:
         """
         self._check_open()
         return LeaseOpening(self._leases, ttl_s)
+
+    def presence(self, prefix: PathLike, state: Value, *, participant: str | None = None, ttl_s: float = 10.0) -> Presence:
+        """Join ``prefix`` as one participant (``prefix.<participant>`` = ``state`` on a lease of its
+        own) while the ``async with`` block runs; ``update(state)``, ``members()``."""
+        self._check_open()
+        return Presence(self._leases, prefix, state, participant, ttl_s)
 
     async def delete(
         self, path: PathLike, *, ack: AckSpec = "local", timeout_s: float | None = None
