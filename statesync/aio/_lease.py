@@ -16,42 +16,28 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from statesync import protocol
-from statesync.client._lease import CLOSE_REVOKE_TIMEOUT_S, KEEPALIVES_PER_TTL, check_ttl, client_id
+from statesync.client._lease import (
+    CLOSE_REVOKE_TIMEOUT_S,
+    KEEPALIVES_PER_TTL,
+    LeaseBase,
+    check_ttl,
+    client_id,
+)
 from statesync.core import Path, PathLike, as_path
-from statesync.errors import LeaseError, LeaseExpired, StatesyncError
+from statesync.errors import LeaseError, StatesyncError
 
 if TYPE_CHECKING:
     from statesync.aio._client import Client
     from statesync.node._results import Receipt
 
 
-class Lease:
+class Lease(LeaseBase):
     """A lease held by an asyncio client: ``async with await client.lease(ttl_s=5) as lease``."""
 
     def __init__(self, client: Client, reply: protocol.LeaseReply) -> None:
-        self._client = client
-        self.id = reply.id
-        self.ttl_s = reply.ttl_s
-        self.ref = protocol.LeaseRef(reply.id, reply.token)
-        self.error: LeaseError | None = None
-        """Why the lease ended, once it has (None while held)."""
-        self._revoked = False
+        super().__init__(client, reply)
+        self._client: Client = client
         self._task: asyncio.Task[None] | None = None
-
-    def __repr__(self) -> str:
-        return f"<aio Lease {self.id} ttl {self.ttl_s:g} s{' ended' if self.ended else ''}>"
-
-    @property
-    def ended(self) -> bool:
-        return self._revoked or self.error is not None
-
-    def check(self) -> protocol.LeaseRef:
-        """The lease's reference for a write; LeaseExpired if it is known to have ended."""
-        if self.error is not None:
-            raise LeaseExpired(str(self.error))
-        if self._revoked:
-            raise LeaseExpired(f"lease {self.id} was revoked; its keys were deleted: grant a new lease")
-        return self.ref
 
     async def keepalive(self) -> float:
         """Keep the lease alive now (the client also does it by itself); its ttl."""

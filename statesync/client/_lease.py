@@ -61,21 +61,20 @@ def check_ttl(ttl_s: object) -> float:
         raise InvalidArgument(str(exc)) from exc
 
 
-class Lease:
-    """A lease held by a blocking client: ``with client.lease(ttl_s=5) as lease``."""
+class LeaseBase:
+    """What the blocking and the asyncio clients' leases share: the reference and whether it ended."""
 
-    def __init__(self, client: Client, reply: protocol.LeaseReply) -> None:
+    def __init__(self, client: Any, reply: protocol.LeaseReply) -> None:
         self._client = client
         self.id = reply.id
         self.ttl_s = reply.ttl_s
         self.ref = protocol.LeaseRef(reply.id, reply.token)
         self.error: LeaseError | None = None
         """Why the lease ended, once it has (None while held)."""
-        self._scope: trio.CancelScope | None = None
         self._revoked = False
 
     def __repr__(self) -> str:
-        return f"<Lease {self.id} ttl {self.ttl_s:g} s{' ended' if self.ended else ''}>"
+        return f"<{type(self).__module__.split('.')[1]} Lease {self.id} ttl {self.ttl_s:g} s{' ended' if self.ended else ''}>"
 
     @property
     def ended(self) -> bool:
@@ -88,6 +87,15 @@ class Lease:
         if self._revoked:
             raise LeaseExpired(f"lease {self.id} was revoked; its keys were deleted: grant a new lease")
         return self.ref
+
+
+class Lease(LeaseBase):
+    """A lease held by a blocking client: ``with client.lease(ttl_s=5) as lease``."""
+
+    def __init__(self, client: Client, reply: protocol.LeaseReply) -> None:
+        super().__init__(client, reply)
+        self._client: Client = client
+        self._scope: trio.CancelScope | None = None
 
     def keepalive(self) -> float:
         """Keep the lease alive now (the client also does it by itself); its ttl. LeaseExpired once it ended."""

@@ -63,14 +63,14 @@ if TYPE_CHECKING:
     from statesync.node._node import Node
     from statesync.node._results import Receipt
 
-log = logging.getLogger("statesync.node.leases")
-
 SCAN_INTERVAL_S: Final = 0.1
 """How often the lease task looks at the tree (it parses the records only when the tree changed)."""
 ENDED_MAX: Final = 10_000
 """Ended lease ids remembered, so that their holder hears LeaseExpired."""
 TTL_MIN_S: Final = 0.1
 TTL_MAX_S: Final = 86_400.0
+
+log = logging.getLogger("statesync.node.leases")
 
 
 def check_ttl(ttl_s: object) -> float:

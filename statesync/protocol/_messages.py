@@ -294,19 +294,22 @@ class LeaseGrant:
 
 
 @attrs.frozen
-class LeaseKeepalive:
+class _OnLease:
+    """A request about one lease, naming it by :class:`LeaseRef`."""
+
+    lease: LeaseRef
+
+
+class LeaseKeepalive(_OnLease):
     """The holder is alive: the owner restarts the lease's ttl. :class:`LeaseReply` (token empty)."""
 
     OP: ClassVar[str] = "lease_keepalive"
-    lease: LeaseRef
 
 
-@attrs.frozen
-class LeaseRevoke:
+class LeaseRevoke(_OnLease):
     """End the lease now; its keys are deleted on every replica: :class:`Empty`."""
 
     OP: ClassVar[str] = "lease_revoke"
-    lease: LeaseRef
 
 
 @attrs.frozen

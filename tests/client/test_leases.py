@@ -30,9 +30,12 @@ DOC = Path(__file__).parents[2] / "docs" / "leases.md"
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[NodeThread]:
-    nodes = NodeThread([{"node_id": "a"}, {"node_id": "b"}])
-    yield nodes
-    nodes.stop()
+    """Nodes a and b, linked, each serving clients."""
+    started = NodeThread([{"node_id": name} for name in "ab"])
+    try:
+        yield started
+    finally:
+        started.stop()
 
 
 def test_the_example_in_docs_leases_runs_as_written(pair: NodeThread) -> None:

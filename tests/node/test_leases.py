@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ from statesync.node import Node, open_node
 from statesync.node._leases import Lease
 from statesync.node._service import unreserved
 from statesync.testing import faults
+from tests.node.test_node import cluster
 from tests.support import FAST, wait_until_async
 
 TTL_S = 2.0
@@ -35,19 +36,6 @@ async def linked(nodes: list[Node]) -> None:
         lambda: all(sum(p["connected"] for p in x.status()["peers"].values()) == n - 1 for x in nodes),
         what=f"{n} nodes to link",
     )
-
-
-@asynccontextmanager
-async def cluster(n: int, **options: Any) -> AsyncIterator[list[Node]]:
-    async with AsyncExitStack() as stack:
-        first = await stack.enter_async_context(open_node(node_id="n0", **{**FAST, **options}))
-        nodes = [first]
-        for i in range(1, n):
-            nodes.append(
-                await stack.enter_async_context(open_node(node_id=f"n{i}", peers=list(first.endpoints), **{**FAST, **options}))
-            )
-        await linked(nodes)
-        yield nodes
 
 
 class Deletes:
