@@ -27,12 +27,13 @@ import collections
 import logging
 import random
 import secrets
+import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
-from statesync.core import PathLike, Value, as_path, format_path
+from statesync.core import ABSENT, PathLike, Value, as_path, format_path
 from statesync.core._leases import (
     LEASE_PREFIX,
     ExpiryIndex,
@@ -65,6 +66,8 @@ if TYPE_CHECKING:
 
 SCAN_INTERVAL_S: Final = 0.1
 """How often the lease task looks at the tree (it parses the records only when the tree changed)."""
+PARSE_COST_FACTOR: Final = 20.0
+"""The records are parsed again at most after this many times the last parse took."""
 ENDED_MAX: Final = 10_000
 """Ended lease ids remembered, so that their holder hears LeaseExpired."""
 TTL_MIN_S: Final = 0.1
@@ -159,6 +162,7 @@ class LeaseManager:
         self._pinned: set[str] = set()
         self._wake = trio.Event()
         self._seen_total = -1
+        self._parse_at = 0.0
         self.counters = {"granted": 0, "revoked": 0, "expired": 0, "ended_elsewhere": 0, "keys_deleted": 0}
 
     # ----------------------------------------------------------------- API
@@ -192,6 +196,7 @@ class LeaseManager:
 
     def handle(self, lease_id: str, token: str) -> Lease:
         """The Lease a client names in a request (checked when used)."""
+        self._refresh()
         rec = self.index.records.get(lease_id)
         return Lease(self, lease_id, token, rec.ttl_s if rec is not None else 0.0)
 
@@ -234,15 +239,19 @@ class LeaseManager:
         self, path: PathLike, value: Value, lease_id: str, token: str, *, ack: AckSpec, timeout_s: float | None
     ) -> Receipt:
         """Write ``value`` at ``path`` and tie the key to the lease, in one transaction."""
-        rec = self.check(lease_id, token)
+        self.check(lease_id, token)
         p = as_path(path)
         if is_reserved(p):
             raise InvalidPath(f"{format_path(p) or '(the root)'} cannot be tied to a lease; write under a path of your own")
-        slot = key_slot(p)
-        if len(rec.keys) >= self.keys_max and all(k.slot != slot for k in rec.keys):
-            raise TooManyLeases(
-                f"lease {lease_id} has {len(rec.keys)} keys, the lease_keys_max; use another lease or raise lease_keys_max"
-            )
+        keys_path = (*record_path(lease_id), "keys")
+        replica = self.node.replica
+        if replica.get((*keys_path, key_slot(p))) is ABSENT:  # a new key for this lease: count them
+            tied = replica.get(keys_path)
+            count = len(tied) if isinstance(tied, dict) else 0
+            if count >= self.keys_max:
+                raise TooManyLeases(
+                    f"lease {lease_id} has {count} keys, the lease_keys_max; use another lease or raise lease_keys_max"
+                )
         seq = self.node.replica.seq + 1  # the key's op comes first in the transaction
         receipts = await self.node.set_many([(p, value), tie_item(lease_id, p, self.me, seq)], ack=ack, timeout_s=timeout_s)
         if receipts[0].seq != seq:  # pragma: no cover  (set_many assigns seqs before it awaits)
@@ -302,7 +311,14 @@ class LeaseManager:
         self._wake.set()
 
     def _refresh(self) -> None:
-        """Tell the index the peers up now, and the records if the tree changed."""
+        """Tell the index the peers up now, and the records if the tree changed.
+
+        Parsing the records costs time in proportion to all leases and their
+        keys, so it runs at most every ``PARSE_COST_FACTOR`` times its last
+        cost (and every SCAN_INTERVAL_S): under steady writes the lease task
+        stays a small share of the node's time. The leases this node grants
+        are in the index at once; what others change is seen at the next parse.
+        """
         now = trio.current_time()
         peers = self.node._rep.peers
         silent_s = self.silent_s
@@ -310,10 +326,13 @@ class LeaseManager:
         self.index.set_live(live, now, {p: st.last_seen_s for p, st in peers.items()})
         replica = self.node.replica
         total = sum(replica.vv.values())
-        if total == self._seen_total:
+        if total == self._seen_total or now < self._parse_at:
             return
         self._seen_total = total
-        for lease_id in self.index.adopt(parse_leases(replica.get(LEASE_PREFIX)), now):
+        started = time.perf_counter()
+        records = parse_leases(replica.get(LEASE_PREFIX))
+        self._parse_at = now + PARSE_COST_FACTOR * (time.perf_counter() - started)
+        for lease_id in self.index.adopt(records, now):
             if lease_id not in self._ended:
                 self.counters["ended_elsewhere"] += 1
                 self._remember(lease_id, "ended by another node")
@@ -331,7 +350,10 @@ class LeaseManager:
 
     async def _end(self, lease_id: str, why: str) -> None:
         """Delete the keys still tied to the lease, then its record (each an ordinary delete)."""
-        rec = self.index.records.get(lease_id)
+        # the record as the tree holds it now (the index's copy may miss the latest tied keys)
+        body = self.node.replica.get(record_path(lease_id))
+        fresh = parse_leases({lease_id: body}).get(lease_id) if body is not ABSENT else None
+        rec = fresh or self.index.records.get(lease_id)
         self._remember(lease_id, why)
         node = self.node
         tree = node.replica.tree

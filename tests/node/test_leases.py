@@ -232,3 +232,36 @@ async def test_the_lease_tables_are_bounded(autojump_clock: trio.abc.Clock) -> N
         again = [await client_lease(a, client="greedy") for _ in range(15)]
         assert len(again) == 15
         assert len(a._leases._ended) == 40
+
+
+async def test_a_key_overwritten_without_the_lease_outlives_it(autojump_clock: trio.abc.Clock) -> None:
+    async with cluster(2) as (a, b):
+        lease = await client_lease(a)
+        await a.set("cfg.owned", 1, lease=lease)
+        await a.set("cfg.taken", 1, lease=lease)
+        await a.sync()
+        await b.set("cfg.taken", "b's now")  # b saw a's write: this one replaces it, untied
+        await wait_until_async(lambda: a.get("cfg.taken") == "b's now")
+        await lease.revoke()
+        await wait_until_async(lambda: a.get("cfg") == {"taken": "b's now"} and b.get("cfg") == {"taken": "b's now"})
+
+
+async def test_a_lease_survives_its_owner_restarting(autojump_clock: trio.abc.Clock, tmp_path: Any) -> None:
+    """The record is durable and holds the token's digest: after a restart the holder's keepalives
+    are accepted, and a holder that stays silent still loses the lease a ttl after the restart."""
+    data = str(tmp_path / "a")
+    async with open_node(node_id="a", data_dir=data, **FAST) as a:
+        lease = await client_lease(a)
+        silent = await client_lease(a)
+        await a.set("room.kept", 1, lease=lease)
+        await a.set("room.silent", 1, lease=silent)
+    async with open_node(node_id="a", data_dir=data, **FAST) as a:
+        assert a.get("room") == {"kept": 1, "silent": 1}
+        again = a._leases.handle(lease.id, lease.token)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(keep_alive, again, lambda: a.get("room.silent") is None)
+            await wait_until_async(lambda: a.get("room.silent") is None, timeout_s=3 * TTL_S)
+            nursery.cancel_scope.cancel()
+        assert a.get("room") == {"kept": 1}
+        with pytest.raises(LeaseNotHeld):
+            a._leases.keepalive(lease.id, silent.token)
