@@ -311,6 +311,11 @@ class ExpiryIndex:
     def __len__(self) -> int:
         return sum(1 for r in self.records.values() if r.live)
 
+    def owned(self) -> int:
+        """The live leases this node granted."""
+        me = self.me
+        return sum(1 for r in self.records.values() if r.live and r.owner == me)
+
     # --------------------------------------------------------------- private
 
     def _reindex(self, lid: str) -> None:

@@ -163,6 +163,7 @@ class LeaseManager:
         self._wake = trio.Event()
         self._seen_total = -1
         self._parse_at = 0.0
+        self._granting = 0
         self.counters = {"granted": 0, "revoked": 0, "expired": 0, "ended_elsewhere": 0, "keys_deleted": 0}
 
     # ----------------------------------------------------------------- API
@@ -171,10 +172,9 @@ class LeaseManager:
         """A new lease owned by this node; ``pinned``: held by the node itself (no keepalive)."""
         ttl = check_ttl(ttl_s)
         self._refresh()
-        if len(self.index) >= self.leases_max:
-            raise TooManyLeases(
-                f"node {self.me} holds {len(self.index)} leases, its leases_max; revoke some or raise leases_max"
-            )
+        held = self.index.owned() + self._granting
+        if held >= self.leases_max:
+            raise TooManyLeases(f"node {self.me} holds {held} leases, its leases_max; revoke some or raise leases_max")
         if client and self._per_client[client] >= self.per_client_max:
             raise TooManyLeases(
                 f"this client holds {self._per_client[client]} leases on node {self.me}, the "
@@ -183,13 +183,20 @@ class LeaseManager:
         token = secrets.token_hex(16)
         lease_id = make_lease_id(self.me, random.getrandbits(64))
         digest = holder_digest(token)
-        await self.node.set_many(grant_items(lease_id, self.me, ttl, digest))
+        if client:  # counted before the write's wait, so concurrent grants cannot pass the bounds
+            self._client_of[lease_id] = client
+            self._per_client[client] += 1
+        self._granting += 1
+        try:
+            await self.node.set_many(grant_items(lease_id, self.me, ttl, digest))
+        except BaseException:
+            self._remember(lease_id, "its grant failed")
+            raise
+        finally:
+            self._granting -= 1
         self.index.add(LeaseRecord(lease_id, self.me, ttl, digest), trio.current_time(), pinned=pinned)
         if pinned:
             self._pinned.add(lease_id)
-        if client:
-            self._client_of[lease_id] = client
-            self._per_client[client] += 1
         self.counters["granted"] += 1
         self._kick()
         return Lease(self, lease_id, token, ttl)

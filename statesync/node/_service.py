@@ -161,6 +161,8 @@ class ClientService:
                 raise BadRequest(f"{request.OP} opens a stream: post it as the first message of a new port")
             if self.node.security.enabled:
                 self._permit(key, request)
+            if isinstance(request, protocol.LeaseGrant):
+                return protocol.encode_reply(await self._lease_grant(request, key))
             return protocol.encode_reply(await handler(request))
         except ProtocolMismatch as exc:
             return protocol.error_reply(exc, protocol=protocol.PROTOCOL)
@@ -261,10 +263,11 @@ class ClientService:
         self.node._faults.heal(request.peer)
         return protocol.Empty()
 
-    async def _lease_grant(self, request: protocol.LeaseGrant) -> protocol.LeaseReply:
+    async def _lease_grant(self, request: protocol.LeaseGrant, key: str | None = None) -> protocol.LeaseReply:
         if len(request.client) > CLIENT_ID_CHARS_MAX:
             raise BadRequest(f"a lease_grant's client id is at most {CLIENT_ID_CHARS_MAX} characters")
-        lease = await self.node._leases.grant(request.ttl_s, client=request.client)
+        # with keys, a client is its key (a client id cannot be varied to pass the per-client bound)
+        lease = await self.node._leases.grant(request.ttl_s, client=f"key:{key}" if key else request.client)
         return protocol.LeaseReply(lease.id, lease.token, lease.ttl_s)
 
     async def _lease_keepalive(self, request: protocol.LeaseKeepalive) -> protocol.LeaseReply:
