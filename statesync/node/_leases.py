@@ -64,16 +64,13 @@ if TYPE_CHECKING:
     from statesync.node._node import Node
     from statesync.node._results import Receipt
 
-SCAN_INTERVAL_S: Final = 0.1
-"""How often the lease task looks at the tree (it parses the records only when the tree changed)."""
-PARSE_COST_FACTOR: Final = 20.0
-"""The records are parsed again at most after this many times the last parse took."""
-ENDED_MAX: Final = 10_000
-"""Ended lease ids remembered, so that their holder hears LeaseExpired."""
-TTL_MIN_S: Final = 0.1
-TTL_MAX_S: Final = 86_400.0
-
 log = logging.getLogger("statesync.node.leases")
+
+TTL_MIN_S: Final = 0.1  # a lease lives between these many seconds
+TTL_MAX_S: Final = 86_400.0
+SCAN_INTERVAL_S: Final = 0.1  # how often the lease task looks at the tree (parsing only when it changed)
+PARSE_COST_FACTOR: Final = 20.0  # the records are parsed again at most after this many times the last parse took
+ENDED_MAX: Final = 10_000  # ended lease ids remembered, so that their holder hears LeaseExpired
 
 
 def check_ttl(ttl_s: object) -> float:
