@@ -52,7 +52,7 @@ def test_a_client_keeps_its_lease_alive_and_closing_it_ends_the_lease(pair: Node
     holder = Client(pair.endpoints[0])
     reader = Client(pair.endpoints[1])
     try:
-        lease = holder.lease(ttl_s=0.6)
+        lease = holder.lease(ttl_s=1.5)
         holder.set("svc.x", 1, lease=lease)
         wait_until(lambda: reader.get("svc.x") == 1)
         def heard() -> float:
@@ -93,10 +93,10 @@ def test_forged_and_unknown_leases_are_refused(pair: NodeThread) -> None:
 def test_the_asyncio_client_holds_leases_and_presence(pair: NodeThread) -> None:
     async def main() -> None:
         async with aio.Client(pair.endpoints[0]) as client, aio.Client(pair.endpoints[1]) as other:
-            async with await client.lease(ttl_s=0.6) as lease:
+            async with await client.lease(ttl_s=1.5) as lease:
                 await client.set("aio.k", "v", lease=lease)
                 await until(lambda: _eq(other.get("aio.k"), "v"))
-                assert (await lease.keepalive()) == 0.6
+                assert (await lease.keepalive()) == 1.5
             await until(lambda: _eq(other.get("aio"), None))
             async with await client.presence("aio.room", {"n": 1}, participant="me") as me:
                 await me.update({"n": 2})
