@@ -24,7 +24,7 @@ from statesync.client._lease import (
     client_id,
 )
 from statesync.core import Path, PathLike, as_path
-from statesync.errors import LeaseError, StatesyncError
+from statesync.errors import LeaseError, LeaseExpired, StatesyncError
 
 if TYPE_CHECKING:
     from statesync.aio._client import Client
@@ -99,6 +99,8 @@ class Presence:
         self.participant = participant or secrets.token_hex(6)
         self.path: Path = (*self.prefix, self.participant)
         self.lease: Lease | None = None
+        self.rejoins = 0
+        """Times :meth:`update` found the lease ended and joined again."""
 
     async def join(self, state: Any, ttl_s: float) -> Presence:
         self.lease = await grant(self._client, ttl_s)
@@ -106,8 +108,14 @@ class Presence:
         return self
 
     async def update(self, state: Any) -> Receipt:
-        """Replace this participant's state."""
-        return await self._client.set(self.path, state, lease=self.lease)
+        """Replace this participant's state; rejoins (a new lease) if its lease ended meanwhile."""
+        assert self.lease is not None, "join() first"
+        try:
+            return await self._client.set(self.path, state, lease=self.lease)
+        except LeaseExpired:
+            self.lease = await grant(self._client, self.lease.ttl_s)
+            self.rejoins += 1
+            return await self._client.set(self.path, state, lease=self.lease)
 
     async def members(self) -> dict[str, Any]:
         """Every participant present under the prefix, by id, with its state."""

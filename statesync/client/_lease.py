@@ -173,11 +173,22 @@ class Presence:
         self.participant = participant or secrets.token_hex(6)
         self.path: Path = (*self.prefix, self.participant)
         self.lease = grant(client, ttl_s)
+        self.rejoins = 0
+        """Times :meth:`update` found the lease ended and joined again."""
         self.update(state)
 
     def update(self, state: Any) -> Receipt:
-        """Replace this participant's state (a cursor, a status...)."""
-        return self._client.set(self.path, state, lease=self.lease)
+        """Replace this participant's state (a cursor, a status...).
+
+        If its lease ended meanwhile (this process was stopped or cut off for
+        longer than its ttl), it rejoins: a new lease, and the key written again.
+        """
+        try:
+            return self._client.set(self.path, state, lease=self.lease)
+        except LeaseExpired:
+            self.lease = grant(self._client, self.lease.ttl_s)
+            self.rejoins += 1
+            return self._client.set(self.path, state, lease=self.lease)
 
     def members(self) -> dict[str, Any]:
         """Every participant present under the prefix, by id, with its state."""

@@ -266,11 +266,13 @@ class ExpiryIndex:
     def expirer(self, lease_id: str) -> str | None:
         """The node that decides this lease's end now, as this node sees the cluster."""
         rec = self.records.get(lease_id)
-        if rec is None:
-            return None
-        if rec.owner == self.me or rec.owner in self._live:
-            return rec.owner
-        return successor(rec.owner, self._live | {self.me})
+        return None if rec is None else self.expirer_for(rec.owner)
+
+    def expirer_for(self, owner: str) -> str | None:
+        """The node that decides the end of ``owner``'s leases now: the owner while reachable, else its successor."""
+        if owner == self.me or owner in self._live:
+            return owner
+        return successor(owner, self._live | {self.me})
 
     def deadline_s(self, lease_id: str) -> float | None:
         """When this node ends the lease (None: not this node, or not now decidable)."""

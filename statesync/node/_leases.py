@@ -161,6 +161,7 @@ class LeaseManager:
         self._seen_total = -1
         self._parse_at = 0.0
         self._granting = 0
+        self._sweeps: list[LeaseRecord] = []
         self.counters = {"granted": 0, "revoked": 0, "expired": 0, "ended_elsewhere": 0, "keys_deleted": 0}
 
     # ----------------------------------------------------------------- API
@@ -295,6 +296,8 @@ class LeaseManager:
                     await self._end(lease_id, why)
                 except NodeClosedError:
                     return
+            while self._sweeps:
+                await self._sweep(self._sweeps.pop())
             deadline = self.index.next_deadline_s()
             wait = SCAN_INTERVAL_S if deadline is None else min(SCAN_INTERVAL_S, deadline - trio.current_time())
             with trio.move_on_after(max(0.0, wait)):
@@ -336,10 +339,17 @@ class LeaseManager:
         started = time.perf_counter()
         records = parse_leases(replica.get(LEASE_PREFIX))
         self._parse_at = now + PARSE_COST_FACTOR * (time.perf_counter() - started)
+        before = self.index.records
+        known = {lid: before[lid] for lid in before.keys() - records.keys() if before[lid].live}
         for lease_id in self.index.adopt(records, now):
             if lease_id not in self._ended:
                 self.counters["ended_elsewhere"] += 1
                 self._remember(lease_id, "ended by another node")
+                old = known.get(lease_id)
+                # its record went without its keys (deleted by hand, say): whoever decides its end sweeps them
+                if old is not None and old.keys and self.index.expirer_for(old.owner) == self.me:
+                    self._sweeps.append(old)
+                    self._kick()
 
     def _remember(self, lease_id: str, why: str) -> None:
         self._ended[lease_id] = why
@@ -352,6 +362,25 @@ class LeaseManager:
             if self._per_client[client] <= 0:
                 del self._per_client[client]
 
+    async def _sweep(self, rec: LeaseRecord) -> None:
+        """Delete the keys an ended lease's last known record tied, where they still hold its write."""
+        try:
+            deleted = await self._delete_tied(rec)
+        except NodeClosedError:
+            return
+        self.counters["keys_deleted"] += deleted
+        log.info("%s: lease %s ended elsewhere without its keys; %d keys deleted", self.me, rec.lease_id, deleted)
+
+    async def _delete_tied(self, rec: LeaseRecord) -> int:
+        tree = self.node.replica.tree
+        deleted = 0
+        for tied in rec.keys:
+            registers = ((path, [(v.origin, v.seq) for v in versions]) for path, versions in tree.iter_registers(tied.path))
+            if still_tied(tied, registers):
+                await self.node.delete(tied.path)
+                deleted += 1
+        return deleted
+
     async def _end(self, lease_id: str, why: str) -> None:
         """Delete the keys still tied to the lease, then its record (each an ordinary delete)."""
         # the record as the tree holds it now (the index's copy may miss the latest tied keys)
@@ -360,13 +389,7 @@ class LeaseManager:
         rec = fresh or self.index.records.get(lease_id)
         self._remember(lease_id, why)
         node = self.node
-        tree = node.replica.tree
-        deleted = 0
-        for tied in rec.keys if rec is not None else ():
-            registers = ((path, [(v.origin, v.seq) for v in versions]) for path, versions in tree.iter_registers(tied.path))
-            if still_tied(tied, registers):
-                await node.delete(tied.path)
-                deleted += 1
+        deleted = 0 if rec is None else await self._delete_tied(rec)
         self.counters["keys_deleted"] += deleted
         try:
             await node.delete(record_path(lease_id))
@@ -387,6 +410,8 @@ class Presence:
         self._state = state
         self._ttl_s = ttl_s
         self.lease: Lease | None = None
+        self.rejoins = 0
+        """Times :meth:`update` found the lease ended (the other side of a partition ended it) and joined again."""
 
     async def __aenter__(self) -> Presence:
         self.lease = await self._manager.grant(self._ttl_s, pinned=True)
@@ -394,10 +419,16 @@ class Presence:
         return self
 
     async def update(self, state: Value) -> Receipt:
-        """Replace this participant's state."""
+        """Replace this participant's state; rejoins (a new lease) if its lease ended meanwhile."""
         if self.lease is None:
             raise LeaseNotFound("this presence has not joined yet: use it in 'async with'")
-        return await self._manager.node.set(self.path, state, lease=self.lease)
+        node = self._manager.node
+        try:
+            return await node.set(self.path, state, lease=self.lease)
+        except LeaseExpired:
+            self.lease = await self._manager.grant(self._ttl_s, pinned=True)
+            self.rejoins += 1
+            return await node.set(self.path, state, lease=self.lease)
 
     def members(self) -> dict[str, Value]:
         """Every participant present under the prefix, by id, with its state."""

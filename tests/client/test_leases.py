@@ -73,6 +73,20 @@ def test_a_client_keeps_its_lease_alive_and_closing_it_ends_the_lease(pair: Node
         reader.close()
 
 
+def test_a_presence_whose_lease_ended_joins_again_on_update(pair: NodeThread) -> None:
+    with Client(pair.endpoints[0]) as client, Client(pair.endpoints[1]) as other:
+        with client.presence("lobby", {"at": 1}, participant="ada", ttl_s=5) as me:
+            wait_until(lambda: other.get("lobby") == {"ada": {"at": 1}})
+            old = me.lease
+            old.revoke()  # as if it had expired
+            wait_until(lambda: other.get("lobby") is None)
+            me.update({"at": 2})
+            assert me.rejoins == 1 and me.lease is not old
+            wait_until(lambda: other.get("lobby") == {"ada": {"at": 2}})
+            assert me.members() == {"ada": {"at": 2}}
+        wait_until(lambda: other.get("lobby") is None)
+
+
 def test_forged_and_unknown_leases_are_refused(pair: NodeThread) -> None:
     with Client(pair.endpoints[0]) as client, Client(pair.endpoints[1]) as other:
         lease = client.lease(ttl_s=5)

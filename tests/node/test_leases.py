@@ -191,6 +191,15 @@ async def test_presence_lists_the_participants_and_forgets_those_who_leave(autoj
                 await wait_until_async(lambda: len(ada.members()) == 2)
                 assert ada.members() == {"ada": {"name": "Ada"}, "bob": {"name": "Bob", "cursor": 7}}
             await wait_until_async(lambda: a.get("room.lobby") == {"ada": {"name": "Ada"}})
+            # another node ends ada's lease (as the far side of a partition would): her key goes,
+            # and her next update joins again on a new lease
+            assert ada.lease is not None
+            record = ("_statesync", "leases", ada.lease.id)
+            await wait_until_async(lambda: b.get((*record, "keys")) is not None)  # b has seen all of it
+            await b.delete(record)
+            await wait_until_async(lambda: a.get("room.lobby") is None and ada.lease is not None and ada.lease.ended)
+            await ada.update({"name": "Ada", "back": True})
+            assert ada.rejoins == 1 and a.get("room.lobby") == {"ada": {"name": "Ada", "back": True}}
         await wait_until_async(lambda: b.get("room.lobby") is None)
 
 
