@@ -229,6 +229,13 @@ class ExpiryIndex:
             self._pinned.add(lid)
         self._reindex(lid)
 
+    def tie(self, lease_id: str, tied: TiedKey) -> None:
+        """This node just tied a key to the lease (before the tree is scanned again)."""
+        rec = self.records.get(lease_id)
+        if rec is not None:
+            keys = (*(k for k in rec.keys if k.slot != tied.slot), tied)
+            self.records[lease_id] = attrs.evolve(rec, keys=keys)
+
     def heard(self, lease_id: str, now_s: float) -> None:
         """The holder of a lease this node owns kept it alive at ``now_s``."""
         if lease_id in self.records and self.records[lease_id].owner == self.me:

@@ -38,6 +38,7 @@ from statesync.core._leases import (
     LEASE_PREFIX,
     ExpiryIndex,
     LeaseRecord,
+    TiedKey,
     grant_items,
     holder_digest,
     is_reserved,
@@ -260,7 +261,9 @@ class LeaseManager:
         seq = self.node.replica.seq + 1  # the key's op comes first in the transaction
         receipts = await self.node.set_many([(p, value), tie_item(lease_id, p, self.me, seq)], ack=ack, timeout_s=timeout_s)
         if receipts[0].seq != seq:  # pragma: no cover  (set_many assigns seqs before it awaits)
-            await self.node.set_many([tie_item(lease_id, p, self.me, receipts[0].seq)])
+            seq = receipts[0].seq
+            await self.node.set_many([tie_item(lease_id, p, self.me, seq)])
+        self.index.tie(lease_id, TiedKey(key_slot(p), p, self.me, seq))
         self.index.heard(lease_id, trio.current_time())
         return receipts[0]
 

@@ -151,6 +151,18 @@ def test_an_ended_lease_with_key_entries_left_is_swept_at_once_by_its_owner() ->
     assert owner.due(1.0) == [lid] and other.due(1.0) == []
 
 
+def test_a_tie_shows_in_the_record_at_once_and_replaces_its_slot() -> None:
+    index = ExpiryIndex("a", grace_s=GRACE_S)
+    rec = record("a", 1)
+    index.add(rec, 0.0)
+    index.tie(rec.lease_id, TiedKey("s1", ("k",), "a", 3))
+    index.tie(rec.lease_id, TiedKey("s1", ("k",), "a", 5))
+    index.tie(rec.lease_id, TiedKey("s2", ("j",), "a", 6))
+    assert [(k.slot, k.seq) for k in index.records[rec.lease_id].keys] == [("s1", 5), ("s2", 6)]
+    index.tie("a~unknown", TiedKey("s", ("x",), "a", 1))  # nothing to tie to: ignored
+    assert "a~unknown" not in index.records
+
+
 def test_adopt_reports_leases_that_vanished() -> None:
     index = ExpiryIndex("a", grace_s=GRACE_S)
     r1, r2 = record("a", 1), record("b", 2)
