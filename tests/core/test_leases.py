@@ -8,64 +8,50 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from statesync.core._leases import (
-    LEASE_PREFIX,
-    ExpiryIndex,
-    LeaseRecord,
-    TiedKey,
-    grant_items,
-    holder_digest,
-    is_reserved,
-    key_slot,
-    make_lease_id,
-    owner_of,
-    parse_leases,
-    still_tied,
-    successor,
-    tie_item,
-)
+from statesync.core import _leases as leases
+from statesync.core._leases import ExpiryIndex, LeaseRecord, TiedKey
 
 GRACE_S = 3.0
 
 
 def tree_of(items: list[tuple[tuple[str, ...], Any]]) -> dict[str, Any]:
-    """The subtree at LEASE_PREFIX that these puts make."""
+    """The subtree at leases.LEASE_PREFIX that these puts make."""
     root: dict[str, Any] = {}
     for path, value in items:
-        assert path[: len(LEASE_PREFIX)] == LEASE_PREFIX
+        assert path[: len(leases.LEASE_PREFIX)] == leases.LEASE_PREFIX
         node = root
-        for seg in path[len(LEASE_PREFIX) : -1]:
+        for seg in path[len(leases.LEASE_PREFIX) : -1]:
             node = node.setdefault(seg, {})
         node[path[-1]] = value
     return root
 
 
 def record(owner: str, n: int, ttl_s: float = 2.0) -> LeaseRecord:
-    return LeaseRecord(make_lease_id(owner, n), owner, ttl_s, holder_digest("t"))
+    return LeaseRecord(leases.make_lease_id(owner, n), owner, ttl_s, leases.holder_digest("t"))
 
 
 def test_a_record_written_as_items_reads_back() -> None:
-    lid = make_lease_id("node-a", 0xABC)
-    assert owner_of(lid) == "node-a"
-    items = grant_items(lid, "node-a", 1.5, holder_digest("secret"))
-    items.append(tie_item(lid, ("room", "ada"), "node-a", 7))
-    items.append(tie_item(lid, ("a.b", "c"), "node-b", 9))
-    records = parse_leases(tree_of(items))
+    lid = leases.make_lease_id("node-a", 0xABC)
+    assert leases.owner_of(lid) == "node-a"
+    items = leases.grant_items(lid, "node-a", 1.5, leases.holder_digest("secret"))
+    items.append(leases.tie_item(lid, ("room", "ada"), "node-a", 7))
+    items.append(leases.tie_item(lid, ("a.b", "c"), "node-b", 9))
+    records = leases.parse_leases(tree_of(items))
     rec = records[lid]
-    assert rec.live and rec.owner == "node-a" and rec.ttl_s == 1.5 and rec.holder == holder_digest("secret")
+    assert rec.live and rec.owner == "node-a" and rec.ttl_s == 1.5 and rec.holder == leases.holder_digest("secret")
     assert {(k.path, k.origin, k.seq) for k in rec.keys} == {(("room", "ada"), "node-a", 7), (("a.b", "c"), "node-b", 9)}
-    assert {k.slot for k in rec.keys} == {key_slot(("room", "ada")), key_slot(("a.b", "c"))}
+    assert {k.slot for k in rec.keys} == {leases.key_slot(("room", "ada")), leases.key_slot(("a.b", "c"))}
 
 
 def test_key_entries_without_a_record_are_an_ended_lease() -> None:
-    lid = make_lease_id("a", 1)
-    records = parse_leases(tree_of([tie_item(lid, ("k",), "a", 3)]))
+    lid = leases.make_lease_id("a", 1)
+    records = leases.parse_leases(tree_of([leases.tie_item(lid, ("k",), "a", 3)]))
     assert not records[lid].live and records[lid].owner == "a"
 
 
 def test_reserved_paths() -> None:
-    assert is_reserved(()) and is_reserved(("_statesync",)) and is_reserved((*LEASE_PREFIX, "x"))
-    assert not is_reserved(("statesync",)) and not is_reserved(("app", "_statesync"))
+    assert leases.is_reserved(()) and leases.is_reserved(("_statesync",)) and leases.is_reserved((*leases.LEASE_PREFIX, "x"))
+    assert not leases.is_reserved(("statesync",)) and not leases.is_reserved(("app", "_statesync"))
 
 
 junk = st.recursive(
@@ -78,8 +64,8 @@ junk = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.text(max_size=12), junk, max_size=5) | junk)
 def test_anything_in_the_reserved_subtree_parses_without_raising(tree: Any) -> None:
-    for lid, rec in parse_leases(tree).items():
-        assert owner_of(lid) == rec.owner
+    for lid, rec in leases.parse_leases(tree).items():
+        assert leases.owner_of(lid) == rec.owner
         assert all(k.path for k in rec.keys)
 
 
@@ -125,7 +111,7 @@ def test_only_the_successor_ends_the_lease_of_an_unreachable_owner() -> None:
         index.adopt({rec.lease_id: rec}, 0.0)
         ended[me] = index.due(10.0)
     assert ended == {"a": [rec.lease_id], "c": []}
-    assert successor("b", {"a", "b", "c"}) == "a"
+    assert leases.successor("b", {"a", "b", "c"}) == "a"
 
 
 def test_when_the_successor_dies_too_the_next_one_takes_over() -> None:
@@ -133,13 +119,13 @@ def test_when_the_successor_dies_too_the_next_one_takes_over() -> None:
     index = ExpiryIndex("c", grace_s=GRACE_S)
     index.set_live({"b"}, 0.0)
     index.adopt({rec.lease_id: rec}, 0.0)
-    assert index.due(100.0) == []  # b is the successor
+    assert index.due(100.0) == []  # b is the leases.successor
     index.set_live(set(), 100.0)
     assert index.due(100.0) == [rec.lease_id]  # a unreachable since 0: long past its deadline
 
 
 def test_an_ended_lease_with_key_entries_left_is_swept_at_once_by_its_owner() -> None:
-    lid = make_lease_id("a", 5)
+    lid = leases.make_lease_id("a", 5)
     orphan = LeaseRecord(lid, "a", 0.0, "", (TiedKey("s", ("k",), "a", 3),), live=False)
     owner, other = ExpiryIndex("a", grace_s=GRACE_S), ExpiryIndex("b", grace_s=GRACE_S)
     other.set_live({"a"}, 0.0)
@@ -173,9 +159,9 @@ def test_adopt_reports_leases_that_vanished() -> None:
 
 def test_still_tied_looks_for_the_tying_write_at_and_under_the_key() -> None:
     tied = TiedKey("s", ("room",), "a", 4)
-    assert still_tied(tied, [(("room", "x"), [("b", 1)]), (("room", "y"), [("a", 4)])])
-    assert not still_tied(tied, [(("room",), [("a", 5)])])
-    assert not still_tied(tied, [])
+    assert leases.still_tied(tied, [(("room", "x"), [("b", 1)]), (("room", "y"), [("a", 4)])])
+    assert not leases.still_tied(tied, [(("room",), [("a", 5)])])
+    assert not leases.still_tied(tied, [])
 
 
 def test_seeded_clusters_end_every_lease_once_never_early() -> None:
