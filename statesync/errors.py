@@ -55,6 +55,10 @@ __all__ = [
     "InvalidPath",
     "InvalidValue",
     "KeyFileError",
+    "LeaseError",
+    "LeaseExpired",
+    "LeaseNotFound",
+    "LeaseNotHeld",
     "MalformedFrame",
     "MessageTooLarge",
     "NestingTooDeep",
@@ -92,6 +96,7 @@ __all__ = [
     "StoredRecordError",
     "StringTooLong",
     "TooLarge",
+    "TooManyLeases",
     "TooManyStreams",
     "UnknownFlags",
     "UnknownMessageType",
@@ -521,6 +526,29 @@ class TooManyStreams(ProtocolError):
 
 class NodeError(ProtocolError):
     """The node failed a request for a reason of its own; the message says what."""
+
+
+class LeaseError(ProtocolError):
+    """A lease cannot be used: it does not exist, it ended, it is another holder's, or
+    the node's lease table is full (see ``docs/leases.md``)."""
+
+
+class LeaseNotFound(LeaseError):
+    """No lease has this id on the node (it never existed, or it ended before the node started)."""
+
+
+class LeaseExpired(LeaseError):
+    """The lease ended (revoked, its holder went silent past its ttl, or the other side of a
+    partition ended it); its keys were deleted. Grant a new lease and write them again."""
+
+
+class LeaseNotHeld(LeaseError):
+    """The lease exists but belongs to another holder (the token does not match)."""
+
+
+class TooManyLeases(LeaseError):
+    """The node (``leases_max``), the client (``leases_per_client_max``) or the lease
+    (``lease_keys_max``) is at its bound; the message names the setting."""
 
 
 # ------------------------------------------------------------------- client

@@ -7,9 +7,11 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from statesync import protocol
+from statesync.aio._lease import Lease, Presence, close_leases, grant
 from statesync.aio._session import Session
 from statesync.aio._watch import Watch
 from statesync.client._common import Call, ClientBase, found, or_default
+from statesync.client._lease import PRESENCE_TTL_S
 from statesync.core import PathLike, as_path
 from statesync.errors import ClientClosed, ClientError, TooLarge
 from statesync.node._results import Conflict, Receipt
@@ -35,6 +37,7 @@ class Client(ClientBase):
         self._session_obj: Session | None = None
         self._watches: set[Watch] = set()
         self._inflight = asyncio.Semaphore(self.settings.inflight_max)
+        self._leases: set[Lease] = set()
 
     def __repr__(self) -> str:
         return f"<aio Client {self.endpoint}{' closed' if self._closed else ''}>"
@@ -94,9 +97,9 @@ class Client(ClientBase):
 
     # -- writes
 
-    async def set(self, path: PathLike, value: Any, *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> Receipt:
-        """Write ``value`` at ``path`` (a dict writes a subtree); ``ack`` as in the blocking client."""
-        return await self._do(self._calls.set(path, value, ack, timeout_s))
+    async def set(self, path: PathLike, value: Any, *, ack: protocol.Ack = "local", timeout_s: float | None = None, lease: Lease | None = None) -> Receipt:
+        """Write ``value`` at ``path`` (a dict writes a subtree); ``ack`` and ``lease`` as in the blocking client."""
+        return await self._do(self._calls.set(path, value, ack, timeout_s, None if lease is None else lease.check()))
 
     async def set_many(self, items: Iterable[tuple[PathLike, Any]], *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> list[Receipt]:
         """Several writes committed together (one transaction, one round of acks)."""
@@ -118,6 +121,16 @@ class Client(ClientBase):
         task = asyncio.ensure_future(self._do(call))
         task.add_done_callback(lambda _: self._inflight.release())
         return task
+
+    # -- leases and presence (statesync.aio._lease, docs/leases.md)
+
+    async def lease(self, ttl_s: float) -> Lease:
+        """A lease on the node, kept alive by this client until revoked, its block ends or the client closes."""
+        return await grant(self, ttl_s)
+
+    async def presence(self, prefix: PathLike, state: Any, *, participant: str | None = None, ttl_s: float = PRESENCE_TTL_S) -> Presence:
+        """Join ``prefix`` as one participant (``prefix.<participant>`` = ``state``, on a lease of its own)."""
+        return await Presence(self, prefix, participant).join(state, ttl_s)
 
     # -- watches
 
@@ -148,6 +161,8 @@ class Client(ClientBase):
         """Close watches and the connection; the client cannot be used afterwards."""
         if self._closed:
             return
+        if self._session_obj is not None:
+            await close_leases(self._leases)
         self._closed = True
         watches, self._watches = self._watches, set()
         for watch in watches:

@@ -24,6 +24,7 @@ from statesync.client._common import (
     found,
     or_default,
 )
+from statesync.client._lease import PRESENCE_TTL_S, Lease, Presence, close_leases, grant
 from statesync.client._loop import Loop
 from statesync.client._watch import Watch, run_callback
 from statesync.core import PathLike, as_path, format_path
@@ -121,15 +122,16 @@ class Client(ClientBase):
 
     # -- writes
 
-    def set(self, path: PathLike, value: Any, *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> Receipt:
+    def set(self, path: PathLike, value: Any, *, ack: protocol.Ack = "local", timeout_s: float | None = None, lease: Lease | None = None) -> Receipt:
         """Write ``value`` at ``path`` (a dict writes a subtree).
 
         ``ack``: ``"local"`` returns once durable on the node, ``"all"`` once
         every connected peer acknowledged, ``N`` once N peers did; past
         ``timeout_s`` a WriteConcernError names the peers that did not answer
-        (the write stays, and spreads later).
+        (the write stays, and spreads later). With ``lease`` (from
+        :meth:`lease`) the key is deleted on every replica when the lease ends.
         """
-        return self._do(self._calls.set(path, value, ack, timeout_s))
+        return self._do(self._calls.set(path, value, ack, timeout_s, None if lease is None else lease.check()))
 
     def set_many(self, items: Iterable[tuple[PathLike, Any]], *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> list[Receipt]:
         """Several writes committed together (one transaction, one round of acks)."""
@@ -163,6 +165,16 @@ class Client(ClientBase):
 
     def _release(self, _: Future[Receipt]) -> None:
         self._inflight.release()
+
+    # -- leases and presence (statesync.client._lease, docs/leases.md)
+
+    def lease(self, ttl_s: float) -> Lease:
+        """A lease on the node, kept alive by this client until revoked, the ``with`` block ends or the client closes."""
+        return grant(self, ttl_s)
+
+    def presence(self, prefix: PathLike, state: Any, *, participant: str | None = None, ttl_s: float = PRESENCE_TTL_S) -> Presence:
+        """Join ``prefix`` as one participant (``prefix.<participant>`` = ``state``, on a lease of its own)."""
+        return Presence(self, prefix, state, participant=participant, ttl_s=ttl_s)
 
     # -- watches
 
@@ -214,7 +226,9 @@ class Client(ClientBase):
     # -- lifetime
 
     def close(self) -> None:
-        """Close watches and the connection; the client cannot be used afterwards."""
+        """Revoke its leases, close watches and the connection; the client cannot be used afterwards."""
+        if not self._closed:
+            close_leases(self)
         with self._lock:
             if self._closed:
                 return

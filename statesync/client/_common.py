@@ -284,9 +284,11 @@ class Calls:
         ack, concern = checked(ack, timeout_s)
         return ack, concern if concern is not None else self.settings.timeout_s
 
-    def set(self, path: PathLike, value: Any, ack: object, timeout_s: float | None) -> Call[Receipt]:
+    def set(
+        self, path: PathLike, value: Any, ack: object, timeout_s: float | None, lease: protocol.LeaseRef | None = None
+    ) -> Call[Receipt]:
         ack, concern = self._concern(ack, timeout_s)
-        request = protocol.Set(as_path(path), value, ack=ack, timeout_s=concern, key=self.keys.next())
+        request = protocol.Set(as_path(path), value, ack=ack, timeout_s=concern, key=self.keys.next(), lease=lease)
         return Call(request, protocol.WriteReply, concern + WRITE_MARGIN_S, lambda r: receipt(r.receipt))
 
     def set_many(self, items: Iterable[tuple[PathLike, Any]], ack: object, timeout_s: float | None) -> Call[list[Receipt]]:

@@ -187,6 +187,12 @@ class NodeConfig:
     """Without keys a node binds only loopback, ipc:// and inproc:// endpoints; this lets it
     bind other addresses unauthenticated and unencrypted (it logs a warning at start)."""
     faults: FaultConfig | None = None
+    leases_max: int = 10_000
+    """Leases one node holds at once (granted here, not yet ended); more are refused."""
+    leases_per_client_max: int = 1_000
+    """Leases one client (by the client id its grants name) holds on one node at once."""
+    lease_keys_max: int = 10_000
+    """Keys tied to one lease."""
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.node_id, str) or not _NODE_ID.match(self.node_id):
@@ -233,6 +239,9 @@ class NodeConfig:
             "coalesce_bytes_max",
             "ack_ops_max",
             "commit_inline_ops_max",
+            "leases_max",
+            "leases_per_client_max",
+            "lease_keys_max",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:

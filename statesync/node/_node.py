@@ -66,6 +66,7 @@ from statesync.node._dialer import Dialer, Endpoints
 from statesync.node._effects import Checkpoints, EffectsApplier
 from statesync.node._faults import NodeFaults
 from statesync.node._flusher import Flusher
+from statesync.node._leases import Lease, LeaseManager, LeaseOpening, Presence
 from statesync.node._link import LinkTable, quietly
 from statesync.node._results import Conflict, Receipt
 from statesync.node._security import NodeSecurity
@@ -174,6 +175,7 @@ class Node:
         self.client_endpoints: tuple[str, ...] = ()
         self._listeners: list[Any] = []
         self.started_at = time.time()
+        self._leases = LeaseManager(self)
 
     # ----------------------------------------------------------------- wiring
 
@@ -206,6 +208,7 @@ class Node:
         *,
         ack: AckSpec = "local",
         timeout_s: float | None = None,
+        lease: Lease | None = None,
     ) -> Receipt:
         """Write ``value`` at ``path`` (a dict writes a subtree).
 
@@ -213,9 +216,29 @@ class Node:
         durable here, ``"all"`` once every peer connected now acknowledged
         it, ``N`` once N peers did. Raises WriteConcernError after
         ``timeout_s`` (default ``write_timeout_s``) naming the peers that did
-        not answer; the write stays and spreads later.
+        not answer; the write stays and spreads later. With ``lease`` (from
+        :meth:`lease`) the key is deleted everywhere when the lease ends.
         """
+        if lease is not None:
+            return await self._leases.set(path, value, lease.id, lease.token, ack=ack, timeout_s=timeout_s)
         return await self._write(path, value, False, ack, timeout_s)
+
+    def lease(self, ttl_s: float) -> LeaseOpening:
+        """A lease this node holds: ``async with node.lease(ttl_s=5) as lease`` (or ``await``).
+
+        Keys written with it (``set(..., lease=lease)``) are deleted on every
+        replica when it ends: revoked, its block left, this node closed, or,
+        if this node dies, ``ttl_s`` plus the heartbeat timeout after the
+        other nodes lost it. See ``docs/leases.md``.
+        """
+        self._check_open()
+        return LeaseOpening(self._leases, ttl_s)
+
+    def presence(self, prefix: PathLike, state: Value, *, participant: str | None = None, ttl_s: float = 10.0) -> Presence:
+        """Join ``prefix`` as one participant (``prefix.<participant>`` = ``state`` on a lease of its
+        own) while the ``async with`` block runs; ``update(state)``, ``members()``."""
+        self._check_open()
+        return Presence(self._leases, prefix, state, participant, ttl_s)
 
     async def delete(
         self, path: PathLike, *, ack: AckSpec = "local", timeout_s: float | None = None
@@ -376,6 +399,7 @@ class Node:
         if faults is not None:
             status["faults"] = faults
         status["security"] = self.security.status(self._runtime.refused)
+        status["leases"] = self._leases.status()
         return status
 
     def reload_keys(self) -> dict[str, Any]:
@@ -436,6 +460,7 @@ class Node:
                 )
             nursery.start_soon(self._flusher.run)
             nursery.start_soon(self._flusher.ticker.run)
+            nursery.start_soon(self._leases.run)
             if self.config.tune_gc:
                 nursery.start_soon(tune_gc, self.config.gc_interval_s)
             self._dialer.start(nursery, self.endpoints)
@@ -461,6 +486,8 @@ class Node:
 
     async def _shutdown(self) -> None:
         """Flush what is pending, say goodbye to every peer, stop everything."""
+        with trio.move_on_after(2.0):
+            await self._leases.close()  # the leases this node holds itself end with it
         self._closing = True
         self._dialer.stop()
         flusher = self._flusher

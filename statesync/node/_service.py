@@ -29,7 +29,9 @@ import trio
 
 from statesync import ports, protocol
 from statesync.core import ABSENT, AbsentType, Op, Path, Value, format_path
+from statesync.core._leases import is_reserved
 from statesync.errors import (
+    AccessDenied,
     BadRequest,
     ConfigError,
     ProtocolMismatch,
@@ -56,6 +58,7 @@ IPC_PATH_MAX: Final = 100
 DISABLED: Final = frozenset({"", "none", "off", "false", "no"})
 SYNC_TIMEOUT_S: Final = 10.0
 """A ``sync`` request's wait when it names none."""
+CLIENT_ID_CHARS_MAX: Final = 128
 
 
 def client_endpoint(node_id: str, data_dir: str | None, client: str | None) -> str | None:
@@ -93,11 +96,19 @@ def client_endpoint(node_id: str, data_dir: str | None, client: str | None) -> s
     return text
 
 
+def unreserved(path: Path) -> None:
+    """AccessDenied for a client write under ``_statesync`` (the node's own records: leases)."""
+    if is_reserved(path):
+        raise AccessDenied(
+            f"{format_path(path) or '(the root)'} is reserved for statesync's own records (leases); write elsewhere"
+        )
+
+
 def _receipt(r: Receipt) -> protocol.ReceiptData:
     return protocol.ReceiptData(r.path, r.origin, r.seq, r.hlc, list(r.acked_by))
 
 
-Handler = Callable[[Any], protocol.Reply | Awaitable[protocol.Reply]]
+Handler = Callable[[Any], "protocol.Reply | Awaitable[protocol.Reply]"]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -162,6 +173,9 @@ class ClientService:
             protocol.Sync: self._sync,
             protocol.Cut: self._cut,
             protocol.Heal: self._heal,
+            protocol.LeaseGrant: self._lease_grant,
+            protocol.LeaseKeepalive: self._lease_keepalive,
+            protocol.LeaseRevoke: self._lease_revoke,
         }
 
     async def run(self, endpoint: str, *, task_status: trio.TaskStatus[tuple[str, ...]] = trio.TASK_STATUS_IGNORED) -> None:
@@ -196,10 +210,13 @@ class ClientService:
                 raise BadRequest(f"{request.OP} opens a stream: post it as the first message of a new port")
             if self.node.security.enabled:
                 self._permit(key, request)
-            if isinstance(request, Write) and request.key is not None:
+            if isinstance(request, protocol.LeaseGrant):
+                result: protocol.Reply | Awaitable[protocol.Reply] = self._lease_grant(request, key)
+            elif isinstance(request, Write) and request.key is not None:
                 assert isinstance(data, dict)
                 return self._keyed(request, request.key, key, fingerprint(data))
-            result = handler(request)
+            else:
+                result = handler(request)
         except StatesyncError as exc:
             return _error(exc)
         if inspect.isawaitable(result):
@@ -249,6 +266,11 @@ class ClientService:
 
     def _write(self, request: Write, on_ops: Callable[[Sequence[Op]], None] | None = None) -> protocol.Reply | Awaitable[protocol.Reply]:
         node = self.node
+        for path, _ in request.touched():
+            if path:
+                unreserved(path)
+        if isinstance(request, protocol.Set) and request.lease is not None:
+            return self._leased_set(request)
         if isinstance(request, protocol.SetMany):
             rs, _ = node._write_many_now(list(request.items), request.ack, request.timeout_s, on_ops)
             if isinstance(rs, list):
@@ -261,9 +283,16 @@ class ClientService:
             return protocol.WriteReply(_receipt(r))
         return _later(r, lambda r: protocol.WriteReply(_receipt(r)))
 
+    async def _leased_set(self, request: protocol.Set) -> protocol.WriteReply:
+        assert request.lease is not None
+        lease = self.node._leases.handle(request.lease.id, request.lease.token)
+        r = await self.node.set(request.path, request.value, ack=request.ack, timeout_s=request.timeout_s, lease=lease)
+        return protocol.WriteReply(_receipt(r))
+
     def _permit(self, key: str | None, request: protocol.Request) -> None:
         """Raise AccessDenied unless the client's key may make this request now."""
         touched = request.touched() if isinstance(request, Write) else []
+        # lease requests check as writes with no path (a read key may not hold leases)
         node = self.node
 
         def leaf_at(path: Path) -> bool:
@@ -335,6 +364,21 @@ class ClientService:
 
     def _heal(self, request: protocol.Heal) -> protocol.Empty:
         self.node._faults.heal(request.peer)
+        return protocol.Empty()
+
+    async def _lease_grant(self, request: protocol.LeaseGrant, key: str | None = None) -> protocol.LeaseReply:
+        if len(request.client) > CLIENT_ID_CHARS_MAX:
+            raise BadRequest(f"a lease_grant's client id is at most {CLIENT_ID_CHARS_MAX} characters")
+        # with keys, a client is its key (a client id cannot be varied to pass the per-client bound)
+        lease = await self.node._leases.grant(request.ttl_s, client=f"key:{key}" if key else request.client)
+        return protocol.LeaseReply(lease.id, lease.token, lease.ttl_s)
+
+    async def _lease_keepalive(self, request: protocol.LeaseKeepalive) -> protocol.LeaseReply:
+        ttl_s = self.node._leases.keepalive(request.lease.id, request.lease.token)
+        return protocol.LeaseReply(request.lease.id, "", ttl_s)
+
+    async def _lease_revoke(self, request: protocol.LeaseRevoke) -> protocol.Empty:
+        await self.node._leases.revoke(request.lease.id, request.lease.token)
         return protocol.Empty()
 
     # ------------------------------------------------------------- streams

@@ -18,12 +18,16 @@ from statesync.errors import (
     BadRequest,
     InvalidPath,
     InvalidValue,
+    LeaseExpired,
+    LeaseNotFound,
+    LeaseNotHeld,
     NodeClosedError,
     NodeError,
     ProtocolMismatch,
     StatesyncError,
     StorageError,
     TooLarge,
+    TooManyLeases,
     TooManyStreams,
     WriteConcernError,
 )
@@ -56,6 +60,14 @@ class ErrorCode(enum.StrEnum):
     """The node's storage failed the request (disk full, read-only, I/O error)."""
     NODE_ERROR = "node_error"
     """Any other failure on the node; the message says what."""
+    LEASE_NOT_FOUND = "lease_not_found"
+    """No lease with this id on the node (never existed, or ended before the node started)."""
+    LEASE_EXPIRED = "lease_expired"
+    """The lease ended (revoked, expired, or ended by another node); its keys were deleted."""
+    LEASE_NOT_HELD = "lease_not_held"
+    """The lease is another holder's (the token does not match), or was granted by another node."""
+    TOO_MANY_LEASES = "too_many_leases"
+    """A lease bound is reached (``leases_max``, ``leases_per_client_max``, ``lease_keys_max``)."""
 
 
 ERROR_CLASSES: Final[Mapping[ErrorCode, type[StatesyncError]]] = {
@@ -70,6 +82,10 @@ ERROR_CLASSES: Final[Mapping[ErrorCode, type[StatesyncError]]] = {
     ErrorCode.NODE_CLOSED: NodeClosedError,
     ErrorCode.STORAGE: StorageError,
     ErrorCode.NODE_ERROR: NodeError,
+    ErrorCode.LEASE_NOT_FOUND: LeaseNotFound,
+    ErrorCode.LEASE_EXPIRED: LeaseExpired,
+    ErrorCode.LEASE_NOT_HELD: LeaseNotHeld,
+    ErrorCode.TOO_MANY_LEASES: TooManyLeases,
 }
 """The one mapping from a code to the error class a client raises for it."""
 

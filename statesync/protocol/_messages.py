@@ -120,6 +120,7 @@ class Set(_Write):
     OP: ClassVar[str] = "set"
     path: Path
     value: Value
+    lease: LeaseRef | None = attrs.field(default=None, kw_only=True)
     def touched(self) -> list[tuple[Path, bool]]:
         """The paths written, each with whether it is a put (for access checks)."""
         return [(self.path, True)]
@@ -205,7 +206,10 @@ class Snapshot:
     prefix: Path = ()
 
 
-Request: TypeAlias = Hello | Get | Set | SetMany | Delete | Conflicts | Status | Sync | Cut | Heal | Watch | Snapshot
+Request: TypeAlias = (
+    "Hello | Get | Set | SetMany | Delete | Conflicts | Status | Sync | Cut | Heal | Watch | Snapshot"
+    " | LeaseGrant | LeaseKeepalive | LeaseRevoke"
+)
 
 REQUESTS: Final[dict[str, type[Request]]] = {
     cls.OP: cls for cls in (Hello, Get, Set, SetMany, Delete, Conflicts, Status, Sync, Cut, Heal, Watch, Snapshot)
@@ -216,7 +220,7 @@ STREAM_OPS: Final = frozenset({Watch.OP, Snapshot.OP})
 """Ops that open a stream port (the first message posted on a new port), not a request."""
 READ_OPS: Final = frozenset({Hello.OP, Get.OP, Conflicts.OP, Status.OP, *STREAM_OPS})
 """Ops a ``read`` key may make."""
-WRITE_OPS: Final = frozenset({Set.OP, SetMany.OP, Delete.OP})
+WRITE_OPS: Final = frozenset({Set.OP, SetMany.OP, Delete.OP, "lease_grant", "lease_keepalive", "lease_revoke"})
 """Ops that change the tree (a ``write`` key, within its prefixes)."""
 ADMIN_OPS: Final = frozenset(cls.OP for cls in REQUESTS.values() if issubclass(cls, _FaultInjection))
 """Fault injection: a peer key or a write key without prefixes. (``sync`` needs a key that may write.)"""
@@ -302,4 +306,65 @@ class Empty:
     """The reply of ``cut`` and ``heal``: nothing but ``ok``."""
 
 
-Reply: TypeAlias = HelloReply | GetReply | WriteReply | SetManyReply | ConflictsReply | StatusReply | SyncReply | Empty
+Reply: TypeAlias = (
+    "HelloReply | GetReply | WriteReply | SetManyReply | ConflictsReply | StatusReply | SyncReply | Empty"
+    " | LeaseReply"
+)
+
+
+# -------------------------------------------------------------------- leases
+
+
+@attrs.frozen
+class LeaseRef:
+    """A lease as a request names it: its ``id`` (public: it is in the tree) and the
+    ``token`` that proves its holder (secret: only the holder and a digest in the record)."""
+
+    id: str
+    token: str
+
+
+@attrs.frozen
+class LeaseGrant:
+    """Grant a lease of ``ttl_s`` seconds owned by this node: :class:`LeaseReply`.
+
+    ``client`` names the client (any stable string, e.g. a random id per client
+    object); the node bounds the leases per client by it.
+    """
+
+    OP: ClassVar[str] = "lease_grant"
+    ttl_s: float
+    client: str = ""
+
+
+@attrs.frozen
+class _OnLease:
+    """A request about one lease, naming it by :class:`LeaseRef`."""
+
+    lease: LeaseRef
+
+
+class LeaseKeepalive(_OnLease):
+    """The holder is alive: the owner restarts the lease's ttl. :class:`LeaseReply` (token empty)."""
+
+    OP: ClassVar[str] = "lease_keepalive"
+
+
+class LeaseRevoke(_OnLease):
+    """End the lease now; its keys are deleted on every replica: :class:`Empty`."""
+
+    OP: ClassVar[str] = "lease_revoke"
+
+
+@attrs.frozen
+class LeaseReply:
+    """A granted (or kept-alive) lease: its id, its holder's token (grant only) and its ttl."""
+
+    id: str
+    token: str
+    ttl_s: float
+
+
+LEASE_OPS: Final = frozenset({LeaseGrant.OP, LeaseKeepalive.OP, LeaseRevoke.OP})
+"""The lease requests (write ops: a read key may not hold leases)."""
+REQUESTS.update({cls.OP: cls for cls in (LeaseGrant, LeaseKeepalive, LeaseRevoke)})

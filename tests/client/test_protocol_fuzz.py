@@ -22,7 +22,7 @@ from statesync.node import Node
 from tests.client.nodes import NodeThread
 
 CODES = {code.value for code in protocol.ErrorCode}
-FIELDS = ["path", "value", "ack", "timeout_s", "items", "peer", "prefix", "initial", "protocol"]
+FIELDS = ["path", "value", "ack", "timeout_s", "items", "peer", "prefix", "initial", "protocol", "ttl_s", "client", "lease"]
 
 scalars = st.one_of(
     st.none(),
@@ -46,6 +46,10 @@ WELL_FORMED: list[dict[str, Any]] = [
     {"op": "heal", "peer": None},
     {"op": "watch", "prefix": "fz", "initial": True},
     {"op": "snapshot", "prefix": "fz"},
+    {"op": "lease_grant", "ttl_s": 5, "client": "fz"},
+    {"op": "lease_keepalive", "lease": {"id": "a~0000000000000001", "token": "x"}},
+    {"op": "lease_revoke", "lease": {"id": "a~0000000000000001", "token": "x"}},
+    {"op": "set", "path": "fz.l", "value": 1, "lease": {"id": "a~0000000000000001", "token": "x"}},
 ]
 one_field_off = st.tuples(st.sampled_from(WELL_FORMED), st.sampled_from(FIELDS), values).map(
     lambda t: {**t[0], t[1]: t[2]}

@@ -48,6 +48,10 @@ requests = st.one_of(
     st.builds(protocol.Heal, st.none() | st.text(max_size=8)),
     st.builds(protocol.Watch, paths, st.booleans()),
     st.builds(protocol.Snapshot, paths),
+    st.builds(protocol.Set, paths, values, lease=st.builds(protocol.LeaseRef, st.text(max_size=8), st.text(max_size=8))),
+    st.builds(protocol.LeaseGrant, st.floats(0.1, 100), st.text(max_size=8)),
+    st.builds(protocol.LeaseKeepalive, st.builds(protocol.LeaseRef, st.text(max_size=8), st.text(max_size=8))),
+    st.builds(protocol.LeaseRevoke, st.builds(protocol.LeaseRef, st.text(max_size=8), st.text(max_size=8))),
 )
 
 
@@ -108,6 +112,7 @@ def test_codes_are_stable_strings_never_class_names() -> None:
     assert [c.value for c in protocol.ErrorCode] == [
         "bad_request", "protocol_mismatch", "invalid_path", "invalid_value", "too_large", "write_concern",
         "access_denied", "too_many_streams", "node_closed", "storage", "node_error",
+        "lease_not_found", "lease_expired", "lease_not_held", "too_many_leases",
     ]  # fmt: skip
     class Unlisted(StatesyncError):
         pass
