@@ -87,6 +87,7 @@ __all__ = [
     "StatesyncError",
     "StorageArgumentError",
     "StorageError",
+    "StorageFull",
     "StorageLimitError",
     "StoreClosed",
     "StoredRecordError",
@@ -485,6 +486,20 @@ class StoredRecordError(StorageError, ValueError):
 class StorageArgumentError(StorageError, ValueError):
     """A store was given a setting or a name it does not take (durability, snapshot
     chunk size, node id, meta key); the message says what it takes."""
+
+
+class StorageFull(StorageError):
+    """The disk under the data dir is full (or the store reached its size bound).
+
+    A node raises it at once for every local write while its disk-full alarm is
+    on; it keeps serving reads, watches and status, and resumes by itself once
+    space returns. ``folder`` is the data dir, ``free_bytes`` what was free there.
+    """
+
+    def __init__(self, message: str, *, folder: str, free_bytes: int) -> None:
+        super().__init__(message)
+        self.folder = folder
+        self.free_bytes = free_bytes
 
 
 # --------------------------------------------------------------------- node

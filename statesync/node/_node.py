@@ -65,6 +65,7 @@ from statesync.node._effects import Checkpoints, EffectsApplier
 from statesync.node._faults import NodeFaults
 from statesync.node._flusher import Flusher
 from statesync.node._link import LinkTable, quietly
+from statesync.node._metrics import NodeMetrics, serve_metrics
 from statesync.node._results import Conflict, Receipt
 from statesync.node._security import NodeSecurity
 from statesync.node._service import serve_clients
@@ -170,6 +171,10 @@ class Node:
         self.client_endpoints: tuple[str, ...] = ()
         self._listeners: list[Any] = []
         self.started_at = time.time()
+        self.metrics = NodeMetrics(config.node_id, self.status)
+        """This node's Prometheus registry (served on ``metrics_listen``)."""
+        self.metrics_endpoint: str | None = None
+        """HOST:PORT the metrics are served on (None: not served)."""
 
     # ----------------------------------------------------------------- wiring
 
@@ -266,9 +271,11 @@ class Node:
     def _await_ticket(self, ticket: WriteTicket) -> Awaitable[Receipt]:
         event = self._outlets.waiters.setdefault(ticket.id, trio.Event())
         self._flusher.flush()
+        start_s = trio.current_time()
 
         async def wait() -> Receipt:
             await event.wait()
+            self.metrics.ack_latency.observe(trio.current_time() - start_s)
             if ticket.status is WriteStatus.FAILED:
                 assert ticket.error is not None
                 raise ticket.error
@@ -330,6 +337,7 @@ class Node:
         status["endpoints"] = list(self.endpoints)
         status["uptime_s"] = round(time.time() - self.started_at, 3)
         status["watches"] = len(self._hub)
+        status["watch"] = self._hub.stats()
         status["storage"] = self._store.stats()
         status["links"] = len(self._links)
         status["transport"] = self.counters
@@ -403,6 +411,8 @@ class Node:
             self._dialer.start(nursery, self.endpoints)
             if self.config.client is not None:
                 self.client_endpoints = await nursery.start(serve_clients, self)
+            if self.config.metrics_listen is not None:
+                self.metrics_endpoint = await nursery.start(serve_metrics, self.metrics, self.config.metrics_listen)
             task_status.started()
 
     async def _accept(self, listener: Any) -> None:

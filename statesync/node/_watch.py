@@ -79,6 +79,7 @@ class Watch:
             self._buffer.clear()
             self._lagged = True
             self.lag_count += 1
+            self._hub.lagged_events += 1
         else:
             self._buffer.append(event)
         self._wakeup.set()
@@ -117,6 +118,8 @@ class WatchHub:
         self.buffer_max = buffer_max
         self._by_prefix: dict[Path, list[Watch]] = {}
         self._depths: set[int] = set()
+        self.lagged_events = 0
+        """Times any watch (open or closed since) fell behind its buffer."""
 
     def subscribe(self, prefix: Path) -> Watch:
         watch = Watch(self, prefix, self.buffer_max)
@@ -134,6 +137,15 @@ class WatchHub:
 
     def __len__(self) -> int:
         return sum(len(w) for w in self._by_prefix.values())
+
+    def stats(self) -> dict[str, int]:
+        """Watches open, the largest backlog among them, and lagged events so far."""
+        watches = [w for ws in self._by_prefix.values() for w in ws]
+        return {
+            "open": len(watches),
+            "backlog_max": max((w.pending() for w in watches), default=0),
+            "lagged_events": self.lagged_events,
+        }
 
     def publish(self, changes: Iterable[Change]) -> None:
         by_prefix = self._by_prefix
