@@ -88,7 +88,10 @@ class LinkTable:
         self._links: dict[LinkId, Link] = {}
         self._next_id = 1
         self._nursery: trio.Nursery | None = None
-        self.counters = {"frames_in": 0, "frames_out": 0, "bad_frames": 0, "frames_dropped_full": 0}
+        self.counters = {"frames_in": 0, "frames_out": 0, "bad_frames": 0, "frames_dropped_full": 0, "frames_dropped_alarm": 0}
+        self.paused = False
+        """The disk-full alarm is on: frames from peers are not handed to the replicator (their
+        ops stay unacknowledged, and the peers send them again); broadcast messages still go."""
 
     def start(self, nursery: trio.Nursery) -> None:
         """Run the links' tasks in ``nursery`` (the node's) from now on."""
@@ -183,11 +186,14 @@ class LinkTable:
                     self._mark_dirty()
                     continue
                 now = self._now()
+                paused = self.paused
+                if paused:
+                    counters["frames_dropped_alarm"] += 1
                 for msg in frame.messages:
                     if isinstance(msg, Broadcast):
                         if not self._on_broadcast(msg):
                             counters["bad_frames"] += 1
-                    else:
+                    elif not paused:
                         rep.received(link.id, msg, now)
                 self._flush()
         except (ports.PortsError, trio.ClosedResourceError, trio.BrokenResourceError):

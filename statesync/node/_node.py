@@ -104,6 +104,11 @@ class _Outlets:
     def notice(self, text: str) -> None:
         log.info("%s: %s", self.node_id, text)
 
+    def wake_all(self) -> None:
+        """Wake every waiting writer without resolving it (the disk-full alarm went on)."""
+        for event in self.waiters.values():
+            event.set()
+
 
 class Node:
     """A running node. Make one with :func:`open_node`."""
@@ -164,7 +169,7 @@ class Node:
         durable = config.data_dir is not None
         checkpoints = Checkpoints(replica, config.checkpoint_ops, len(loaded.ops)) if durable else None
         self._effects = EffectsApplier(self._links, self._outlets, checkpoints)
-        self._flusher = Flusher(rep, self._effects, store, self._now, config)
+        self._flusher = Flusher(rep, self._effects, store, self._now, config, on_alarm=self._on_alarm)
         self._nursery: trio.Nursery | None = None
         self._closing = False
         self.endpoints: tuple[str, ...] = ()
@@ -189,6 +194,11 @@ class Node:
 
     def _on_broadcast(self, msg: Broadcast) -> bool:
         return self._channels.receive(msg)
+
+    def _on_alarm(self, on: bool) -> None:
+        self._links.paused = on  # peers' frames are not taken in: their ops stay theirs
+        if on:
+            self._outlets.wake_all()
 
     def _save_peers(self, peers: Endpoints) -> None:
         if self._nursery is not None:
@@ -233,6 +243,7 @@ class Node:
     ) -> list[Receipt]:
         """Several writes committed together (one transaction, one round of acks)."""
         self._check_open()
+        self._flusher.check_writable()
         now = self._now()
         timeout = self.config.write_timeout_s if timeout_s is None else timeout_s
         items = list(items)
@@ -254,6 +265,7 @@ class Node:
         self, path: PathLike, value: Value, remove: bool, ack: AckSpec, timeout_s: float | None
     ) -> Receipt:
         self._check_open()
+        self._flusher.check_writable()
         timeout = self.config.write_timeout_s if timeout_s is None else timeout_s
         now = self._now()
         ticket = self._rep.write(path, value, remove=remove, ack=ack, timeout_s=timeout, now=now)
@@ -275,6 +287,8 @@ class Node:
 
         async def wait() -> Receipt:
             await event.wait()
+            if self._outlets.waiters.pop(ticket.id, None) is not None:  # woken, not resolved
+                raise self._flusher.held_error()
             self.metrics.ack_latency.observe(trio.current_time() - start_s)
             if ticket.status is WriteStatus.FAILED:
                 assert ticket.error is not None
@@ -338,6 +352,7 @@ class Node:
         status["uptime_s"] = round(time.time() - self.started_at, 3)
         status["watches"] = len(self._hub)
         status["watch"] = self._hub.stats()
+        status["alarm"] = self._flusher.alarm_status()
         status["storage"] = self._store.stats()
         status["links"] = len(self._links)
         status["transport"] = self.counters

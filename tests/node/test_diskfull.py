@@ -1,0 +1,210 @@
+"""A full disk is an alarm, not a crash: reads, watches and status go on; writes are refused at
+once; peers' ops are not acknowledged; the node resumes by itself; nothing acknowledged is lost.
+
+Two ways to fill the disk: a size bound on the store (``SqliteStore.limit_bytes``, SQLite's
+max_page_count), everywhere; and a real 3 MiB tmpfs, where the tests run as root and may mount.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from statesync.core import WriteConcernError
+from statesync.errors import StorageFull
+from statesync.node import Node, open_node
+from statesync.storage import SqliteStore
+from tests.support import FAST, wait_until_async
+
+VALUE = "x" * 1000
+WRITES_MAX = 20_000
+"""A bound on the writes that fill a store (a 3 MiB tmpfs takes about 2,500 of these)."""
+
+
+def store_of(node: Node) -> SqliteStore:
+    store = node._store
+    assert isinstance(store, SqliteStore)
+    return store
+
+
+async def fill(node: Node, prefix: str, *, same_key: bool = False) -> tuple[dict[str, str], str, StorageFull]:
+    """Write until the disk is full: the writes acknowledged, the key of the one that found it full."""
+    acked: dict[str, str] = {}
+    for i in range(WRITES_MAX):
+        key = f"{prefix}.k" if same_key else f"{prefix}.k{i}"
+        value = f"{i}:{VALUE}"
+        try:
+            await node.set(key, value)
+        except StorageFull as exc:
+            return acked, key, exc
+        acked[key] = value
+    raise AssertionError(f"{WRITES_MAX} writes never filled the store")
+
+
+async def check_alarm(node: Node, folder: Path, pages: list[str], other: Node | None = None) -> None:
+    """During the alarm: writes refused at once, reads, watches and status go on, the alarm shows."""
+    status = node.status()
+    alarm = status["alarm"]
+    assert alarm["disk_full"] is True and alarm["raised"] == 1
+    assert alarm["folder"] == str(folder) and alarm["free_bytes"] >= 0
+    for write in (lambda: node.set("late", 1), lambda: node.delete("late"), lambda: node.set_many([("late", 1)])):
+        with pytest.raises(StorageFull, match="write was refused") as info:
+            await write()
+        assert info.value.folder == str(folder) and str(folder) in str(info.value)
+    assert node.status()["alarm"]["writes_refused"] == 3
+    assert node.get("late") is None
+    async with node.watch("") as watch:  # a new watch opens; it is handed what changes later
+        assert watch.pending() == 0
+    if other is not None:  # a peer's op is not acknowledged while the alarm is on
+        with pytest.raises(WriteConcernError):
+            await other.set(pages[0], "from the peer", ack="all", timeout_s=0.5)
+        assert node.get(pages[0]) is None
+
+
+async def test_a_store_size_bound_raises_the_alarm_and_space_coming_back_ends_it(tmp_path: Path) -> None:
+    opts: dict[str, Any] = {**FAST, "disk_probe_interval_s": 0.1}
+    folder = tmp_path / "a"
+    async with open_node(node_id="a", data_dir=str(folder), **opts) as a, open_node(node_id="b", peers=list(a.endpoints), **opts) as b:
+        await wait_until_async(
+            lambda: a.status()["peers"].get("b", {}).get("connected", False) and b.status()["peers"].get("a", {}).get("connected", False),
+            what="the link, both ways",
+        )
+        store = store_of(a)
+        store.limit_bytes(store.stats()["disk_bytes"] + (256 << 10))
+        async with a.watch("w") as watch:
+            acked, held_key, exc = await fill(a, "w")
+            assert "filled up under this write" in str(exc) and exc.folder == str(folder)
+            assert len(acked) > 50
+            await check_alarm(a, folder, ["peer.k"], other=b)
+            # reads go on, and acknowledged writes read back
+            assert all(a.get(k) == v for k, v in acked.items())
+            assert a.status()["transport"]["frames_dropped_alarm"] > 0
+
+            store.limit_bytes(None)  # space returns: the timer's probe ends the alarm
+            await wait_until_async(lambda: not a.status()["alarm"]["disk_full"], what="the alarm to end")
+            assert a.status()["alarm"]["probes"] >= 1
+            assert a.metrics.registry.get_sample_value("statesync_disk_full_alarm") == 0
+            assert a.metrics.registry.get_sample_value("statesync_disk_full_alarms_total") == 1
+            assert a.metrics.registry.get_sample_value("statesync_writes_refused_full_total") == 3
+            await a.set("after", 1)  # writes are accepted again
+            # the held write went through, and the peer's op is acknowledged now
+            await wait_until_async(lambda: a.get("peer.k") == "from the peer", what="the peer's op to arrive")
+            assert a.get(held_key) is not None
+            # the watch opened before the alarm saw every write it covers, in order
+            seen: list[str] = []
+            while watch.pending():
+                seen.append((await watch.__anext__()).key)
+            assert seen == [*acked, held_key]
+    # nothing acknowledged was lost
+    async with open_node(node_id="a", data_dir=str(folder), **opts) as again:
+        assert all(again.get(k) == v for k, v in acked.items())
+        assert again.get("after") == 1 and again.get("peer.k") == "from the peer"
+
+
+async def test_a_compaction_ends_the_alarm_without_more_space(tmp_path: Path) -> None:
+    # one key written over and over: the log is much larger than the state, and a checkpoint
+    # (which covers the held write) makes room by itself
+    opts: dict[str, Any] = {**FAST, "disk_probe_interval_s": 0.1, "checkpoint_ops": 1_000_000}
+    folder = tmp_path / "a"
+    async with open_node(node_id="a", data_dir=str(folder), **opts) as a:
+        store = store_of(a)
+        store.limit_bytes(store.stats()["disk_bytes"] + (256 << 10))
+        acked, key, _ = await fill(a, "c", same_key=True)
+        held = a.get(key)
+        assert held != acked[key]  # the held write is visible here, not acknowledged
+        await wait_until_async(lambda: not a.status()["alarm"]["disk_full"], what="the compaction to end the alarm")
+        assert a.status()["alarm"]["compactions"] == 1
+        assert store.stats()["log_ops"] == 0
+        await a.set(key, "last")
+    async with open_node(node_id="a", data_dir=str(folder), **opts) as again:
+        assert again.get(key) == "last"
+
+
+@pytest.mark.parametrize("durability", ["process", "fsync"])
+async def test_without_a_way_out_the_alarm_stays_and_the_node_stops_cleanly(tmp_path: Path, durability: str) -> None:
+    # process: the write that finds the disk full is committed in the writer's task;
+    # fsync: by the flusher task, while the writer waits (the alarm wakes it)
+    folder = tmp_path / "a"
+    async with open_node(node_id="a", data_dir=str(folder), durability=durability, disk_probe_interval_s=0.05, **FAST) as a:
+        store = store_of(a)
+        store.limit_bytes(store.stats()["disk_bytes"] + (128 << 10))
+        acked, _, exc = await fill(a, "s")
+        assert "filled up under this write" in str(exc)
+        assert a.metrics.registry.get_sample_value("statesync_disk_full_alarm") == 1
+        probes = a.status()["alarm"]["probes"]
+        await wait_until_async(lambda: a.status()["alarm"]["probes"] >= probes + 3, what="probes that fail")
+        assert a.status()["alarm"]["disk_full"] and a.status()["alarm"]["compactions"] == 0
+        with pytest.raises(StorageFull):
+            await a.set("x", 1)
+    async with open_node(node_id="a", data_dir=str(folder), **FAST) as again:
+        assert all(again.get(k) == v for k, v in acked.items())
+
+
+# ------------------------------------------------------------------ a real full disk
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB tmpfs (root only; skipped where mounting is not allowed), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a 3 MiB tmpfs (the size-bound tests cover the same paths)")
+    where = tmp_path / "tmpfs"
+    where.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(where)], capture_output=True, text=True, check=False)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip() or mount.returncode}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+async def test_a_full_tmpfs_raises_the_alarm_and_freeing_space_ends_it(tmpfs: Path) -> None:
+    ballast = tmpfs / "ballast"
+    ballast.write_bytes(b"\0" * (1 << 20))
+    folder = tmpfs / "a"
+    opts: dict[str, Any] = {**FAST, "disk_probe_interval_s": 0.1, "checkpoint_ops": 1_000_000}
+    async with open_node(node_id="a", data_dir=str(folder), **opts) as a, a.watch("t") as watch:
+        acked, held_key, exc = await fill(a, "t")
+        assert exc.folder == str(folder)
+        await check_alarm(a, folder, [])
+        assert all(a.get(k) == v for k, v in acked.items())
+        ballast.unlink()  # space returns
+        await wait_until_async(lambda: not a.status()["alarm"]["disk_full"], what="the alarm to end")
+        await a.set("after", 1)
+        n = 0
+        while watch.pending():
+            await watch.__anext__()
+            n += 1
+        assert n == len(acked) + 1  # every acknowledged write and the held one
+    await trio.lowlevel.checkpoint()
+    async with open_node(node_id="a", data_dir=str(folder), **opts) as again:
+        assert all(again.get(k) == v for k, v in acked.items())
+        assert again.get("after") == 1 and again.get(held_key) is not None
+
+
+def test_the_store_names_the_folder_and_what_is_free_and_writes_nothing(tmp_path: Path) -> None:
+    from statesync.core import Replica
+
+    replica = Replica("s")
+    with SqliteStore(tmp_path / "s", "s") as store:
+        store.limit_bytes(store.stats()["disk_bytes"] + (64 << 10))
+        written = 0
+        with pytest.raises(StorageFull, match="the disk is full") as info:
+            for i in range(WRITES_MAX):
+                changes: list[Any] = []
+                store.append([replica.put(("k", str(i)), VALUE, 1_700_000_000_000 + i, changes)])
+                written += 1
+        assert info.value.folder == str(tmp_path / "s") and str(tmp_path / "s") in str(info.value)
+        assert info.value.free_bytes < 64 << 10
+        assert store.stats()["log_ops"] == written
+        store.limit_bytes(None)
+        store.append([replica.put(("after",), 1, 1_800_000_000_000, [])])
+    with SqliteStore(tmp_path / "s", "s") as store:
+        assert len(store.load().ops) == written + 1
