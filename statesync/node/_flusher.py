@@ -247,6 +247,7 @@ class Flusher:
             self._node_id, exc.folder, f"{exc.free_bytes:,}",
         )  # fmt: skip
         self._on_alarm(True)
+        self._dirty.set()  # the task, waiting for output, now waits for its probe instead
 
     async def _retry_held(self) -> None:
         """The alarm's probe: the held commit again, else a compaction; success ends the alarm."""
@@ -267,6 +268,7 @@ class Flusher:
                 self._full = exc2
                 return
             self._effects.compacted()
+            self._checkpoint_due = None  # older than this one: writing it now would lose ops
             self.alarm_counts["compactions"] += 1
             compacted = True  # the checkpoint covers every op held: they are durable now
         self._held = None
@@ -304,6 +306,8 @@ class Flusher:
             await self._dirty.wait()
             if self._failed is not None:
                 raise self._failed
+            if self._held is not None:  # the alarm went on in a writer's task (commit_now)
+                continue
             self._dirty = trio.Event()
             self._turn_open = False
             self._held_ops = self._held_bytes = 0
