@@ -306,7 +306,7 @@ class Flusher:
             await self._dirty.wait()
             if self._failed is not None:
                 raise self._failed
-            if self._held is not None:  # the alarm went on in a writer's task (commit_now)
+            if self.alarm is not None:  # it went on in a writer's task (commit_now)
                 continue
             self._dirty = trio.Event()
             self._turn_open = False

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import trio
 
-from statesync.core import WriteConcernError
+from statesync.core import Replica, WriteConcernError
 from statesync.errors import StorageFull
 from statesync.node import Node, open_node
 from statesync.storage import SqliteStore
@@ -190,8 +190,6 @@ async def test_a_full_tmpfs_raises_the_alarm_and_freeing_space_ends_it(tmpfs: Pa
 
 
 def test_the_store_names_the_folder_and_what_is_free_and_writes_nothing(tmp_path: Path) -> None:
-    from statesync.core import Replica
-
     replica = Replica("s")
     with SqliteStore(tmp_path / "s", "s") as store:
         store.limit_bytes(store.stats()["disk_bytes"] + (64 << 10))
