@@ -154,10 +154,10 @@ class Flusher:
             return False
         if ops > self._inline_ops_max:
             return False
-        out = self._rep.take_output()
-        if out:
+        taken = self._take()
+        if taken is not None:
+            out, commit = taken
             effects = self._effects
-            commit = effects.commit_for(out)
             if commit is not None:
                 try:
                     commit.write(self._store)
@@ -326,20 +326,25 @@ class Flusher:
         if due is not None:
             self._checkpoint_due = None
             await self._checkpoint(due)
+        taken = self._take()
+        if taken is None:
+            return
+        out, commit = taken
+        if commit is not None:
+            try:
+                await self.in_store(commit.write, self._store)
+            except StorageFull as exc:
+                self._raise_alarm(exc, out, commit)
+                return
+        checkpoint = self._effects.checkpoint_for(out)
+        if checkpoint is not None:
+            await self._checkpoint(checkpoint)
+        self._effects.apply(out)
+
+    def _take(self) -> tuple[Output, Commit | None] | None:
+        """The replicator's output so far and what of it to commit first; None: nothing."""
         out = self._rep.take_output()
-        if out:
-            effects = self._effects
-            commit = effects.commit_for(out)
-            if commit is not None:
-                try:
-                    await self.in_store(commit.write, self._store)
-                except StorageFull as exc:
-                    self._raise_alarm(exc, out, commit)
-                    return
-            checkpoint = effects.checkpoint_for(out)
-            if checkpoint is not None:
-                await self._checkpoint(checkpoint)
-            effects.apply(out)
+        return (out, self._effects.commit_for(out)) if out else None
 
     async def in_store(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store call: in the store's worker thread on a durable node, else here."""

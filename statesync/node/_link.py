@@ -77,12 +77,8 @@ class LinkTable:
         mark_dirty: Callable[[], None],
         on_broadcast: Callable[[Broadcast], bool],
     ) -> None:
-        self._config = config
-        self._rep = rep
-        self._faults = faults
-        self._now = now
-        self._flush = flush
-        self._mark_dirty = mark_dirty
+        self._config, self._rep, self._faults = config, rep, faults
+        self._now, self._flush, self._mark_dirty = now, flush, mark_dirty
         self._on_broadcast = on_broadcast
         self._limits = wire.DecodeLimits(frame_bytes_max=config.frame_bytes_max)
         self._links: dict[LinkId, Link] = {}
@@ -289,12 +285,14 @@ def quietly() -> contextlib.suppress:
 
 def port_options(config: NodeConfig) -> ports.PortOptions:
     """The port options a node uses for its peer links."""
+    beat, silence = config.heartbeat_interval_s, config.heartbeat_timeout_s
     return ports.PortOptions(
-        heartbeat_interval_s=config.heartbeat_interval_s,
-        heartbeat_timeout_s=config.heartbeat_timeout_s,
-        zmq_heartbeat_interval_s=config.heartbeat_interval_s,
-        zmq_heartbeat_timeout_s=config.heartbeat_timeout_s,
-        zmq_heartbeat_ttl_s=config.heartbeat_timeout_s,
+        # the ports' own heartbeats and ZeroMQ's, on the node's timing
+        heartbeat_interval_s=beat,
+        heartbeat_timeout_s=silence,
+        zmq_heartbeat_interval_s=beat,
+        zmq_heartbeat_timeout_s=silence,
+        zmq_heartbeat_ttl_s=silence,
         connect_timeout_s=config.handshake_timeout_s,
         payload_bytes_max=config.frame_bytes_max + 1024,
         link_queue_bytes_max=config.send_queue_bytes_max,
