@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import trio
 
+from statesync.client import Client
 from statesync.core import Replica, WriteConcernError
-from statesync.errors import StorageFull
+from statesync.errors import StorageError, StorageFull
 from statesync.node import Node, open_node
 from statesync.storage import SqliteStore
 from tests.support import FAST, wait_until_async
@@ -206,3 +207,25 @@ def test_the_store_names_the_folder_and_what_is_free_and_writes_nothing(tmp_path
         store.append([replica.put(("after",), 1, 1_800_000_000_000, [])])
     with SqliteStore(tmp_path / "s", "s") as store:
         assert len(store.load().ops) == written + 1
+
+
+async def test_a_client_reads_during_the_alarm_and_its_write_fails_with_the_storage_code(tmp_path: Path) -> None:
+    folder = tmp_path / "a"
+    async with open_node(node_id="a", data_dir=str(folder), client="tcp://127.0.0.1:*", disk_probe_interval_s=0.05, **FAST) as a:
+        store = store_of(a)
+        store.limit_bytes(store.stats()["disk_bytes"] + (128 << 10))
+        acked, _, _ = await fill(a, "c")
+        first, value = next(iter(acked.items()))
+
+        def as_a_client() -> tuple[object, str, bool]:
+            with Client(a.client_endpoints[0], timeout_s=10, connect_timeout_s=5) as client:
+                got = client.get(first)
+                with pytest.raises(StorageError) as info:
+                    client.set("from.client", 1)
+                return got, str(info.value), client.status()["alarm"]["disk_full"]
+
+        got, message, alarm = await trio.to_thread.run_sync(as_a_client)
+        assert got == value and alarm is True
+        assert "write was refused" in message and str(folder) in message
+        store.limit_bytes(None)
+        await wait_until_async(lambda: not a.status()["alarm"]["disk_full"], what="the alarm to end")
