@@ -50,12 +50,12 @@ which :meth:`Flusher.drain` and ``Node.sync`` wait on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import trio
 
-from statesync.core import Now, Output, Replicator, Snapshot
+from statesync.core import Now, Op, Output, Replicator, Snapshot
 from statesync.errors import StorageFull
 from statesync.node._config import NodeConfig
 from statesync.node._effects import Commit, EffectsApplier
@@ -215,15 +215,16 @@ class Flusher:
                 "checkpoint compact the log) and the node resumes by itself",
             )
 
-    def held_error(self) -> StorageFull:
-        """What a writer hears whose write was in the output the alarm holds."""
-        assert self._full is not None
-        return _full_error(
-            self._full,
-            "filled up under this write",
-            "it is not acknowledged; it stays in memory and is committed when space returns, "
-            "or is lost if the node stops first",
-        )
+    def held_error(self, ops: Sequence[Op] | None = None) -> StorageFull:
+        """What a waiting writer hears when the alarm goes on: its write (``ops``; None: it is
+        held) is held uncommitted, or committed but waiting for acks that cannot come in now."""
+        assert self._full is not None and self._held is not None
+        held = {(op.origin, op.seq) for op in self._held[1].ops}
+        if ops is None or any((op.origin, op.seq) in held for op in ops):
+            then = "it is not acknowledged; it stays in memory and is committed when space returns, or is lost if the node stops first"
+            return _full_error(self._full, "filled up under this write", then)
+        then = "this write is durable here, but no peer's acknowledgement is taken in until space returns; it spreads then"
+        return _full_error(self._full, "filled up while this write waited for its acknowledgements", then)
 
     def probe(self) -> None:
         """Try the held commit again now (space was freed, or the log compacted)."""

@@ -286,9 +286,15 @@ class Node:
         start_s = trio.current_time()
 
         async def wait() -> Receipt:
-            await event.wait()
-            if self._outlets.waiters.pop(ticket.id, None) is not None:  # woken, not resolved
-                raise self._flusher.held_error()
+            woken = event
+            await woken.wait()
+            waiters = self._outlets.waiters
+            while waiters.get(ticket.id) is woken:  # woken by the disk-full alarm, not resolved
+                if self._flusher.alarm is not None:
+                    del waiters[ticket.id]
+                    raise self._flusher.held_error(ticket.ops or [ticket.op])
+                woken = waiters[ticket.id] = trio.Event()  # the alarm is over already: wait on
+                await woken.wait()
             self.metrics.ack_latency.observe(trio.current_time() - start_s)
             if ticket.status is WriteStatus.FAILED:
                 assert ticket.error is not None

@@ -229,3 +229,25 @@ async def test_a_client_reads_during_the_alarm_and_its_write_fails_with_the_stor
         assert "write was refused" in message and str(folder) in message
         store.limit_bytes(None)
         await wait_until_async(lambda: not a.status()["alarm"]["disk_full"], what="the alarm to end")
+
+
+async def test_a_committed_write_waiting_for_acks_hears_that_it_is_durable(tmp_path: Path) -> None:
+    folder = tmp_path / "a"
+    async with open_node(node_id="a", data_dir=str(folder), disk_probe_interval_s=0.05, **FAST) as a, trio.open_nursery() as nursery:
+        store = store_of(a)
+        heard: list[StorageFull] = []
+
+        async def waiting_writer() -> None:
+            with pytest.raises(StorageFull) as info:
+                await a.set("waits", 1, ack=1, timeout_s=60)  # no peer: it waits for one
+            heard.append(info.value)
+
+        nursery.start_soon(waiting_writer)
+        await wait_until_async(lambda: a.status()["pending_writes"] == 1, what="the write to wait")
+        store.limit_bytes(store.stats()["disk_bytes"] + (128 << 10))
+        _, _, exc = await fill(a, "f")
+        assert "filled up under this write" in str(exc)
+        await wait_until_async(lambda: bool(heard), what="the waiting writer to hear of the alarm")
+        assert "durable here" in str(heard[0]) and str(folder) in str(heard[0])
+    async with open_node(node_id="a", data_dir=str(folder), **FAST) as again:
+        assert again.get("waits") == 1
