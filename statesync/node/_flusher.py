@@ -347,6 +347,14 @@ class Flusher:
         out = self._rep.take_output()
         return (out, self._effects.commit_for(out)) if out else None
 
+    async def save_unless_full(self, what: str, fn: Callable[..., object], *args: Any) -> None:
+        """A store call whose loss costs nothing lasting (the peer list: learned again);
+        on a full disk it is skipped with a warning rather than ending the node."""
+        try:
+            await self.in_store(fn, *args)
+        except StorageFull as exc:
+            log.warning("%s: %s not saved: %s", self._node_id, what, exc)
+
     async def in_store(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store call: in the store's worker thread on a durable node, else here."""
         if self._durable:

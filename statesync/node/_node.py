@@ -202,7 +202,7 @@ class Node:
 
     def _save_peers(self, peers: Endpoints) -> None:
         if self._nursery is not None:
-            self._nursery.start_soon(self._flusher.in_store, self._store.save_peers, peers)
+            self._nursery.start_soon(self._flusher.save_unless_full, "the peer list", self._store.save_peers, peers)
 
     def _check_open(self) -> None:
         if self._closing:

@@ -128,7 +128,9 @@ async def test_a_compaction_ends_the_alarm_without_more_space(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("durability", ["process", "fsync"])
-async def test_without_a_way_out_the_alarm_stays_and_the_node_stops_cleanly(tmp_path: Path, durability: str) -> None:
+async def test_without_a_way_out_the_alarm_stays_and_the_node_stops_cleanly(
+    tmp_path: Path, durability: str, caplog: pytest.LogCaptureFixture
+) -> None:
     # process: the write that finds the disk full is committed in the writer's task;
     # fsync: by the flusher task, while the writer waits (the alarm wakes it)
     folder = tmp_path / "a"
@@ -143,6 +145,10 @@ async def test_without_a_way_out_the_alarm_stays_and_the_node_stops_cleanly(tmp_
         assert a.status()["alarm"]["disk_full"] and a.status()["alarm"]["compactions"] == 0
         with pytest.raises(StorageFull):
             await a.set("x", 1)
+        # saving the peer list (on a peer linked) is skipped with a warning, the node goes on
+        a._save_peers({f"n{i}": (f"tcp://127.0.0.1:{i + 1}?{'x' * 900}",) for i in range(300)})
+        await wait_until_async(lambda: "the peer list not saved" in caplog.text, what="the warning")
+        assert a.get(next(iter(acked))) is not None
     async with open_node(node_id="a", data_dir=str(folder), **FAST) as again:
         assert all(again.get(k) == v for k, v in acked.items())
 
