@@ -8,20 +8,26 @@ max_page_count), everywhere; and a real 3 MiB tmpfs, where the tests run as root
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from statesync.client import Client
 from statesync.core import Replica, WriteConcernError
 from statesync.errors import StorageError, StorageFull
 from statesync.node import Node, open_node
 from statesync.storage import SqliteStore
-from tests.support import FAST, wait_until_async
+from tests.client.nodes import short_socket
+from tests.support import FAST, FAST_ARGS, wait_until, wait_until_async
 
 VALUE = "x" * 1000
 WRITES_MAX = 20_000
@@ -257,3 +263,63 @@ async def test_a_committed_write_waiting_for_acks_hears_that_it_is_durable(tmp_p
         assert "durable here" in str(heard[0]) and str(folder) in str(heard[0])
     async with open_node(node_id="a", data_dir=str(folder), **FAST) as again:
         assert again.get("waits") == 1
+
+
+@pytest.mark.process
+def test_statesync_node_on_a_full_tmpfs_keeps_serving_then_resumes(tmpfs: Path, tmp_path: Path) -> None:
+    """The issue's case: `statesync node` on a 3 MiB tmpfs, written to by a client until it is full."""
+    ballast = tmpfs / "ballast"
+    ballast.write_bytes(b"\0" * (1 << 20))
+    endpoint = short_socket("full")
+    log_file = tmp_path / "node.log"
+    argv = [sys.executable, "-m", "statesync.cli", "node", "--id", "f", "--listen", "tcp://127.0.0.1:0",
+            "--data-dir", str(tmpfs / "f"), "--client", endpoint, "--metrics", "127.0.0.1:0",
+            "-o", "disk_probe_interval_s=0.1", *FAST_ARGS]  # fmt: skip
+
+    def start() -> subprocess.Popen[bytes]:
+        with log_file.open("ab") as out:
+            return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def alarm_gauge() -> float:
+        port = re.findall(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", log_file.read_text())[-1]
+        page = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        return next(s.value for f in text_string_to_metric_families(page) for s in f.samples if s.name == "statesync_disk_full_alarm")
+
+    node = start()
+    try:
+        acked: dict[str, str] = {}
+        with Client(endpoint, connect_timeout_s=20, timeout_s=20, watch_buffer_max=100_000) as client, client.watch("t") as watch:
+            for i in range(WRITES_MAX):
+                try:
+                    client.set(f"t.k{i}", f"{i}:{VALUE}")
+                except StorageError as exc:
+                    assert str(tmpfs / "f") in str(exc)
+                    break
+                acked[f"t.k{i}"] = f"{i}:{VALUE}"
+            assert len(acked) > 100 and node.poll() is None
+            assert client.get(next(iter(acked))) is not None  # reads go on
+            assert client.status()["alarm"]["disk_full"] is True
+            wait_until(lambda: alarm_gauge() == 1, what="the metric")
+            with pytest.raises(StorageError, match="write was refused"):
+                client.set("late", 1)
+            ballast.unlink()
+            wait_until(lambda: not client.status()["alarm"]["disk_full"], what="the alarm to end")
+            client.set("after", 1)
+            assert alarm_gauge() == 0
+            keys = []
+            for _ in range(len(acked) + 1):  # every acknowledged write, then the held one
+                event = watch.get(timeout=10)
+                assert event is not None
+                keys.append(event.key)
+            assert keys[: len(acked)] == list(acked) and keys[-1] not in acked
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(30) == 0
+        node = start()
+        with Client(endpoint, connect_timeout_s=20, timeout_s=20) as client:
+            assert all(client.get(k) == v for k, v in acked.items())
+            assert client.get("after") == 1
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait(10)
+    assert "Traceback" not in log_file.read_text()
