@@ -34,8 +34,10 @@ A large output, or ``durability="fsync"``, always goes through the task.
 output it belonged to is held (nothing of it happens: no send, no ack, no
 resolve), and the alarm goes on (``on_alarm(True)``: the node then refuses
 local writes at once, :meth:`Flusher.check_writable`, and its links stop
-taking frames in, so peers keep their ops and send them again later). Output
-made meanwhile stays in the replicator (one output, as after a slow round).
+taking frames in, so peers keep their ops and send them again later), and
+the ticker pauses (no timers run, so nothing piles up however long the alarm
+lasts). What output is made meanwhile stays in the replicator (one output, as
+after a slow round).
 Every ``disk_probe_interval_s``, and at once on :meth:`Flusher.probe`, the
 held commit is tried again, and if it still fails, a checkpoint that would
 shrink the log (it covers the held ops, so once written they are durable).
@@ -248,6 +250,7 @@ class Flusher:
             self._node_id, exc.folder, f"{exc.free_bytes:,}",
         )  # fmt: skip
         self._on_alarm(True)
+        self.ticker.paused = True  # no timers meanwhile: nothing piles up in the replicator
         self._dirty.set()  # the task, waiting for output, now waits for its probe instead
 
     async def _retry_held(self) -> None:
@@ -278,6 +281,8 @@ class Flusher:
             self._node_id, trio.current_time() - self._alarm_since_s, "the log was compacted" if compacted else "space returned",
         )  # fmt: skip
         self._on_alarm(False)
+        self.ticker.paused = False
+        self.ticker.poke()
         checkpoint = None if compacted else self._effects.checkpoint_for(out)
         if checkpoint is not None:
             await self._checkpoint(checkpoint)

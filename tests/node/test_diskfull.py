@@ -92,6 +92,10 @@ async def test_a_store_size_bound_raises_the_alarm_and_space_coming_back_ends_it
             # reads go on, and acknowledged writes read back
             assert all(a.get(k) == v for k, v in acked.items())
             assert a.status()["transport"]["frames_dropped_alarm"] > 0
+            # the replicator is left as it is: no sync rounds while the alarm is on
+            syncs, probes = a.status()["counters"]["sync_requests"], a.status()["alarm"]["probes"]
+            await wait_until_async(lambda: a.status()["alarm"]["probes"] >= probes + 5, what="probes (0.5 s)")
+            assert a.status()["counters"]["sync_requests"] == syncs
 
             store.limit_bytes(None)  # space returns: the timer's probe ends the alarm
             await wait_until_async(lambda: not a.status()["alarm"]["disk_full"], what="the alarm to end")
