@@ -25,6 +25,8 @@ from statesync.client import Client
 from statesync.core import Replica, WriteConcernError
 from statesync.errors import StorageError, StorageFull
 from statesync.node import Node, open_node
+from statesync.node._client_keys import row
+from statesync.protocol import IdemKey
 from statesync.storage import SqliteStore
 from tests.client.nodes import short_socket
 from tests.support import FAST, FAST_ARGS, wait_until, wait_until_async
@@ -327,3 +329,23 @@ def test_statesync_node_on_a_full_tmpfs_keeps_serving_then_resumes(tmpfs: Path, 
             node.kill()
             node.wait(10)
     assert "Traceback" not in log_file.read_text()
+
+
+def test_a_client_key_staged_with_an_op_the_full_disk_refused_is_written_with_it_later(tmp_path: Path) -> None:
+    replica = Replica("s")
+    with SqliteStore(tmp_path / "s", "s") as store:
+        store.limit_bytes(store.stats()["disk_bytes"] + (64 << 10))
+        for i in range(WRITES_MAX):
+            op = replica.put(("k", str(i)), VALUE, 1_700_000_000_000 + i, [])
+            store.stage_client_key((op.origin, op.seq), row(IdemKey("c" * 32, i + 1), None, b"f", {"ok": True, "seq": op.seq}))
+            try:
+                store.append([op])
+            except StorageFull:
+                break
+        else:
+            raise AssertionError("the store never filled")
+        store.limit_bytes(None)
+        store.append([op])  # the held commit, again: its key goes with it
+        assert [r[1] for r in store.load_client_keys()][-1] == i + 1
+    with SqliteStore(tmp_path / "s", "s") as store:
+        assert len(store.load().ops) == i + 1 and len(store.load_client_keys()) == i + 1
