@@ -144,8 +144,13 @@ def _wait_file(path: str) -> str:
 # ----------------------------------------------------------------- figures
 
 
-def replicated_writes(n: int, data_dir: str | None, durability: str = "process", batch: int = 1000) -> float:
-    """Writes/s applied at the peer: from the first write to the peer holding all."""
+def replicated_writes(
+    n: int, data_dir: str | None, durability: str = "process", batch: int = 1000, *, scrape_every_s: float | None = None
+) -> float:
+    """Writes/s applied at the peer: from the first write to the peer holding all.
+
+    ``scrape_every_s``: the writer serves its metrics and a scraper in its
+    process fetches the page that often while it writes."""
     peer_cfg = {"node_id": "b", "listen": ["tcp://127.0.0.1:*"]}
     if data_dir:
         peer_cfg.update(data_dir=os.path.join(data_dir, "b"), durability=durability)
@@ -156,20 +161,52 @@ def replicated_writes(n: int, data_dir: str | None, durability: str = "process",
             cfg: dict[str, Any] = {"node_id": "a", "peers": endpoints, "tune_gc": True}
             if data_dir:
                 cfg.update(data_dir=os.path.join(data_dir, "a"), durability=durability)
-            async with open_node(NodeConfig.from_mapping(cfg)) as node:
+            if scrape_every_s is not None:
+                cfg["metrics_listen"] = "127.0.0.1:0"
+            async with open_node(NodeConfig.from_mapping(cfg)) as node, trio.open_nursery() as nursery:
                 await node.set("warmup", 1, ack="all", timeout_s=10)
                 while not node.status()["peers"].get("b", {}).get("connected"):
                     await trio.sleep(0.01)
+                if scrape_every_s is not None:
+                    nursery.start_soon(_scraper, str(node.metrics_endpoint), scrape_every_s)
                 t0 = time.time()
                 for start in range(1, n, batch):
                     await node.set_many([(("bench", f"k{i}"), "v") for i in range(start, min(n, start + batch))])
                 assert child.stdout is not None
                 line = await trio.to_thread.run_sync(child.stdout.readline)
+                nursery.cancel_scope.cancel()
                 return (n - 1) / (json.loads(line)["done_at"] - t0)
 
         return trio.run(main)
     finally:
         _reap(child)
+
+
+async def _scraper(endpoint: str, every_s: float) -> None:
+    """GET /metrics every ``every_s`` (reads the whole page), until cancelled."""
+    host, port = endpoint.rsplit(":", 1)
+    while True:
+        stream = await trio.open_tcp_stream(host, int(port))
+        async with stream:
+            await stream.send_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+            while await stream.receive_some(65536):
+                pass
+        await trio.sleep(every_s)
+
+
+def metrics_overhead(n: int, rounds: int = 5) -> list[tuple[str, list[float]]]:
+    """In-memory and durable replicated writes/s, without metrics and with a scrape every 0.1 s,
+    in alternating rounds."""
+    out: list[tuple[str, list[float]]] = []
+    for label, durable in (("in-memory", False), ("durable", True)):
+        plain: list[float] = []
+        scraped: list[float] = []
+        for _ in range(rounds):
+            for scrape, into in ((None, plain), (0.1, scraped)):
+                with tempfile.TemporaryDirectory() as tmp:
+                    into.append(replicated_writes(n, tmp if durable else None, scrape_every_s=scrape))
+        out += [(f"{label}, no metrics", plain), (f"{label}, metrics scraped every 0.1 s", scraped)]
+    return out
 
 
 def watch_latency(samples: int, gap_s: float = 0.005) -> tuple[float, float]:
@@ -384,10 +421,18 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=0)
     parser.add_argument(
         "--only",
-        choices=["latency", "receive", "frames"],
-        help="one figure: idle-link watch latency, the receiver's cost, or frames per write on 3 nodes",
+        choices=["latency", "receive", "frames", "metrics"],
+        help="one figure: idle-link watch latency, the receiver's cost, frames per write on 3 nodes, "
+        "or the write rate with and without metrics",
     )
     args = parser.parse_args()
+    if args.only == "metrics":
+        rows = metrics_overhead(50_000 if args.quick else 200_000)
+        for label, rates in rows:
+            print(f"replicated writes/s, {label + ':':<42} {statistics.median(rates):>9,.0f} /s  rounds {', '.join(f'{r:,.0f}' for r in rates)}")
+        for (_, plain), (label, scraped) in (rows[0:2], rows[2:4]):
+            print(f"  {label}: {statistics.median(scraped) / statistics.median(plain):.3f}x without")
+        return
     if args.only == "frames":
         per_write, rate = frames_per_write(5_000 if args.quick else 20_000)
         print(f"3 nodes in one process, one await node.set per write on each: {per_write:.3f} frames per write, {rate:,.0f} writes/s")

@@ -26,11 +26,8 @@ class RateLimitedLog:
         what: str = "messages",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.logger = logger
-        self.level = level
-        self.burst = burst
-        self.window_s = window_s
-        self.what = what
+        self.logger, self.level, self.what = logger, level, what
+        self.burst, self.window_s = burst, window_s
         self._clock = clock
         self._window_start = -float("inf")
         self._count = 0

@@ -91,6 +91,7 @@ __all__ = [
     "StatesyncError",
     "StorageArgumentError",
     "StorageError",
+    "StorageFull",
     "StorageLimitError",
     "StoreClosed",
     "StoredRecordError",
@@ -160,24 +161,29 @@ class ReplicationError(StatesyncError):
     """Replication could not do what was asked: a write concern, a clock, a resolver."""
 
 
-class ClockSkewError(ReplicationError):
+class _Details(Exception):
+    """An error with keyword details kept as attributes (the subclass annotates them):
+    ``ClockSkewError(message, skew_s=...)``."""
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.__dict__.update(details)
+
+
+class ClockSkewError(_Details, ReplicationError):
     """A peer's physical clock differs from ours by more than ``max_drift_s``."""
 
-    def __init__(self, message: str, *, skew_s: float) -> None:
-        super().__init__(message)
-        self.skew_s = skew_s
+    skew_s: float
 
 
 class ResolverError(ReplicationError):
     """A custom conflict resolver failed or returned something it may not."""
 
 
-class ResolverCheckFailed(ReplicationError):
+class ResolverCheckFailed(_Details, ReplicationError):
     """``check_resolver`` found a counterexample; the message describes it."""
 
-    def __init__(self, message: str, *, counterexample: object) -> None:
-        super().__init__(message)
-        self.counterexample = counterexample
+    counterexample: object
 
 
 class WriteConcernError(ReplicationError):
@@ -345,7 +351,7 @@ class ValueRejected(DecodeError):
     """A value breaks the core value rules (``statesync.core.validate_value``)."""
 
 
-class DataCloneError(WireError, TypeError):
+class DataCloneError(_Details, WireError, TypeError):
     """Something given to the encoder cannot be encoded, like the web's structured clone.
 
     ``type_name`` names the offending type and ``where`` says where it sits
@@ -354,29 +360,21 @@ class DataCloneError(WireError, TypeError):
     the value would break, or is ``None`` when its type is the problem.
     """
 
-    def __init__(
-        self, message: str, *, type_name: str, where: str = "$", limit: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.type_name = type_name
-        self.where = where
-        self.limit = limit
+    type_name: str
+    where: str = "$"
+    limit: str | None = None
 
 
-class EncodeError(WireError, ValueError):
+class EncodeError(_Details, WireError, ValueError):
     """A frame cannot be built, or would break a limit its receiver enforces.
 
     ``limit`` names the ``DecodeLimits`` field, ``bound`` its value and
     ``value`` what the frame would have had.
     """
 
-    def __init__(
-        self, message: str, *, limit: str = "", bound: object = None, value: object = None
-    ) -> None:
-        super().__init__(message)
-        self.limit = limit
-        self.bound = bound
-        self.value = value
+    limit: str = ""
+    bound: object = None
+    value: object = None
 
 
 class WireSettingError(WireError, ValueError):
@@ -434,12 +432,10 @@ class RequestTimeout(PortsError, TimeoutError):
     """No response arrived within the request's timeout; a late answer is dropped."""
 
 
-class RequestFailed(PortsError):
+class RequestFailed(_Details, PortsError):
     """The remote request handler raised or there was no handler; ``remote_error`` says what."""
 
-    def __init__(self, message: str, *, remote_error: str) -> None:
-        super().__init__(message)
-        self.remote_error = remote_error
+    remote_error: str
 
 
 class PoolQueueFull(PortsError):
@@ -490,6 +486,18 @@ class StoredRecordError(StorageError, ValueError):
 class StorageArgumentError(StorageError, ValueError):
     """A store was given a setting or a name it does not take (durability, snapshot
     chunk size, node id, meta key); the message says what it takes."""
+
+
+class StorageFull(_Details, StorageError):
+    """The disk under the data dir is full (or the store reached its size bound).
+
+    A node raises it at once for every local write while its disk-full alarm is
+    on; it keeps serving reads, watches and status, and resumes by itself once
+    space returns. ``folder`` is the data dir, ``free_bytes`` what was free there.
+    """
+
+    folder: str
+    free_bytes: int
 
 
 # --------------------------------------------------------------------- node

@@ -167,6 +167,7 @@ authorized keys (removed keys lose access at once).""",
         help="allow binding non-loopback addresses without keys (allow_insecure): anyone who reaches them can read and write",
     )
     p.add_argument("--sync-interval", type=float, metavar="S", help="seconds between anti-entropy rounds")
+    p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics at http://HOST:PORT/metrics (metrics_listen), e.g. 127.0.0.1:9464")
     p.add_argument("-o", "--option", action="append", metavar="NAME=VALUE", help="any other configuration option, VALUE in TOML syntax (repeatable)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="default: info")
     p.add_argument("--check", action="store_true", help="print the resolved configuration as JSON and exit")

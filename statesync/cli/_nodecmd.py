@@ -148,6 +148,7 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
         "secret_key_file": os.path.abspath(args.key) if getattr(args, "key", None) else None,
         "authorized_keys_file": os.path.abspath(args.authorized_keys) if getattr(args, "authorized_keys", None) else None,
         "allow_insecure": True if getattr(args, "insecure", False) else None,
+        "metrics_listen": getattr(args, "metrics", None),
     }
     data.update({k: v for k, v in flags.items() if v is not None})
     for item in args.option or ():

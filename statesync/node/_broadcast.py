@@ -15,16 +15,15 @@ what peers broadcast.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import ClassVar
 
 import attrs
-import trio
 
 from statesync import ports, wire
 from statesync.core import Value
 from statesync.errors import NodeClosedError
+from statesync.node._inbox import Inbox
 
 
 @attrs.frozen
@@ -40,7 +39,7 @@ class Broadcast:
 wire.register_message(Broadcast)
 
 
-class BroadcastChannel:
+class BroadcastChannel(Inbox[tuple[Value, str]]):
     """The web's BroadcastChannel across nodes: messages to every node listening on ``name``.
 
     Messages are not stored and not replicated later: a node that is not
@@ -48,12 +47,9 @@ class BroadcastChannel:
     """
 
     def __init__(self, channels: Channels, name: str, buffer_max: int) -> None:
+        super().__init__(buffer_max)
         self.name = name
         self._channels = channels
-        self._buffer: deque[tuple[Value, str]] = deque()
-        self._buffer_max = buffer_max
-        self._wakeup = trio.Event()
-        self._closed = False
         self.dropped = 0
 
     def post_message(self, data: object) -> None:
@@ -77,24 +73,8 @@ class BroadcastChannel:
         self._buffer.append((value, origin))
         self._wakeup.set()
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._channels.forget(self)
-            self._wakeup.set()
-
-    def __aiter__(self) -> AsyncIterator[tuple[Value, str]]:
-        return self
-
-    async def __anext__(self) -> tuple[Value, str]:
-        """The next (data, origin node id); ends once the channel is closed."""
-        while True:
-            if self._buffer:
-                return self._buffer.popleft()
-            if self._closed:
-                raise StopAsyncIteration
-            self._wakeup = trio.Event()
-            await self._wakeup.wait()
+    def _forget(self) -> None:
+        self._channels.forget(self)
 
 
 class Channels:

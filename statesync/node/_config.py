@@ -107,6 +107,17 @@ class FaultConfig:
             raise ConfigError(f"faults.delay_ms = {list(self.delay_ms)} must be [low, high] with 0 <= low <= high")
 
 
+def parse_listen(value: object) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9464`` for IPv6; port 0 picks a free one) as (host, port)."""
+    if not isinstance(value, str) or ":" not in value:
+        raise ConfigError(f"metrics_listen = {value!r}: write HOST:PORT, for example 127.0.0.1:9464")
+    host, _, port_text = value.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"metrics_listen = {value!r}: write HOST:PORT with a port 0-65535, for example 127.0.0.1:9464")
+    return host, int(port_text)
+
+
 @attrs.frozen
 class NodeConfig:
     """Everything a node needs. Only ``node_id`` is required."""
@@ -193,6 +204,12 @@ class NodeConfig:
     """Leases one client (by the client id its grants name) holds on one node at once."""
     lease_keys_max: int = 10_000
     """Keys tied to one lease."""
+    metrics_listen: str | None = None
+    """``HOST:PORT`` serving Prometheus metrics at ``/metrics`` (``statesync node
+    --metrics``), for example ``127.0.0.1:9464``; port 0 picks a free one; None: off."""
+    disk_probe_interval_s: float = 5.0
+    """While the disk-full alarm is on, how often the node retries its held commit
+    (it also retries at once after a checkpoint compacted the log)."""
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.node_id, str) or not _NODE_ID.match(self.node_id):
@@ -253,6 +270,10 @@ class NodeConfig:
         if not self.listen:
             raise ConfigError("listen must name at least one endpoint, for example tcp://127.0.0.1:7001")
         self._check_security()
+        if self.metrics_listen is not None:
+            parse_listen(self.metrics_listen)
+        if not isinstance(self.disk_probe_interval_s, int | float) or self.disk_probe_interval_s <= 0:
+            raise ConfigError(f"disk_probe_interval_s = {self.disk_probe_interval_s!r} must be a positive number of seconds")
         try:
             Strategies.from_spec(self.strategy)
         except StatesyncError as exc:

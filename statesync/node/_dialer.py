@@ -48,11 +48,8 @@ class Dialer:
         known: Endpoints,
         save_peers: Callable[[Endpoints], None],
     ) -> None:
-        self._config = config
-        self._security = security
-        self._runtime = runtime
-        self._links = links
-        self._rep = rep
+        self._config, self._security, self._runtime = config, security, runtime
+        self._links, self._rep = links, rep
         self.known = known
         """Every peer's endpoints, as far as this node knows (persisted)."""
         self._save_peers = save_peers

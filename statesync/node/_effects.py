@@ -132,6 +132,13 @@ class Checkpoints:
             return self._replica.snapshot()
         return None
 
+    def snapshot(self) -> Snapshot:
+        return self._replica.snapshot()
+
+    def worth_compacting(self) -> bool:
+        """Whether the logged ops outnumber the tree's leaves: a checkpoint would shrink the store."""
+        return self.since > self._replica.tree.leaf_count
+
 
 class EffectsApplier:
     """Carries out outputs: :meth:`commit_for`, write the commit, :meth:`checkpoint_for`, :meth:`apply`.
@@ -174,6 +181,19 @@ class EffectsApplier:
         """
         checkpoints = self._checkpoints
         return None if checkpoints is None else checkpoints.after(out)
+
+    def compaction(self) -> Snapshot | None:
+        """A checkpoint to write now if it would shrink the durable log (None: it would not,
+        or nothing is durable). It covers every op the replica holds, committed or not."""
+        checkpoints = self._checkpoints
+        if checkpoints is None or not checkpoints.worth_compacting():
+            return None
+        return checkpoints.snapshot()
+
+    def compacted(self) -> None:
+        """The checkpoint :meth:`compaction` gave was written: count from zero again."""
+        if self._checkpoints is not None:
+            self._checkpoints.since = 0
 
     def apply(self, out: Output) -> None:
         """Steps 2 to 6, once what :meth:`commit_for` returned is durable."""

@@ -77,18 +77,17 @@ class LinkTable:
         mark_dirty: Callable[[], None],
         on_broadcast: Callable[[Broadcast], bool],
     ) -> None:
-        self._config = config
-        self._rep = rep
-        self._faults = faults
-        self._now = now
-        self._flush = flush
-        self._mark_dirty = mark_dirty
+        self._config, self._rep, self._faults = config, rep, faults
+        self._now, self._flush, self._mark_dirty = now, flush, mark_dirty
         self._on_broadcast = on_broadcast
         self._limits = wire.DecodeLimits(frame_bytes_max=config.frame_bytes_max)
         self._links: dict[LinkId, Link] = {}
         self._next_id = 1
         self._nursery: trio.Nursery | None = None
-        self.counters = {"frames_in": 0, "frames_out": 0, "bad_frames": 0, "frames_dropped_full": 0}
+        self.counters = {"frames_in": 0, "frames_out": 0, "bad_frames": 0, "frames_dropped_full": 0, "frames_dropped_alarm": 0}
+        self.paused = False
+        """The disk-full alarm is on: frames from peers are not handed to the replicator (their
+        ops stay unacknowledged, and the peers send them again); broadcast messages still go."""
 
     def start(self, nursery: trio.Nursery) -> None:
         """Run the links' tasks in ``nursery`` (the node's) from now on."""
@@ -183,11 +182,14 @@ class LinkTable:
                     self._mark_dirty()
                     continue
                 now = self._now()
+                paused = self.paused
+                if paused:
+                    counters["frames_dropped_alarm"] += 1
                 for msg in frame.messages:
                     if isinstance(msg, Broadcast):
                         if not self._on_broadcast(msg):
                             counters["bad_frames"] += 1
-                    else:
+                    elif not paused:
                         rep.received(link.id, msg, now)
                 self._flush()
         except (ports.PortsError, trio.ClosedResourceError, trio.BrokenResourceError):
@@ -283,12 +285,14 @@ def quietly() -> contextlib.suppress:
 
 def port_options(config: NodeConfig) -> ports.PortOptions:
     """The port options a node uses for its peer links."""
+    beat, silence = config.heartbeat_interval_s, config.heartbeat_timeout_s
     return ports.PortOptions(
-        heartbeat_interval_s=config.heartbeat_interval_s,
-        heartbeat_timeout_s=config.heartbeat_timeout_s,
-        zmq_heartbeat_interval_s=config.heartbeat_interval_s,
-        zmq_heartbeat_timeout_s=config.heartbeat_timeout_s,
-        zmq_heartbeat_ttl_s=config.heartbeat_timeout_s,
+        # the ports' own heartbeats and ZeroMQ's, on the node's timing
+        heartbeat_interval_s=beat,
+        heartbeat_timeout_s=silence,
+        zmq_heartbeat_interval_s=beat,
+        zmq_heartbeat_timeout_s=silence,
+        zmq_heartbeat_ttl_s=silence,
         connect_timeout_s=config.handshake_timeout_s,
         payload_bytes_max=config.frame_bytes_max + 1024,
         link_queue_bytes_max=config.send_queue_bytes_max,

@@ -68,6 +68,7 @@ from statesync.node._faults import NodeFaults
 from statesync.node._flusher import Flusher
 from statesync.node._leases import Lease, LeaseManager, LeaseOpening, Presence
 from statesync.node._link import LinkTable, quietly
+from statesync.node._metrics import NodeMetrics, serve_metrics
 from statesync.node._results import Conflict, Receipt
 from statesync.node._security import NodeSecurity
 from statesync.node._service import serve_clients
@@ -107,6 +108,11 @@ class _Outlets:
 
     def notice(self, text: str) -> None:
         log.info("%s: %s", self.node_id, text)
+
+    def wake_all(self) -> None:
+        """Wake every waiting writer without resolving it (the disk-full alarm went on)."""
+        for event in self.waiters.values():
+            event.set()
 
 
 class Node:
@@ -168,7 +174,7 @@ class Node:
         durable = config.data_dir is not None
         checkpoints = Checkpoints(replica, config.checkpoint_ops, len(loaded.ops)) if durable else None
         self._effects = EffectsApplier(self._links, self._outlets, checkpoints)
-        self._flusher = Flusher(rep, self._effects, store, self._now, config)
+        self._flusher = Flusher(rep, self._effects, store, self._now, config, on_alarm=self._on_alarm)
         self._nursery: trio.Nursery | None = None
         self._closing = False
         self.endpoints: tuple[str, ...] = ()
@@ -176,6 +182,10 @@ class Node:
         self._listeners: list[Any] = []
         self.started_at = time.time()
         self._leases = LeaseManager(self)
+        self.metrics = NodeMetrics(config.node_id, self.status)
+        """This node's Prometheus registry (served on ``metrics_listen``)."""
+        self.metrics_endpoint: str | None = None
+        """HOST:PORT the metrics are served on (None: not served)."""
 
     # ----------------------------------------------------------------- wiring
 
@@ -191,9 +201,14 @@ class Node:
     def _on_broadcast(self, msg: Broadcast) -> bool:
         return self._channels.receive(msg)
 
+    def _on_alarm(self, on: bool) -> None:
+        self._links.paused = on  # peers' frames are not taken in: their ops stay theirs
+        if on:
+            self._outlets.wake_all()
+
     def _save_peers(self, peers: Endpoints) -> None:
         if self._nursery is not None:
-            self._nursery.start_soon(self._flusher.in_store, self._store.save_peers, peers)
+            self._nursery.start_soon(self._flusher.save_unless_full, "the peer list", self._store.save_peers, peers)
 
     def _check_open(self) -> None:
         if self._closing:
@@ -266,6 +281,7 @@ class Node:
         """``set_many`` without waiting where it need not: the receipts (and whether the
         flusher wants a turn), or an awaitable of them when the concern takes time."""
         self._check_open()
+        self._flusher.check_writable()
         now = self._now()
         timeout = self.config.write_timeout_s if timeout_s is None else timeout_s
         items = list(items)
@@ -310,6 +326,7 @@ class Node:
         """A write without waiting where it need not: its receipt (and whether the flusher
         wants a turn), or an awaitable of it when the concern takes time."""
         self._check_open()
+        self._flusher.check_writable()
         timeout = self.config.write_timeout_s if timeout_s is None else timeout_s
         now = self._now()
         ticket = self._rep.write(path, value, remove=remove, ack=ack, timeout_s=timeout, now=now)
@@ -327,9 +344,19 @@ class Node:
     def _await_ticket(self, ticket: WriteTicket) -> Awaitable[Receipt]:
         event = self._outlets.waiters.setdefault(ticket.id, trio.Event())
         self._flusher.flush()
+        start_s = trio.current_time()
 
         async def wait() -> Receipt:
-            await event.wait()
+            woken = event
+            await woken.wait()
+            waiters = self._outlets.waiters
+            while waiters.get(ticket.id) is woken:  # woken by the disk-full alarm, not resolved
+                if self._flusher.alarm is not None:
+                    del waiters[ticket.id]
+                    raise self._flusher.held_error(ticket.ops or [ticket.op])
+                woken = waiters[ticket.id] = trio.Event()  # the alarm is over already: wait on
+                await woken.wait()
+            self.metrics.ack_latency.observe(trio.current_time() - start_s)
             if ticket.status is WriteStatus.FAILED:
                 assert ticket.error is not None
                 raise ticket.error
@@ -391,6 +418,8 @@ class Node:
         status["endpoints"] = list(self.endpoints)
         status["uptime_s"] = round(time.time() - self.started_at, 3)
         status["watches"] = len(self._hub)
+        status["watch"] = self._hub.stats()
+        status["alarm"] = self._flusher.alarm_status()
         status["storage"] = self._store.stats()
         status["links"] = len(self._links)
         status["transport"] = self.counters
@@ -466,6 +495,8 @@ class Node:
             self._dialer.start(nursery, self.endpoints)
             if self.config.client is not None:
                 self.client_endpoints = await nursery.start(serve_clients, self)
+            if self.config.metrics_listen is not None:
+                self.metrics_endpoint = await nursery.start(serve_metrics, self.metrics, self.config.metrics_listen)
             task_status.started()
 
     async def _accept(self, listener: Any) -> None:

@@ -30,6 +30,9 @@ class Ticker:
         self._on_tick = on_tick
         self._reset = trio.Event()
         self._deadline = math.inf
+        self.paused = False
+        """No ticks while set (the disk-full alarm: the replicator is left as it is); clear it
+        and :meth:`poke` to resume."""
 
     def poke(self) -> None:
         """Wake the task only if the replicator now wants a tick sooner than it waits for."""
@@ -39,11 +42,11 @@ class Ticker:
     async def run(self) -> None:
         rep = self._rep
         while True:
-            deadline = self._deadline = rep.next_tick_s()
+            deadline = self._deadline = math.inf if self.paused else rep.next_tick_s()
             with trio.move_on_at(deadline):
                 await self._reset.wait()
             self._reset = trio.Event()
-            if trio.current_time() >= rep.next_tick_s():
+            if not self.paused and trio.current_time() >= rep.next_tick_s():
                 rep.tick(self._now())
                 self._on_tick()
 

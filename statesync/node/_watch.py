@@ -10,14 +10,13 @@ picture of the state, in order, and never costs unbounded memory.
 
 from __future__ import annotations
 
-import collections
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 import attrs
-import trio
 
 from statesync.core import ABSENT, AbsentType, Change, Path, Value, format_path
+from statesync.node._inbox import Inbox
 
 EventKind = Literal["put", "delete", "lagged"]
 
@@ -59,17 +58,14 @@ class WatchEvent:
         }
 
 
-class Watch:
+class Watch(Inbox[WatchEvent]):
     """An async iterator of WatchEvents for one prefix (use ``async for``)."""
 
     def __init__(self, hub: WatchHub, prefix: Path, buffer_max: int) -> None:
+        super().__init__(buffer_max)
         self._hub = hub
         self.prefix = prefix
-        self._buffer: collections.deque[WatchEvent] = collections.deque()
-        self._buffer_max = buffer_max
         self._lagged = False
-        self._closed = False
-        self._wakeup = trio.Event()
         self.lag_count = 0
 
     def _push(self, event: WatchEvent) -> None:
@@ -79,34 +75,20 @@ class Watch:
             self._buffer.clear()
             self._lagged = True
             self.lag_count += 1
+            self._hub.lagged_events += 1
         else:
             self._buffer.append(event)
         self._wakeup.set()
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._hub._unsubscribe(self)
-            self._wakeup.set()
+    def _forget(self) -> None:
+        self._hub._unsubscribe(self)
 
-    def __aiter__(self) -> AsyncIterator[WatchEvent]:
-        return self
-
-    async def __anext__(self) -> WatchEvent:
-        while True:
-            if self._lagged:
-                self._lagged = False
-                value = self._hub.read(self.prefix)
-                return WatchEvent("lagged", self.prefix, value, ABSENT, "", 0)
-            if self._buffer:
-                return self._buffer.popleft()
-            if self._closed:
-                raise StopAsyncIteration
-            self._wakeup = trio.Event()
-            await self._wakeup.wait()
-
-    def pending(self) -> int:
-        return len(self._buffer)
+    def _take(self) -> WatchEvent | None:
+        if self._lagged:
+            self._lagged = False
+            value = self._hub.read(self.prefix)
+            return WatchEvent("lagged", self.prefix, value, ABSENT, "", 0)
+        return super()._take()
 
 
 class WatchHub:
@@ -117,6 +99,8 @@ class WatchHub:
         self.buffer_max = buffer_max
         self._by_prefix: dict[Path, list[Watch]] = {}
         self._depths: set[int] = set()
+        self.lagged_events = 0
+        """Times any watch (open or closed since) fell behind its buffer."""
 
     def subscribe(self, prefix: Path) -> Watch:
         watch = Watch(self, prefix, self.buffer_max)
@@ -134,6 +118,15 @@ class WatchHub:
 
     def __len__(self) -> int:
         return sum(len(w) for w in self._by_prefix.values())
+
+    def stats(self) -> dict[str, int]:
+        """Watches open, the largest backlog among them, and lagged events so far."""
+        watches = [w for ws in self._by_prefix.values() for w in ws]
+        return {
+            "open": len(watches),
+            "backlog_max": max((w.pending() for w in watches), default=0),
+            "lagged_events": self.lagged_events,
+        }
 
     def publish(self, changes: Iterable[Change]) -> None:
         by_prefix = self._by_prefix

@@ -24,7 +24,9 @@ Every write is one SQLite transaction, so a crash leaves each ``append`` or
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -37,6 +39,7 @@ from statesync.errors import (
     DataDirMismatch,
     StorageArgumentError,
     StorageError,
+    StorageFull,
     StoreClosed,
 )
 from statesync.storage._codec import (
@@ -67,6 +70,10 @@ from statesync.storage._store import (
 DB_NAME: Final = "statesync.db"
 _BUSY_TIMEOUT_MS: Final = 5_000
 _CACHE_KIB: Final = 16 << 10
+_PAGES_MAX: Final = 4_294_967_294
+"""SQLite's own bound on max_page_count: no bound but the disk's."""
+_NEARLY_FULL_BYTES: Final = 1 << 20
+"""An I/O error while less than this is free is taken for a full disk."""
 _WAL_KEEP_BYTES: Final = 64 << 20
 """After a checkpoint, the WAL file is truncated to at most this size."""
 
@@ -147,6 +154,7 @@ class SqliteStore(ClosingStore):
         self._keys_lock = threading.Lock()
         self.client_keys_max = CLIENT_KEYS_MAX
         self._conn: sqlite3.Connection | None = None
+        self._bytes_max: int | None = None
         try:
             self._conn = self._open()
             self._read_counters(self._conn)
@@ -296,6 +304,14 @@ class SqliteStore(ClosingStore):
         return conn
 
     def _fail(self, what: str, e: Exception) -> NoReturn:
+        free = self.free_bytes()
+        if _is_full(e, free):
+            raise StorageFull(
+                f"could not {what} in {self.db_path}: the disk is full ({free:,} bytes free under "
+                f"{self.data_dir}); nothing of it was written: free space there",
+                folder=str(self.data_dir),
+                free_bytes=free,
+            ) from e
         raise StorageError(
             f"could not {what} in {self.db_path}: {e}; nothing of it was written "
             "(check free space and permissions)"
@@ -398,10 +414,16 @@ class SqliteStore(ClosingStore):
                 self._log_ops += 1
                 self._hlc = max(self._hlc, rows[0][2])
             return
-        with self._transaction(f"append {len(rows)} ops") as conn:
-            conn.executemany(_INSERT_OP, rows)
-            if keys:
-                self._write_keys(conn, keys)
+        try:
+            with self._transaction(f"append {len(rows)} ops") as conn:
+                conn.executemany(_INSERT_OP, rows)
+                if keys:
+                    self._write_keys(conn, [row for _, row in keys])
+        except StorageError:
+            if keys:  # nothing was written: the keys go with the ops when they are appended again
+                with self._keys_lock:
+                    self._staged_keys.update(keys)
+            raise
         self._log_ops += len(rows)
         self._hlc = max(self._hlc, *[row[2] for row in rows])
 
@@ -415,6 +437,17 @@ class SqliteStore(ClosingStore):
             raise StorageError(f"a snapshot's vector cannot be encoded ({e})") from e
         n_chunks = 0
         with self._transaction(f"save a snapshot of {len(entries)} paths") as conn:
+            # what the snapshot replaces goes first, so that a nearly full store reuses its pages
+            conn.execute("DELETE FROM temp.snap_vv")
+            conn.executemany("INSERT INTO temp.snap_vv (origin, n) VALUES (?, ?)", vv.items())
+            # keep the highest hlc of what is about to go: the covered ops and the old
+            # snapshot (the new snapshot's own hlc is in its row)
+            conn.execute(
+                "UPDATE store_meta SET value = max(value,"
+                f" coalesce((SELECT max(hlc) FROM ops WHERE {_COVERED}), 0),"
+                " coalesce((SELECT hlc FROM snapshot WHERE id = 0), 0)) WHERE key = 'hlc'"
+            )
+            deleted = conn.execute(f"DELETE FROM ops WHERE {_COVERED}").rowcount
             conn.execute("DELETE FROM snapshot_chunks")
             try:
                 for count, body in encode_chunks(pack, entries, self._chunk_bytes):
@@ -427,20 +460,10 @@ class SqliteStore(ClosingStore):
                 raise StorageError(
                     f"a snapshot entry cannot be encoded ({e}); nothing was written"
                 ) from e
-            conn.execute("DELETE FROM temp.snap_vv")
-            conn.executemany("INSERT INTO temp.snap_vv (origin, n) VALUES (?, ?)", vv.items())
-            # keep the highest hlc of what is about to go: the covered ops and the old
-            # snapshot (the new snapshot's own hlc is in its row)
-            conn.execute(
-                "UPDATE store_meta SET value = max(value,"
-                f" coalesce((SELECT max(hlc) FROM ops WHERE {_COVERED}), 0),"
-                " coalesce((SELECT hlc FROM snapshot WHERE id = 0), 0)) WHERE key = 'hlc'"
-            )
             conn.execute(
                 "INSERT OR REPLACE INTO snapshot (id, vv, hlc, entries, chunks) VALUES (0, ?, ?, ?, ?)",
                 (vv_body, snapshot.hlc, len(entries), n_chunks),
             )
-            deleted = conn.execute(f"DELETE FROM ops WHERE {_COVERED}").rowcount
         self._log_ops -= deleted
         self._hlc = max(self._hlc, snapshot.hlc)
         self._snapshot_entries = len(entries)
@@ -464,6 +487,34 @@ class SqliteStore(ClosingStore):
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
         if exists is None:
             self._meta_keys += 1
+
+    def free_bytes(self) -> int:
+        """Bytes a write may still use: free on the disk, or under ``limit_bytes``'s bound if lower."""
+        try:
+            free = shutil.disk_usage(self.data_dir).free
+        except OSError:
+            free = 0
+        conn = self._conn
+        if conn is not None and self._bytes_max is not None:
+            with suppress(sqlite3.Error):
+                page, pages, unused = (
+                    conn.execute(f"PRAGMA {name}").fetchone()[0] for name in ("page_size", "page_count", "freelist_count")
+                )
+                free = min(free, max(0, self._bytes_max - (pages - unused) * page))
+        return int(free)
+
+    def limit_bytes(self, bytes_max: int | None) -> None:
+        """Bound the database file at about ``bytes_max`` (None: no bound but the disk's).
+
+        Past it a write fails as on a full disk (:class:`StorageFull`). For
+        operators who share a disk, and for tests of the disk-full alarm.
+        """
+        with self._mutex:
+            conn = self._live()
+            page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            pages = _PAGES_MAX if bytes_max is None else max(1, bytes_max // page)
+            conn.execute(f"PRAGMA max_page_count = {pages}")
+            self._bytes_max = bytes_max
 
     def stats(self) -> dict[str, int]:
         with self._mutex:
@@ -496,10 +547,11 @@ class SqliteStore(ClosingStore):
                 self._staged_keys.pop(next(iter(self._staged_keys)))
             self._staged_keys[dot] = row
 
-    def _keys_for(self, ops: Sequence[Op]) -> list[ClientKeyRow]:
+    def _keys_for(self, ops: Sequence[Op]) -> list[tuple[tuple[str, int], ClientKeyRow]]:
         with self._keys_lock:
             staged = self._staged_keys
-            return [row for op in ops if (row := staged.pop((op.origin, op.seq), None)) is not None]
+            dots = [(op.origin, op.seq) for op in ops]
+            return [(dot, row) for dot in dots if (row := staged.pop(dot, None)) is not None]
 
     def _write_keys(self, conn: sqlite3.Connection, rows: list[ClientKeyRow]) -> None:
         conn.executemany(_INSERT_KEY, rows)
@@ -519,6 +571,18 @@ class SqliteStore(ClosingStore):
             except sqlite3.Error as e:
                 raise StorageError(f"could not read the client keys in {self.db_path}: {e}") from e
         return [(str(c), int(q), o, bytes(f), str(r)) for c, q, o, f, r in reversed(rows)]
+
+
+def _is_full(e: Exception, free_bytes: int) -> bool:
+    """Whether a failed write failed for want of space (SQLite's SQLITE_FULL, ENOSPC, or an
+    I/O error while almost nothing is free)."""
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return True
+    code = getattr(e, "sqlite_errorcode", None)
+    if not isinstance(code, int):
+        return False
+    primary = code & 0xFF
+    return primary == sqlite3.SQLITE_FULL or (primary == sqlite3.SQLITE_IOERR and free_bytes < _NEARLY_FULL_BYTES)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
