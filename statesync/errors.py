@@ -29,6 +29,7 @@ __all__ = [
     "AccessDenied",
     "BadPath",
     "BadRequest",
+    "BadResumeToken",
     "BatchTooLong",
     "BytesTooLong",
     "CliError",
@@ -521,6 +522,11 @@ class TooManyStreams(ProtocolError):
 
 class NodeError(ProtocolError):
     """The node failed a request for a reason of its own; the message says what."""
+
+
+class BadResumeToken(BadRequest):
+    """A watch's resume token is garbled, or from another cluster, node or data folder:
+    the watch is refused; start it without ``resume`` (it then begins with the current subtree)."""
 
 
 # ------------------------------------------------------------------- client

@@ -16,6 +16,7 @@ from typing import Any, Final
 from statesync.errors import (
     AccessDenied,
     BadRequest,
+    BadResumeToken,
     InvalidPath,
     InvalidValue,
     NodeClosedError,
@@ -56,6 +57,9 @@ class ErrorCode(enum.StrEnum):
     """The node's storage failed the request (disk full, read-only, I/O error)."""
     NODE_ERROR = "node_error"
     """Any other failure on the node; the message says what."""
+    BAD_RESUME = "bad_resume"
+    """A watch's ``resume`` token is garbled or from another cluster, node or data folder;
+    watch again without it."""
 
 
 ERROR_CLASSES: Final[Mapping[ErrorCode, type[StatesyncError]]] = {
@@ -70,6 +74,7 @@ ERROR_CLASSES: Final[Mapping[ErrorCode, type[StatesyncError]]] = {
     ErrorCode.NODE_CLOSED: NodeClosedError,
     ErrorCode.STORAGE: StorageError,
     ErrorCode.NODE_ERROR: NodeError,
+    ErrorCode.BAD_RESUME: BadResumeToken,
 }
 """The one mapping from a code to the error class a client raises for it."""
 

@@ -107,7 +107,7 @@ def test_every_code_maps_to_one_class_and_back() -> None:
 def test_codes_are_stable_strings_never_class_names() -> None:
     assert [c.value for c in protocol.ErrorCode] == [
         "bad_request", "protocol_mismatch", "invalid_path", "invalid_value", "too_large", "write_concern",
-        "access_denied", "too_many_streams", "node_closed", "storage", "node_error",
+        "access_denied", "too_many_streams", "node_closed", "storage", "node_error", "bad_resume",
     ]  # fmt: skip
     class Unlisted(StatesyncError):
         pass
