@@ -3,6 +3,9 @@ the events seen are exactly the writes made; bad tokens are refused cleanly."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 from pathlib import Path
 
 import pytest
@@ -127,5 +130,20 @@ def test_an_aio_watch_resumes_after_its_connection_is_lost() -> None:
 
     try:
         run(main)
+    finally:
+        nodes.stop()
+
+
+def test_the_api_docs_resume_example_runs() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "api.md").read_text()
+    found = re.search(r"<!-- resume-example -->\n```python\n(.*?)\n```\n<!-- /resume-example -->", text, re.S)
+    assert found, "docs/api.md has no resume-example block"
+    code = found.group(1)
+    nodes = NodeThread([{"node_id": "a"}])
+    try:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(code.replace("tcp://127.0.0.1:7111", nodes.endpoints[0]), "api.md (resume)", "exec"), {})
+        assert out.getvalue().splitlines() == ["[('put', 'cache.b'), ('delete', 'cache.a')]"]
     finally:
         nodes.stop()
