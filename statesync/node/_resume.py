@@ -37,7 +37,7 @@ import collections
 import itertools
 import json
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Final
 
 from statesync.core import ABSENT, Change, Path
@@ -102,7 +102,6 @@ class Journal:
         self._first = 0
         """Absolute position of ``_entries[0]``."""
         self._pos: dict[Key, int] = {}
-        self._count: dict[tuple[str, int], int] = {}
         self.low: dict[str, int] = {o: n for o, n in low.items() if n > 0}
         self._last: Key = ("", 0, 0)
 
@@ -116,34 +115,42 @@ class Journal:
         """The token of the current state: the last change recorded."""
         return encode_token(self.data_id, self.node_id, self._last)
 
-    def record(self, changes: Iterable[Change]) -> list[int]:
-        """Keep ``changes`` (in order); each one's index within its op, for its token."""
-        entries, pos, count = self._entries, self._pos, self._count
+    def record(self, changes: list[Change]) -> list[int]:
+        """Keep ``changes`` (in order); each one's index within its op, for its token.
+
+        An op's changes come together, so the index is one more than the last
+        change's when it has the same op, else 0 (a name already taken, as a
+        snapshot install's changes may repeat an op, takes the next free index).
+        """
+        if not changes:
+            return []
+        entries, pos = self._entries, self._pos
         indexes: list[int] = []
         at = self._first + len(entries)
+        origin, seq, index = self._last
         for change in changes:
-            dot = (change.origin, change.seq)
-            index = count.get(dot, 0)
-            count[dot] = index + 1
-            key = (dot[0], dot[1], index)
+            if change.seq == seq and change.origin == origin:
+                index += 1
+            else:
+                origin, seq, index = change.origin, change.seq, 0
+            key = (origin, seq, index)
+            while key in pos:
+                index += 1
+                key = (origin, seq, index)
             pos[key] = at
             entries.append((change, index))
             indexes.append(index)
             at += 1
-            self._last = key
-        excess = len(entries) - self.events_max
-        for _ in range(max(0, excess)):
+        self._last = (origin, seq, index)
+        for _ in range(len(entries) - self.events_max):
             self._evict()
         return indexes
 
     def _evict(self) -> None:
         change, index = self._entries.popleft()
-        dot = (change.origin, change.seq)
-        key = (dot[0], dot[1], index)
+        key = (change.origin, change.seq, index)
         if self._pos.get(key) == self._first:
             del self._pos[key]
-        if self._count.get(dot) == index + 1:
-            del self._count[dot]
         self._first += 1
         if change.seq > self.low.get(change.origin, 0):
             self.low[change.origin] = change.seq
