@@ -17,6 +17,7 @@ from statesync.errors import BadResumeToken
 from statesync.node._watch import WatchEvent
 from tests.aio.support import run
 from tests.client.nodes import NodeThread, short_socket
+from tests.node.test_processes import Proc
 
 
 def seen(events: list[WatchEvent]) -> list[tuple[str, object]]:
@@ -147,3 +148,27 @@ def test_the_api_docs_resume_example_runs() -> None:
         assert out.getvalue().splitlines() == ["[('put', 'cache.b'), ('delete', 'cache.a')]"]
     finally:
         nodes.stop()
+
+
+@pytest.mark.process
+def test_a_watch_loses_no_change_when_its_node_process_is_killed_and_restarted(tmp_path: Path) -> None:
+    endpoint = short_socket("k")
+    config = {"node_id": "k", "data_dir": str(tmp_path / "k"), "client": endpoint, "listen": ["tcp://127.0.0.1:*"]}
+    node = Proc(config)
+    made: list[tuple[str, object]] = []
+    try:
+        with Client(endpoint, connect_timeout_s=20, timeout_s=20) as client, client.watch("k") as watch:
+            for i in range(200):
+                client.set(f"k.{i % 9}", i)
+                made.append((f"k.{i % 9}", i))
+            before = take(watch, 50)  # the rest may still be on their way when the node dies
+            node.kill()  # SIGKILL: every write acknowledged above is durable
+            node = Proc(config)
+            for i in range(200, 400):
+                client.set(f"k.{i % 9}", i)  # retried until the node is back
+                made.append((f"k.{i % 9}", i))
+            after = take(watch, len(made) - len(before))
+            assert seen(before + after) == made
+            assert watch.lag_count == 0 and watch.get(timeout=0.3) is None
+    finally:
+        node.close()
