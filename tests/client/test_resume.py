@@ -172,3 +172,22 @@ def test_a_watch_loses_no_change_when_its_node_process_is_killed_and_restarted(t
             assert watch.lag_count == 0 and watch.get(timeout=0.3) is None
     finally:
         node.close()
+
+
+def test_a_client_watch_resumed_past_the_journal_starts_with_lagged() -> None:
+    nodes = NodeThread([{"node_id": "a", "watch_resume_events_max": 5}])
+    try:
+        with Client(nodes.endpoints[0]) as client:
+            with client.watch("k") as watch:
+                client.set("k.a", 0)
+                [first] = take(watch, 1)
+                for i in range(20):
+                    client.set("k.a", i)
+                take(watch, 20)  # published, so the journal moved past ``first``
+            with client.watch("k", resume=first.resume) as watch:
+                [lagged] = take(watch, 1)
+                assert (lagged.kind, lagged.value, watch.lag_count) == ("lagged", {"a": 19}, 1)
+                client.set("k.b", 1)
+                assert seen(take(watch, 1)) == [("k.b", 1)]
+    finally:
+        nodes.stop()
