@@ -8,8 +8,9 @@ the changes made after it. So a slow watcher sees every change or a fresh
 picture of the state, in order, and never costs unbounded memory.
 
 Every event carries a resume token (``resume``); a watch opened with one
-(:meth:`WatchHub.subscribe` ``backlog``) first delivers the changes after it
-(read from the node's journal, :mod:`statesync.node._resume`), then the live ones.
+(``Node.watch(prefix, resume=)``, :meth:`Watch._resume_from`) first delivers the
+changes after it (read from the node's journal, :mod:`statesync.node._resume`),
+then the live ones.
 """
 
 from __future__ import annotations
