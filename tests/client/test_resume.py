@@ -13,6 +13,7 @@ import trio
 
 from statesync import aio
 from statesync.client import Client
+from statesync.core import ABSENT
 from statesync.errors import BadResumeToken
 from statesync.node._watch import WatchEvent
 from tests.aio.support import run
@@ -191,3 +192,25 @@ def test_a_client_watch_resumed_past_the_journal_starts_with_lagged() -> None:
                 assert seen(take(watch, 1)) == [("k.b", 1)]
     finally:
         nodes.stop()
+
+
+def test_a_watch_whose_in_memory_node_came_back_empty_gets_lagged() -> None:
+    endpoint = short_socket("m")
+    config = {"node_id": "m", "client": endpoint}
+    first = NodeThread([config])
+    with Client(endpoint, connect_timeout_s=10, timeout_s=20) as client:
+        try:
+            watch = client.watch("")
+            client.set("k", 1)
+            take(watch, 1)
+        finally:
+            first.stop()
+        second = NodeThread([config])  # a new in-memory node: it refuses the old token
+        try:
+            client.set("k", 2)
+            [lagged] = take(watch, 1)
+            assert lagged.kind == "lagged" and lagged.value in ({"k": 2}, ABSENT)
+            assert watch.error is None and not watch.closed
+            watch.close()
+        finally:
+            second.stop()
