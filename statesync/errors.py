@@ -29,6 +29,7 @@ __all__ = [
     "AccessDenied",
     "BadPath",
     "BadRequest",
+    "BadResumeToken",
     "BatchTooLong",
     "BytesTooLong",
     "CliError",
@@ -557,6 +558,11 @@ class LeaseNotHeld(LeaseError):
 class TooManyLeases(LeaseError):
     """The node (``leases_max``), the client (``leases_per_client_max``) or the lease
     (``lease_keys_max``) is at its bound; the message names the setting."""
+
+
+class BadResumeToken(BadRequest):
+    """A watch's resume token is garbled, or from another cluster, node or data folder:
+    the watch is refused; start it without ``resume`` (it then begins with the current subtree)."""
 
 
 # ------------------------------------------------------------------- client

@@ -134,14 +134,15 @@ class Client(ClientBase):
 
     # -- watches
 
-    def watch(self, prefix: PathLike = "") -> Watch:
+    def watch(self, prefix: PathLike = "", *, resume: str | None = None) -> Watch:
         """Changes under ``prefix``: ``async with client.watch(p) as w: async for event in w``.
 
         Entering the block subscribes (NodeUnavailable if the node does not
         confirm within ``connect_timeout_s`` plus a margin); leaving it, or
-        closing the client, ends the watch.
+        closing the client, ends the watch. ``resume``: an event's ``resume``
+        token, as for the blocking client's ``watch``.
         """
-        watch = Watch(self._session(), as_path(prefix), self.watch_buffer_max, self.connect_timeout_s)
+        watch = Watch(self._session(), as_path(prefix), self.watch_buffer_max, self.connect_timeout_s, resume)
         self._watches.add(watch)
         return watch
 

@@ -27,13 +27,14 @@ class Watch(WatchBuffer):
     the events are the node's :class:`~statesync.node.WatchEvent` s after
     that. At most ``buffer_max`` events wait; a consumer that falls that far
     behind loses them and next reads one ``lagged`` event with the whole
-    current subtree. After a reconnect the watch re-subscribes by itself and
-    delivers one ``lagged`` event too. ``error`` says what ended a watch that
+    current subtree. After a reconnect the watch re-subscribes by itself from
+    the last event's ``resume`` token, losing no change (one ``lagged`` event
+    only when the node no longer holds them). ``error`` says what ended a watch that
     was not closed here (for example NodeRefused).
     """
 
-    def __init__(self, session: Session, prefix: Path, buffer_max: int, timeout_s: float) -> None:
-        super().__init__(prefix, buffer_max)
+    def __init__(self, session: Session, prefix: Path, buffer_max: int, timeout_s: float, resume: str | None = None) -> None:
+        super().__init__(prefix, buffer_max, resume)
         self._session = session
         self._timeout_s = timeout_s
         self._changed = asyncio.Event()

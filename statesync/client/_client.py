@@ -178,16 +178,21 @@ class Client(ClientBase):
 
     # -- watches
 
-    def watch(self, prefix: PathLike = "", callback: Callable[[WatchEvent], object] | None = None) -> Watch:
+    def watch(
+        self, prefix: PathLike = "", callback: Callable[[WatchEvent], object] | None = None, *, resume: str | None = None
+    ) -> Watch:
         """Watch changes under ``prefix``; returns once subscribed.
 
         Without ``callback``, iterate the returned :class:`Watch` (it blocks).
         With one, ``callback(event)`` runs for each event in a thread of its
         own (one per watch, in order; an exception is logged and the watch goes
-        on). Close the watch, or the client, to stop.
+        on). Close the watch, or the client, to stop. ``resume``: an event's
+        ``resume`` token; the watch delivers exactly the changes after it (a
+        ``lagged`` event first if the node no longer holds them; BadResumeToken
+        for a garbled or foreign token).
         """
         path = as_path(prefix)
-        watch = Watch(self, path, self.watch_buffer_max)
+        watch = Watch(self, path, self.watch_buffer_max, resume)
         loop = self._loop()
         loop.run(loop.start_watch, watch, self.connect_timeout_s)
         self._watches.add(watch)

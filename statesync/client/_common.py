@@ -25,6 +25,7 @@ from statesync._backoff import Backoff
 from statesync.core import ABSENT, AbsentType, Path, PathLike, Value, as_path, format_path
 from statesync.errors import (
     BadRequest,
+    BadResumeToken,
     ClientError,
     ConnectionLost,
     InvalidArgument,
@@ -511,8 +512,11 @@ class WatchBuffer:
     consumer something changed (a condition, an event: each client's own).
     """
 
-    def __init__(self, prefix: Path, buffer_max: int) -> None:
+    def __init__(self, prefix: Path, buffer_max: int, resume: str | None = None) -> None:
         self.prefix = prefix
+        self.resume = resume
+        """The resume token of the last event (or subtree) received: a re-made subscription
+        starts after it, so a reconnect or a node restart loses no change (None: none yet)."""
         self.error: StatesyncError | None = None
         """What ended the watch when it was not ``close()`` (for example NodeRefused)."""
         self.initial: Value | AbsentType = ABSENT
@@ -552,10 +556,13 @@ class WatchBuffer:
         if len(self._buffer) >= self._buffer_max:
             self._buffer.clear()
             self._lagged = True
+            self.resume = None  # the events dropped here are gone: the next subscription starts afresh
             self.lag_count += 1
             self._notify()
             return False
         self._buffer.append(event)
+        if event.resume:
+            self.resume = event.resume
         self._notify()
         return True
 
@@ -570,16 +577,23 @@ class WatchBuffer:
         if isinstance(item, WatchEvent):
             return self._push(item)
         if isinstance(item, protocol.Subtree):
-            if item.kind == "ready" and sub.first:
+            if item.kind == "ready" and (sub.first or item.resumed):
                 sub.ready = True
-                self.initial = item.value
-                sub.started()
-                return True
-            sub.ready = sub.ready or item.kind == "ready"
+                if not item.resumed:
+                    self.initial = item.value
+                    self.resume = item.resume or None
+                if sub.first:
+                    sub.started()
+                return True  # a resumed subscription: the changes after the token follow
+            first = not sub.ready and sub.first
+            sub.ready = sub.ready or item.kind in ("ready", "lagged")
             if item.kind == "lagged":
                 self._count_lag()
             # a re-made subscription's ready, or a lagged: the whole current subtree
-            return self._push(WatchEvent("lagged", self.prefix, item.value, ABSENT, "", 0))
+            pushed = self._push(WatchEvent("lagged", self.prefix, item.value, ABSENT, "", 0, item.resume))
+            if first:
+                sub.started()
+            return pushed
         return not isinstance(item, protocol.Closed)
 
 
@@ -626,9 +640,9 @@ class Resubscribing:
             self.backoff.reset()
 
 
-def opening(prefix: Path) -> dict[str, Any]:
-    """The message that opens a watch's subscription (with its current value)."""
-    return protocol.encode_request(protocol.Watch(prefix, initial=True))
+def opening(prefix: Path, resume: str | None = None) -> dict[str, Any]:
+    """The message that opens a watch's subscription: with its current value, or after ``resume``."""
+    return protocol.encode_request(protocol.Watch(prefix, initial=True, resume=resume))
 
 
 class WatchIO(Protocol[C]):
@@ -652,8 +666,11 @@ class WatchIO(Protocol[C]):
 
 
 async def run_watch(watch: WatchBuffer, io: WatchIO[C], subs: Resubscribing, started: Callable[[], None], endpoint: str) -> None:
-    """A watch's subscriptions, one after another, until it is closed (raises only before it started)."""
-    msg = opening(watch.prefix)
+    """A watch's subscriptions, one after another, until it is closed (raises only before it started).
+
+    Each subscription after the first resumes from the last token received; a node that
+    refuses it (its data folder was made afresh) gets a fresh subscription, seen as ``lagged``.
+    """
     while not watch.is_closed():
         try:
             conn = await io.connect(subs.connect_within_s())
@@ -671,11 +688,13 @@ async def run_watch(watch: WatchBuffer, io: WatchIO[C], subs: Resubscribing, sta
         sub = Subscription(subs.first, started)
         reader = stream_reader(endpoint)
         try:
-            io.open(conn, msg)
+            io.open(conn, opening(watch.prefix, watch.resume))
             while (data := await io.next_message(conn)) is not None and watch.feed(reader.feed(data), sub):
                 pass
         except (ports.PortsError, StatesyncError) as exc:
             subs.pump_failed(exc)
+            if isinstance(exc, BadResumeToken):
+                watch.resume = None
         finally:
             io.close(conn)
         subs.pumped(sub)

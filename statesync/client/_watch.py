@@ -31,13 +31,15 @@ class Watch(WatchBuffer):
     moment, :class:`~statesync.node.WatchEvent` s as the node's own watches
     give. The buffer holds at most ``buffer_max`` events; a consumer that
     falls that far behind loses them and next reads one ``lagged`` event with
-    the whole current subtree. ``close()`` (or leaving a ``with`` block) ends
-    it. A watch the node stops admitting (its key was removed) ends too:
+    the whole current subtree. Every event carries a ``resume`` token; after a
+    lost connection or a node restart the watch re-subscribes from the last one
+    it received, so no change is lost (``lagged`` only when the node no longer
+    holds them). ``close()`` (or leaving a ``with`` block) ends it. A watch the node stops admitting (its key was removed) ends too:
     iteration stops and ``error`` says why.
     """
 
-    def __init__(self, client: Client, prefix: Path, buffer_max: int) -> None:
-        super().__init__(prefix, buffer_max)
+    def __init__(self, client: Client, prefix: Path, buffer_max: int, resume: str | None = None) -> None:
+        super().__init__(prefix, buffer_max, resume)
         self._client = client
         self._cond = threading.Condition()
         self._resume_asked = False

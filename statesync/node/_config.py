@@ -155,6 +155,8 @@ class NodeConfig:
     (or as many as the tree has leaves, if more) were logged since the last one."""
     pending_ops_max: int = 100_000
     watch_buffer_max: int = 10_000
+    watch_resume_events_max: int = 100_000
+    """Changes kept for watches that resume from a token (0: none, no resume)."""
     mesh_max: int = 64
     frame_bytes_max: int = 1_000_000
     """Largest frame between nodes (at most 1,000,000: the transport's payload bound).
@@ -263,6 +265,10 @@ class NodeConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name} = {value!r} must be a positive integer")
+        if not isinstance(self.watch_resume_events_max, int) or self.watch_resume_events_max < 0:
+            raise ConfigError(
+                f"watch_resume_events_max = {self.watch_resume_events_max!r} must be an integer >= 0 (0: no watch resume)"
+            )
         if self.frame_bytes_max > FRAME_BYTES_LIMIT or self.frame_bytes_max < 16_384:
             raise ConfigError(
                 f"frame_bytes_max = {self.frame_bytes_max} must be between 16384 and {FRAME_BYTES_LIMIT} (the transport's payload bound)"

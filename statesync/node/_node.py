@@ -59,7 +59,7 @@ from statesync.core import (
     as_path,
     op_size,
 )
-from statesync.errors import NodeClosedError
+from statesync.errors import BadResumeToken, NodeClosedError
 from statesync.node._broadcast import Broadcast, BroadcastChannel, Channels
 from statesync.node._config import NodeConfig
 from statesync.node._dialer import Dialer, Endpoints
@@ -70,6 +70,7 @@ from statesync.node._leases import Lease, LeaseManager, LeaseOpening, Presence
 from statesync.node._link import LinkTable, quietly
 from statesync.node._metrics import NodeMetrics, serve_metrics
 from statesync.node._results import Conflict, Receipt
+from statesync.node._resume import DATA_ID_META, Journal, new_data_id
 from statesync.node._security import NodeSecurity
 from statesync.node._service import serve_clients
 from statesync.node._timers import tune_gc
@@ -92,6 +93,7 @@ class _Outlets:
     rep: Replicator
     hub: WatchHub
     dialer: Dialer
+    journal: Journal | None
     waiters: dict[int, trio.Event] = attrs.field(factory=dict)
 
     def resolve(self, ticket: WriteTicket) -> None:
@@ -100,8 +102,11 @@ class _Outlets:
             event.set()
 
     def publish(self, changes: list[Change]) -> None:
-        self.hub.publish(changes)
-        self.rep.record_changes = len(self.hub) > 0
+        if self.journal is None:
+            self.hub.publish(changes)
+            self.rep.record_changes = len(self.hub) > 0
+        else:
+            self.hub.publish(changes, self.journal.record(changes))
 
     def peers(self, up: list[str], down: list[str], discovered: list[tuple[str, tuple[str, ...]]]) -> None:
         self.dialer.on_peers(up, down, discovered)
@@ -136,7 +141,7 @@ class Node:
         replica = Replica.restore(
             config.node_id,
             loaded.snapshot,
-            loaded.ops,
+            (),
             strategies=config.strategies(),
             max_drift_ms=int(config.max_drift_s * 1000),
             limits=ReplicaLimits(
@@ -146,6 +151,7 @@ class Node:
             ),
             hlc=loaded.hlc,
         )
+        self._journal = self._open_journal(replica, store, loaded)
         self._replica = replica
         self._rep = rep = Replicator(
             replica,
@@ -156,7 +162,14 @@ class Node:
             now=self._now(),
         )
         self._faults = NodeFaults(config.faults)
-        self._hub = WatchHub(replica.tree.get, config.watch_buffer_max)
+        journal = self._journal
+        self._hub = WatchHub(
+            replica.tree.get,
+            config.watch_buffer_max,
+            token=None if journal is None else journal.token,
+            position=str if journal is None else journal.position,
+        )
+        rep.record_changes = journal is not None
         self._links = LinkTable(
             config,
             rep,
@@ -170,7 +183,7 @@ class Node:
         self._dialer = Dialer(
             config, security, runtime, self._links, rep, known=dict(loaded.peers), save_peers=self._save_peers
         )
-        self._outlets = _Outlets(config.node_id, rep, self._hub, self._dialer)
+        self._outlets = _Outlets(config.node_id, rep, self._hub, self._dialer, journal)
         durable = config.data_dir is not None
         checkpoints = Checkpoints(replica, config.checkpoint_ops, len(loaded.ops)) if durable else None
         self._effects = EffectsApplier(self._links, self._outlets, checkpoints)
@@ -186,6 +199,28 @@ class Node:
         """This node's Prometheus registry (served on ``metrics_listen``)."""
         self.metrics_endpoint: str | None = None
         """HOST:PORT the metrics are served on (None: not served)."""
+
+    def _open_journal(self, replica: Replica, store: Store, loaded: Loaded) -> Journal | None:
+        """Replay the logged ops over the snapshot (the restore), keeping their changes in the
+        watch-resume journal (None when ``watch_resume_events_max`` is 0)."""
+        events_max = self.config.watch_resume_events_max
+        if events_max <= 0:
+            for op in loaded.ops:
+                replica.receive(op)
+            return None
+        data_id = loaded.meta.get(DATA_ID_META)
+        if data_id is None:
+            data_id = new_data_id()
+            store.set_meta(DATA_ID_META, data_id)
+        journal = Journal(data_id, self.node_id, events_max, replica.vv)
+        changes: list[Change] = []
+        for op in loaded.ops:
+            replica.receive(op, changes)
+            if len(changes) >= 4096:
+                journal.record(changes)
+                changes = []
+        journal.record(changes)
+        return journal
 
     # ----------------------------------------------------------------- wiring
 
@@ -376,9 +411,27 @@ class Node:
         return [Conflict.of(v) for v in self._replica.conflicts(path)]
 
     @asynccontextmanager
-    async def watch(self, prefix: PathLike = "") -> AsyncIterator[Watch]:
-        """Change records under ``prefix``, in order, while the block runs."""
-        watch = self._hub.subscribe(as_path(prefix))
+    async def watch(self, prefix: PathLike = "", *, resume: str | None = None) -> AsyncIterator[Watch]:
+        """Change records under ``prefix``, in order, while the block runs.
+
+        Each event's ``resume`` is a token; ``resume=token`` delivers exactly the
+        changes after that event (from the node's journal, also after a restart),
+        then the live ones; when the journal no longer holds them, one ``lagged``
+        event with the current subtree first. BadResumeToken for a garbled token,
+        or one from another cluster, node or data folder.
+        """
+        path = as_path(prefix)
+        backlog = None
+        if resume is not None:
+            journal = self._journal
+            if journal is None:
+                raise BadResumeToken(
+                    f"node {self.node_id} keeps no watch journal (watch_resume_events_max = 0); watch without resume"
+                )
+            backlog = journal.after(resume, path, self._replica.vv)
+        watch = self._hub.subscribe(path)
+        if resume is not None:
+            watch._resume_from(backlog)
         self._rep.record_changes = True
         try:
             yield watch

@@ -33,6 +33,7 @@ from statesync.core._leases import is_reserved
 from statesync.errors import (
     AccessDenied,
     BadRequest,
+    BadResumeToken,
     ConfigError,
     ProtocolMismatch,
     StatesyncError,
@@ -409,30 +410,37 @@ class ClientService:
             return
         self.streams += 1
         if isinstance(request, protocol.Watch):
-            self._nursery.start_soon(self._watch, port, request.prefix, request.initial)
+            self._nursery.start_soon(self._watch, port, request.prefix, request.initial, request.resume)
         else:
             self._nursery.start_soon(self._snapshot, port, request.prefix)
 
-    async def _watch(self, port: ports.MessagePort, prefix: Path, initial: bool) -> None:
+    async def _watch(self, port: ports.MessagePort, prefix: Path, initial: bool, resume: str | None = None) -> None:
         node = self.node
         try:
-            async with node.watch(prefix) as watch:
+            async with node.watch(prefix, resume=resume) as watch:
                 # Subscribed and read in one step (no checkpoint in between).
-                value = node.get(prefix, ABSENT) if initial else ABSENT
+                value = node.get(prefix, ABSENT) if initial and resume is None else ABSENT
                 port.on_close = lambda _event: watch.close()
                 if port.closed:
                     return
-                await self._send_tree(port, value, {"kind": "ready"})
+                ready: dict[str, Any] = {"kind": "ready", "resume": watch.start_token}
+                if resume is not None:
+                    ready["resumed"] = True  # the changes after the token follow (or a lagged)
+                await self._send_tree(port, value, ready)
                 async for event in watch:
                     if event.kind == "lagged":
-                        await self._send_tree(port, event.value, {"kind": "lagged", "path": event.key})
+                        await self._send_tree(port, event.value, {"kind": "lagged", "path": event.key, "resume": event.resume})
                     else:
                         msg = protocol.change_message(
-                            event.kind, event.path, event.value, event.old, origin=event.origin, seq=event.seq
+                            event.kind, event.path, event.value, event.old, origin=event.origin, seq=event.seq,
+                            resume=event.resume,
                         )
                         await port.send(msg)
                 if not port.closed:
                     await port.send({"kind": "closed", "reason": f"node {node.node_id} is stopping"})
+        except BadResumeToken as exc:  # refused before subscribing
+            with contextlib.suppress(ports.PortsError):
+                port.post_message({"kind": "error", **protocol.error_reply(exc)})
         except (ports.PortsError, StatesyncError):
             pass  # the client went away, or the node is stopping
         finally:

@@ -6,11 +6,17 @@ all until it reads again, and the next thing it reads is one ``lagged``
 event carrying the whole current subtree (read at that moment), followed by
 the changes made after it. So a slow watcher sees every change or a fresh
 picture of the state, in order, and never costs unbounded memory.
+
+Every event carries a resume token (``resume``); a watch opened with one
+(``Node.watch(prefix, resume=)``, :meth:`Watch._resume_from`) first delivers the
+changes after it (read from the node's journal, :mod:`statesync.node._resume`),
+then the live ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import collections
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
 import attrs
@@ -38,6 +44,8 @@ class WatchEvent:
     old: Value | AbsentType
     origin: str
     seq: int
+    resume: str = ""
+    """Watch from here again with ``watch(prefix, resume=event.resume)`` (opaque)."""
 
     @property
     def key(self) -> str:
@@ -67,12 +75,25 @@ class Watch(Inbox[WatchEvent]):
         self.prefix = prefix
         self._lagged = False
         self.lag_count = 0
+        self._backlog: collections.deque[WatchEvent] = collections.deque()
+        self.start_token = hub.position()
+        """The resume token of the state when the watch began."""
+
+    def _resume_from(self, backlog: list[WatchEvent] | None) -> None:
+        """Deliver ``backlog`` (the changes after a resume token) first; None: a lagged event first."""
+        if backlog is None:
+            self._lagged = True
+            self.lag_count += 1
+        else:
+            self._backlog.extend(backlog)
+        self._wakeup.set()
 
     def _push(self, event: WatchEvent) -> None:
         if self._lagged or self._closed:
             return
         if len(self._buffer) >= self._buffer_max:
             self._buffer.clear()
+            self._backlog.clear()
             self._lagged = True
             self.lag_count += 1
             self._hub.lagged_events += 1
@@ -87,16 +108,32 @@ class Watch(Inbox[WatchEvent]):
         if self._lagged:
             self._lagged = False
             value = self._hub.read(self.prefix)
-            return WatchEvent("lagged", self.prefix, value, ABSENT, "", 0)
+            return WatchEvent("lagged", self.prefix, value, ABSENT, "", 0, self._hub.position())
+        if self._backlog:
+            return self._backlog.popleft()
         return super()._take()
+
+    def pending(self) -> int:
+        return len(self._buffer) + len(self._backlog)
 
 
 class WatchHub:
     """Fans change records out to watches by prefix."""
 
-    def __init__(self, read: Callable[[Path], Value | AbsentType], buffer_max: int) -> None:
+    def __init__(
+        self,
+        read: Callable[[Path], Value | AbsentType],
+        buffer_max: int,
+        *,
+        token: Callable[[str, int, int], str] | None = None,
+        position: Callable[[], str] = str,
+    ) -> None:
         self.read = read
         self.buffer_max = buffer_max
+        self.token = token
+        """The resume token of the ``index``-th change of the op ``(origin, seq)`` (None: no tokens)."""
+        self.position = position
+        """The resume token of the current state."""
         self._by_prefix: dict[Path, list[Watch]] = {}
         self._depths: set[int] = set()
         self.lagged_events = 0
@@ -128,12 +165,14 @@ class WatchHub:
             "lagged_events": self.lagged_events,
         }
 
-    def publish(self, changes: Iterable[Change]) -> None:
+    def publish(self, changes: Iterable[Change], indexes: Sequence[int] = ()) -> None:
+        """Changes to the watches under their paths; ``indexes``: each change's index within its op."""
         by_prefix = self._by_prefix
         if not by_prefix:
             return
         depths = self._depths
-        for change in changes:
+        token = self.token if indexes else None
+        for i, change in enumerate(changes):
             path = change.path
             event: WatchEvent | None = None
             for depth in depths:
@@ -143,7 +182,8 @@ class WatchHub:
                 if watches:
                     if event is None:
                         kind: EventKind = "delete" if change.new is ABSENT else "put"
-                        event = WatchEvent(kind, path, change.new, change.old, change.origin, change.seq)
+                        resume = "" if token is None else token(change.origin, change.seq, indexes[i])
+                        event = WatchEvent(kind, path, change.new, change.old, change.origin, change.seq, resume)
                     for watch in watches:
                         watch._push(event)
 

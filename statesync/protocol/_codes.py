@@ -16,6 +16,7 @@ from typing import Any, Final
 from statesync.errors import (
     AccessDenied,
     BadRequest,
+    BadResumeToken,
     InvalidPath,
     InvalidValue,
     LeaseExpired,
@@ -68,6 +69,9 @@ class ErrorCode(enum.StrEnum):
     """The lease is another holder's (the token does not match), or was granted by another node."""
     TOO_MANY_LEASES = "too_many_leases"
     """A lease bound is reached (``leases_max``, ``leases_per_client_max``, ``lease_keys_max``)."""
+    BAD_RESUME = "bad_resume"
+    """A watch's ``resume`` token is garbled or from another cluster, node or data folder;
+    watch again without it."""
 
 
 ERROR_CLASSES: Final[Mapping[ErrorCode, type[StatesyncError]]] = {
@@ -86,6 +90,7 @@ ERROR_CLASSES: Final[Mapping[ErrorCode, type[StatesyncError]]] = {
     ErrorCode.LEASE_EXPIRED: LeaseExpired,
     ErrorCode.LEASE_NOT_HELD: LeaseNotHeld,
     ErrorCode.TOO_MANY_LEASES: TooManyLeases,
+    ErrorCode.BAD_RESUME: BadResumeToken,
 }
 """The one mapping from a code to the error class a client raises for it."""
 

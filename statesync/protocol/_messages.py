@@ -196,6 +196,9 @@ class Watch:
     OP: ClassVar[str] = "watch"
     prefix: Path = ()
     initial: bool = True
+    resume: str | None = None
+    """A resume token of an event (or ``ready``/``lagged``) this watch delivered before:
+    the node sends ``ready`` with ``resumed`` and then exactly the changes after it."""
 
 
 @attrs.frozen

@@ -129,10 +129,13 @@ def tree_messages(value: Value | AbsentType, tail: Mapping[str, Any]) -> Iterato
 
 
 def change_message(
-    kind: str, path: Path, value: Value | AbsentType, old: Value | AbsentType, *, origin: str, seq: int
+    kind: str, path: Path, value: Value | AbsentType, old: Value | AbsentType, *, origin: str, seq: int, resume: str = ""
 ) -> dict[str, Any]:
-    """The message for one change, shrunk to fit: without ``old``, then without ``value``, if need be."""
+    """The message for one change, shrunk to fit: without ``old``, then without ``value``, if need be
+    (``resume``: the change's resume token, sent when not empty)."""
     msg: dict[str, Any] = {"kind": kind, "path": format_path(path)}
+    if resume:
+        msg["resume"] = resume
     size = 0
     if value is not ABSENT:
         msg["value"] = value
@@ -231,6 +234,10 @@ class Subtree:
 
     kind: str
     value: Value | AbsentType
+    resume: str = ""
+    """The resume token of the state it carries (empty: the node sent none)."""
+    resumed: bool = False
+    """A ``ready`` that resumed a watch from a token (it carries no subtree)."""
 
 
 @attrs.frozen
@@ -249,12 +256,12 @@ class StreamReader(Generic[E]):
     ``leaves`` chunks are collected and return None; a closing message returns
     the :class:`Subtree`; a change ``event(kind, path, value, old, origin,
     seq)`` (the caller's watch event type, ``value``/``old`` ABSENT where there
-    is none); ``closed`` a :class:`Closed`. An ``error`` message raises the
+    is none; the change's resume token as a seventh argument when it has one); ``closed`` a :class:`Closed`. An ``error`` message raises the
     error its code maps to (``prefix`` before the node's message); a kind this
     reader does not know (a newer node's) returns None.
     """
 
-    def __init__(self, event: Callable[[ChangeKind, Path, Value | AbsentType, Value | AbsentType, str, int], E], *, prefix: str = "") -> None:
+    def __init__(self, event: Callable[..., E], *, prefix: str = "") -> None:
         self._event = event
         self._tree = TreeReader()
         self._prefix = prefix
@@ -266,9 +273,14 @@ class StreamReader(Generic[E]):
             return None
         kind = msg.get("kind")
         if kind in ("put", "delete"):
+            resume = msg.get("resume")
+            if isinstance(resume, str) and resume:
+                return self._event(*decode_change(msg), resume)
             return self._event(*decode_change(msg))
         if kind in ("ready", "lagged", "end"):
-            return Subtree(str(kind), self._tree.value(msg))
+            token = msg.get("resume")
+            value = ABSENT if msg.get("resumed") else self._tree.value(msg)
+            return Subtree(str(kind), value, token if isinstance(token, str) else "", bool(msg.get("resumed")))
         if kind == "closed":
             return Closed(str(msg.get("reason", "")))
         if kind == "error":

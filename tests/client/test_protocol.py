@@ -80,6 +80,8 @@ async def test_a_watch_stream_starts_with_the_current_value_then_changes() -> No
                 await node.set("w.y", 2)
             if len(got) == 2:
                 break
+        ready_token, change_token = got[0].pop("resume"), got[1].pop("resume")  # resume tokens (opaque)
+        assert ready_token.startswith("r1.") and change_token.startswith("r1.") and ready_token != change_token
         assert got[0] == {"kind": "ready", "found": True, "value": {"x": 1}}
         assert got[1] == {"kind": "put", "path": "w.y", "value": 2, "origin": "p", "seq": 2}  # no "old": there was none
         stream.close()
@@ -146,6 +148,8 @@ async def test_a_delete_carries_no_value_and_a_stored_null_stays_null() -> None:
                 await node.delete("w.x")
             if len(got) == 2:
                 break
+        for msg in got:
+            assert msg.pop("resume").startswith("r1.")
         assert got[0] == {"kind": "ready", "found": False, "value": None}
         assert got[1] == {"kind": "delete", "path": "w.x", "old": None, "origin": "p", "seq": 2}
 

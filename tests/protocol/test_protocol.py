@@ -112,7 +112,7 @@ def test_codes_are_stable_strings_never_class_names() -> None:
     assert [c.value for c in protocol.ErrorCode] == [
         "bad_request", "protocol_mismatch", "invalid_path", "invalid_value", "too_large", "write_concern",
         "access_denied", "too_many_streams", "node_closed", "storage", "node_error",
-        "lease_not_found", "lease_expired", "lease_not_held", "too_many_leases",
+        "lease_not_found", "lease_expired", "lease_not_held", "too_many_leases", "bad_resume",
     ]  # fmt: skip
     class Unlisted(StatesyncError):
         pass
