@@ -26,6 +26,7 @@ from typing import Final, NamedTuple, cast
 
 from statesync.core._awset import SetAdd, SetRemove
 from statesync.core._context import Context, Dot
+from statesync.core._counter import CounterAdd
 from statesync.core._list import ListDelete, ListInsert, ListMove
 from statesync.core._op import Op, Version
 from statesync.core._text import TextDelete, TextInsert
@@ -38,9 +39,12 @@ from statesync.core._typed import (
     typed_op_from_plain,
     typed_op_to_plain,
 )
-from statesync.core._value import Value
+from statesync.core._value import Value, validate_value
 from statesync.errors import InvalidOperation
 
+_RECORD_TYPES: Final = frozenset(
+    {TextInsert, TextDelete, ListInsert, ListDelete, ListMove, CounterAdd, SetAdd, SetRemove}
+)
 TYPED: Final = 2
 """The op kind of a typed op (after PUT 0 and REMOVE 1)."""
 
@@ -122,6 +126,27 @@ def typed_deps(op: TypedOp) -> list[Dot]:
     return []
 
 
+def is_typed_op(op: object) -> bool:
+    """True for an Op of kind TYPED whose value is a TypedBody (what a codec may encode as typed)."""
+    if type(op) is not Op or op.kind != TYPED:
+        return False
+    value: object = op.value
+    return type(value) is TypedBody
+
+
+def typed_size(body: TypedBody) -> int:
+    """An upper-bound estimate of a typed op body's encoded size in bytes."""
+    rec = body.op
+    size = 64 + 24 * len(typed_deps(rec))
+    if type(rec) is TextInsert:
+        size += 4 * len(rec.text)
+    elif type(rec) is ListInsert:
+        size += validate_value(list(rec.values))
+    elif type(rec) is SetAdd or type(rec) is SetRemove:
+        size += validate_value(rec.element)
+    return size
+
+
 def editing_context(body: TypedBody) -> Context:
     """The causal context of an editing op: per origin, the highest dot it depends on."""
     best: dict[str, int] = {body.target[0]: body.target[1]}
@@ -149,6 +174,28 @@ def body_from_plain(data: object) -> TypedBody:
     if type(o) is not str or not o or type(s) is not int or s < 1:
         raise InvalidOperation(f"a typed op's target is (origin, seq >= 1), got {(o, s)!r:.60}")
     return TypedBody((o, s), typed_op_from_plain(rec))
+
+
+def typed_record_plain(obj: object) -> object:
+    """A msgpack ``default`` hook: a typed op record as ``[type code, record]`` (TypeError for anything else)."""
+    if type(obj) in _RECORD_TYPES:
+        return typed_op_to_plain(obj)  # type: ignore[arg-type]
+    raise TypeError(f"cannot pack {type(obj).__name__}")
+
+
+def typed_body_from_stored(data: object) -> TypedBody:
+    """A body as msgpack gives back a packed :class:`TypedBody`: ``[[origin, seq], [code, record]]``."""
+    if not isinstance(data, list | tuple) or len(data) != 2 or not isinstance(data[0], list | tuple) or len(data[0]) != 2:
+        raise InvalidOperation(f"a stored typed op body is [target, op], got {data!r:.60}")
+    return body_from_plain([data[0][0], data[0][1], _listed(data[1])])
+
+
+def _listed(x: object) -> object:
+    if isinstance(x, tuple | list):
+        return [_listed(v) for v in x]
+    if isinstance(x, dict):
+        return {k: _listed(v) for k, v in x.items()}
+    return x
 
 
 # ---------------------------------------------------------------- snapshots
