@@ -12,9 +12,7 @@ figure is the floor either client can reach (one request, no client protocol).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -22,23 +20,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent / "peers"))
 
 from _common import free_port, percentile, reap
+from client_bench import WARMUP, arguments, print_rtts, set_p50_us
 from statesync_side import _peer, ports_request_rtt_us
 
 from statesync import Client, aio
 
-WARMUP = 200
-
 
 def blocking_p50_us(endpoint: str, n: int) -> float:
     with Client(endpoint) as client:
-        latencies = []
-        for i in range(WARMUP + n):
-            t = time.perf_counter()
-            client.set(("m", f"k{i % 1000}"), "v")
-            if i >= WARMUP:
-                latencies.append(time.perf_counter() - t)
-    latencies.sort()
-    return float(percentile(latencies, 0.5)) * 1e6
+        return set_p50_us(client, n)
 
 
 def aio_p50_us(endpoint: str, n: int) -> float:
@@ -57,13 +47,7 @@ def aio_p50_us(endpoint: str, n: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer sets per round (1,000), 2 rounds")
-    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds per client (default 3)")
-    parser.add_argument("-n", type=int, default=None, help="sets per round (default 5,000)")
-    args = parser.parse_args()
-    n = args.n or (1_000 if args.quick else 5_000)
-    rounds = args.rounds or (2 if args.quick else 3)
+    n, rounds = arguments(__doc__ or "")
     port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
     child, _ = _peer({"node_id": "a", "listen": ["tcp://127.0.0.1:*"], "client": endpoint})
@@ -77,11 +61,7 @@ def main() -> None:
     finally:
         reap(child)
     figures["ports request()"] = [ports_request_rtt_us(n) for _ in range(rounds)]
-    print(f"\nsequential round trip to another process over tcp loopback, {n} per round, {rounds} rounds:")
-    floor = statistics.median(figures["ports request()"])
-    for name, values in figures.items():
-        mid = statistics.median(values)
-        print(f"  {name:<24} p50 {mid:7.1f} us  (rounds {', '.join(f'{v:.0f}' for v in values)})  {mid / floor:4.2f}x ports")
+    print_rtts(figures, n, rounds)
 
 
 if __name__ == "__main__":

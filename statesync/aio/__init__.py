@@ -13,7 +13,7 @@
 
 The methods, arguments, return values (:class:`~statesync.node.Receipt`,
 :class:`~statesync.node.Conflict`, :class:`~statesync.node.WatchEvent`,
-``ABSENT``) and errors (:mod:`statesync.errors`) are those of the blocking
+``ABSENT``) and errors (import them from :mod:`statesync.errors`) are those of the blocking
 :class:`statesync.Client`, awaitable; ``node_id`` is a coroutine here
 (``await client.node_id()``) since it may have to connect. No thread and no
 trio run: pyzmq's asyncio sockets carry the ports frames, the pure ports
@@ -24,8 +24,8 @@ client: the bytes on the wire are the same.
 
 Connecting, retries and keys are the blocking client's: the connection is
 made on first use and re-made on its own when the node restarts (a call waits
-up to ``connect_timeout_s``, then :class:`NodeUnavailable`); requests in
-:data:`statesync.protocol.RETRY_SAFE` go again on a fresh connection; CURVE
+up to ``connect_timeout_s``, then :class:`NodeUnavailable`); reads and writes
+(with their idempotency keys) go again on a fresh connection; CURVE
 with ``secret_key_file=`` and ``server_key=`` (or ``?key=`` in the endpoint,
 or ``STATESYNC_KEY`` / ``STATESYNC_SERVER_KEY``). A client belongs to the
 asyncio loop that first used it; many tasks may share it.
@@ -36,34 +36,7 @@ from __future__ import annotations
 from statesync.aio._client import Client
 from statesync.aio._watch import Watch
 from statesync.core import ABSENT
-from statesync.errors import (
-    AccessDenied,
-    ClientClosed,
-    ClientError,
-    ConnectionLost,
-    InvalidArgument,
-    NodeError,
-    NodeRefused,
-    NodeUnavailable,
-    ProtocolMismatch,
-)
 from statesync.node._results import Conflict, Receipt
 from statesync.node._watch import WatchEvent
 
-__all__ = [
-    "ABSENT",
-    "AccessDenied",
-    "Client",
-    "ClientClosed",
-    "ClientError",
-    "Conflict",
-    "ConnectionLost",
-    "InvalidArgument",
-    "NodeError",
-    "NodeRefused",
-    "NodeUnavailable",
-    "ProtocolMismatch",
-    "Receipt",
-    "Watch",
-    "WatchEvent",
-]
+__all__ = ["ABSENT", "Client", "Conflict", "Receipt", "Watch", "WatchEvent"]

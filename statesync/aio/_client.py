@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
-from statesync import ports, protocol
+from statesync import protocol
 from statesync.aio._session import Session
 from statesync.aio._watch import Watch
-from statesync.client._client import ENV_NODE, WRITE_MARGIN_S, _checked, _client_keys, _receipt
-from statesync.core import ABSENT, PathLike, as_path
+from statesync.client._common import Call, ClientBase, found, or_default
+from statesync.core import PathLike, as_path
 from statesync.errors import ClientClosed, ClientError, TooLarge
 from statesync.node._results import Conflict, Receipt
 
+T = TypeVar("T")
 
-class Client:
+
+class Client(ClientBase):
     """An asyncio client of the node serving clients at ``endpoint``: ``async with Client(ep) as c``.
 
     The arguments, methods, return values and errors are the blocking
@@ -25,42 +26,15 @@ class Client:
     the asyncio loop that first uses it (no thread): pyzmq's asyncio sockets
     carry the ports protocol, so a node sees the same bytes as from the
     blocking client. The connection is made on first use and re-made when the
-    node restarts (reads are retried on the new one, as in the blocking
-    client). Concurrent calls from many tasks share one connection.
+    node restarts (reads, and writes with their idempotency keys, are retried
+    on the new one, as in the blocking client). Concurrent calls from many
+    tasks share one connection.
     """
 
-    def __init__(
-        self,
-        endpoint: str | None = None,
-        *,
-        timeout_s: float = 10.0,
-        connect_timeout_s: float = 5.0,
-        watch_buffer_max: int = 10_000,
-        secret_key_file: str | os.PathLike[str] | None = None,
-        server_key: str | os.PathLike[str] | None = None,
-    ) -> None:
-        endpoint = endpoint or os.environ.get(ENV_NODE)
-        if not endpoint:
-            raise ClientError(f"no node endpoint: pass Client('ipc:///path/to/client.sock') or set {ENV_NODE}")
-        try:
-            address, endpoint_key = ports.split_key(endpoint)
-        except ports.InvalidKey as exc:
-            raise ClientError(str(exc)) from exc
-        if "://" not in address or address.split("://", 1)[0] not in ("ipc", "tcp", "inproc"):
-            raise ClientError(f"{address!r} is not a node endpoint; use ipc:///path/to/client.sock or tcp://host:port")
-        if timeout_s <= 0 or connect_timeout_s <= 0 or watch_buffer_max <= 0:
-            raise ClientError("timeout_s, connect_timeout_s and watch_buffer_max must be positive")
-        self._keys, server = _client_keys(secret_key_file, server_key, endpoint_key)
-        self.endpoint = endpoint
-        self.server_key: str | None = server
-        """The node's public key this client checks (None: no CURVE)."""
-        self._dial = ports.with_key(address, server)
-        self.timeout_s = timeout_s
-        self.connect_timeout_s = connect_timeout_s
-        self.watch_buffer_max = watch_buffer_max
+    def _start(self) -> None:
         self._session_obj: Session | None = None
-        self._closed = False
         self._watches: set[Watch] = set()
+        self._inflight = asyncio.Semaphore(self.settings.inflight_max)
 
     def __repr__(self) -> str:
         return f"<aio Client {self.endpoint}{' closed' if self._closed else ''}>"
@@ -75,11 +49,11 @@ class Client:
             session.abandon()  # its loop ended (a second asyncio.run): start afresh on this one
             session = None
         if session is None:
-            session = self._session_obj = Session(self.endpoint, self._dial, self._keys, self.connect_timeout_s)
+            session = self._session_obj = Session(self.settings)
         return session
 
-    async def _call(self, request: protocol.Request, cls: type[Any], timeout_s: float | None = None) -> Any:
-        return await self._session().request(request, cls, timeout_s or self.timeout_s)
+    async def _do(self, call: Call[T]) -> T:
+        return call.result(await self._session().request(call.request, call.reply, call.timeout_s))
 
     async def node_id(self) -> str:
         """The id of the node this client talks to (connects if needed)."""
@@ -92,71 +66,58 @@ class Client:
 
     async def ping(self) -> dict[str, Any]:
         """Check the node answers: its id, protocol version and endpoints."""
-        reply: protocol.HelloReply = await self._call(protocol.Hello(protocol.PROTOCOL), protocol.HelloReply)
-        return {
-            "node_id": reply.node_id,
-            "protocol": reply.protocol,
-            "endpoints": reply.endpoints,
-            "client_endpoints": reply.client_endpoints,
-        }
+        return await self._do(self._calls.ping())
 
     async def get(self, path: PathLike = "", default: Any = None) -> Any:
         """The value at ``path`` (a dict for a subtree), or ``default``."""
         segments = as_path(path)
         try:
-            reply: protocol.GetReply = await self._call(protocol.Get(segments), protocol.GetReply)
+            return found(await self._do(self._calls.get(segments)), default)
         except TooLarge:
-            value = await self._session().stream_tree(segments, self.timeout_s)
-            return default if value is ABSENT else value
-        return reply.value if reply.found else default
+            return or_default(await self._session().stream_tree(segments, self.timeout_s), default)
 
     async def snapshot(self, prefix: PathLike = "") -> Any:
         """The whole tree (or the subtree at ``prefix``) as one dict, streamed in bounded chunks ({} when empty)."""
-        value = await self._session().stream_tree(as_path(prefix), self.timeout_s)
-        return {} if value is ABSENT else value
+        return or_default(await self._session().stream_tree(as_path(prefix), self.timeout_s), {})
 
     async def conflicts(self, path: PathLike) -> list[Conflict]:
         """The concurrent versions at ``path`` (none under last-write-wins, or when there is no conflict)."""
-        reply: protocol.ConflictsReply = await self._call(protocol.Conflicts(as_path(path)), protocol.ConflictsReply)
-        return [Conflict(v.value, v.origin, v.seq, v.hlc, v.omitted) for v in reply.versions]
+        return await self._do(self._calls.conflicts(path))
 
     async def status(self) -> dict[str, Any]:
         """The node's status: peers, lag each way, unacknowledged writes, log size, last sync, progress."""
-        reply: protocol.StatusReply = await self._call(protocol.Status(), protocol.StatusReply)
-        return reply.status
+        return await self._do(self._calls.status())
 
     async def sync(self, timeout_s: float = 10.0) -> bool:
         """Run an anti-entropy round on the node now; True when every connected peer answered."""
-        _, timeout = _checked("local", timeout_s)
-        reply: protocol.SyncReply = await self._call(protocol.Sync(timeout), protocol.SyncReply, timeout_s + WRITE_MARGIN_S)
-        return reply.answered
+        return await self._do(self._calls.sync(timeout_s))
 
     # -- writes
 
     async def set(self, path: PathLike, value: Any, *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> Receipt:
         """Write ``value`` at ``path`` (a dict writes a subtree); ``ack`` as in the blocking client."""
-        ack, concern = self._concern(ack, timeout_s)
-        request = protocol.Set(as_path(path), value, ack=ack, timeout_s=concern)
-        reply: protocol.WriteReply = await self._call(request, protocol.WriteReply, concern + WRITE_MARGIN_S)
-        return _receipt(reply.receipt)
+        return await self._do(self._calls.set(path, value, ack, timeout_s))
 
     async def set_many(self, items: Iterable[tuple[PathLike, Any]], *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> list[Receipt]:
         """Several writes committed together (one transaction, one round of acks)."""
-        ack, concern = self._concern(ack, timeout_s)
-        request = protocol.SetMany(tuple((as_path(p), v) for p, v in items), ack=ack, timeout_s=concern)
-        reply: protocol.SetManyReply = await self._call(request, protocol.SetManyReply, concern + WRITE_MARGIN_S)
-        return [_receipt(r) for r in reply.receipts]
+        return await self._do(self._calls.set_many(items, ack, timeout_s))
 
     async def delete(self, path: PathLike, *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> Receipt:
         """Remove ``path`` and everything beneath it."""
-        ack, concern = self._concern(ack, timeout_s)
-        request = protocol.Delete(as_path(path), ack=ack, timeout_s=concern)
-        reply: protocol.WriteReply = await self._call(request, protocol.WriteReply, concern + WRITE_MARGIN_S)
-        return _receipt(reply.receipt)
+        return await self._do(self._calls.delete(path, ack, timeout_s))
 
-    def _concern(self, ack: object, timeout_s: float | None) -> tuple[protocol.Ack, float]:
-        ack, concern = _checked(ack, timeout_s)
-        return ack, concern if concern is not None else self.timeout_s
+    async def submit(self, path: PathLike, value: Any, *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> asyncio.Future[Receipt]:
+        """Start ``set(path, value, ...)`` as a task and return it (the blocking client's ``submit``).
+
+        At most ``inflight_max`` writes started this way are in flight; past
+        that, ``await client.submit(...)`` waits until one is answered. Writes
+        in flight together may be applied in any order.
+        """
+        call = self._calls.set(path, value, ack, timeout_s)  # bad arguments raise here, not in the task
+        await self._inflight.acquire()
+        task = asyncio.ensure_future(self._do(call))
+        task.add_done_callback(lambda _: self._inflight.release())
+        return task
 
     # -- watches
 
@@ -175,11 +136,11 @@ class Client:
 
     async def cut(self, peer: str) -> None:
         """Fault injection: the node drops all traffic with ``peer`` until :meth:`heal`."""
-        await self._call(protocol.Cut(peer), protocol.Empty)
+        await self._do(self._calls.cut(peer))
 
     async def heal(self, peer: str | None = None) -> None:
         """Undo :meth:`cut` for ``peer`` (None: for every peer)."""
-        await self._call(protocol.Heal(peer), protocol.Empty)
+        await self._do(self._calls.heal(peer))
 
     # -- lifetime
 

@@ -5,21 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
 
-from statesync import protocol
 from statesync.aio._link import End, Link
-from statesync.aio._session import backoff
-from statesync.client._loop import stream_reader
-from statesync.core import ABSENT, AbsentType, Path, Value, format_path
-from statesync.errors import (
-    ClientError,
-    NodeUnavailable,
-    PortsError,
-    ProtocolMismatch,
-    StatesyncError,
-)
+from statesync.client._common import START_MARGIN_S, Resubscribing, WatchBuffer, run_watch
+from statesync.core import Path, format_path
+from statesync.errors import NodeUnavailable, StatesyncError
 from statesync.node._watch import WatchEvent
 
 if TYPE_CHECKING:
@@ -27,11 +19,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("statesync.aio")
 
-START_MARGIN_S = 5.0
-"""``start`` waits for the subscription this long past ``connect_timeout_s``."""
 
-
-class Watch:
+class Watch(WatchBuffer):
     """Changes under one prefix, in order, as the blocking client's :class:`~statesync.client.Watch`.
 
     ``initial`` is the subtree when the watch started (``ABSENT``: nothing);
@@ -44,36 +33,19 @@ class Watch:
     """
 
     def __init__(self, session: Session, prefix: Path, buffer_max: int, timeout_s: float) -> None:
-        self.prefix = prefix
-        self.error: StatesyncError | None = None
-        self.initial: Value | AbsentType = ABSENT
-        self.lag_count = 0
-        self.reconnects = 0
+        super().__init__(prefix, buffer_max)
         self._session = session
-        self._buffer_max = buffer_max
         self._timeout_s = timeout_s
-        self._buffer: deque[WatchEvent] = deque()
         self._changed = asyncio.Event()
         self._resume = asyncio.Event()
-        self._closed = False
-        self._lagged = False
         self._task: asyncio.Task[None] | None = None
         self._current: tuple[Link, End] | None = None
 
     def __repr__(self) -> str:
         return f"<aio Watch {format_path(self.prefix)!r}{' closed' if self._closed else ''}>"
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def is_closed(self) -> bool:
-        """Whether the watch ended (a method, so a type checker re-reads it after a wait)."""
-        return self._closed
-
-    def pending(self) -> int:
-        """Events buffered and not yet taken."""
-        return len(self._buffer)
+    def _notify(self) -> None:
+        self._changed.set()
 
     # -- lifetime
 
@@ -151,20 +123,6 @@ class Watch:
 
     # -- the subscription's side
 
-    def _push(self, event: WatchEvent) -> bool:
-        """Queue an event; False when the buffer overflowed (events dropped, resubscribe later)."""
-        if self._closed:
-            return False
-        if len(self._buffer) >= self._buffer_max:
-            self._buffer.clear()
-            self._lagged = True
-            self.lag_count += 1
-            self._changed.set()
-            return False
-        self._buffer.append(event)
-        self._changed.set()
-        return True
-
     async def _run(self, started: asyncio.Future[None]) -> None:
         try:
             await self._loop(started)
@@ -178,76 +136,37 @@ class Watch:
             self._end(exc if isinstance(exc, StatesyncError) else None)
 
     async def _loop(self, started: asyncio.Future[None]) -> None:
-        session = self._session
-        first = True
-        wait = backoff()
-        opening = protocol.encode_request(protocol.Watch(self.prefix, initial=True))
-        while not self._closed:
-            try:
-                link, port, _ = await session.connect(session.now() + (self._timeout_s if first else session.connect_timeout_s))
-            except NodeUnavailable:
-                if first:
-                    raise
-                await asyncio.sleep(wait.next_s())
-                continue
-            except (ClientError, ProtocolMismatch) as exc:
-                if first:
-                    raise
-                log.warning("the watch of %r ended: %s", format_path(self.prefix), exc)
-                self._end(exc)
-                return
-            if self.is_closed():
-                link.close_port(port)
-                return
-            self._current = (link, port)
-            try:
-                link.post(port, opening)
-                ready = await self._pump(link, port, first, started)
-            except PortsError:
-                ready = False
-            except StatesyncError:
-                if first:
-                    raise
-                ready = False
-            finally:
-                link.close_port(port)
-                self._current = None
-            if ready:
-                first = False
-                wait.reset()
-            if self.is_closed():
-                return
-            if self._lagged:
-                # the consumer fell behind: wait until it asks for more, then resubscribe
-                await self._resume.wait()
-                self._resume.clear()
-                self._lagged = False
-            else:
-                self.reconnects += 1
-                await asyncio.sleep(wait.next_s())
+        subs = Resubscribing(self._session.connect_timeout_s, self._timeout_s)
+        await run_watch(self, _WatchIO(self), subs, lambda: started.set_result(None), self._session.endpoint)
 
-    async def _pump(self, link: Link, port: End, first: bool, started: asyncio.Future[None]) -> bool:
-        """Deliver one subscription's messages; True once it was ready."""
-        reader = stream_reader(self._session.endpoint)
-        ready = False
-        prefix = self.prefix
-        while (data := await link.next_message(port, None)) is not None:
-            item = reader.feed(data)
-            if isinstance(item, WatchEvent):
-                if not self._push(item):
-                    return ready
-            elif isinstance(item, protocol.Subtree):
-                if item.kind == "ready" and first:
-                    ready = True
-                    self.initial = item.value
-                    started.set_result(None)
-                    continue
-                ready = ready or item.kind == "ready"
-                if item.kind == "lagged":
-                    self.lag_count += 1
-                # a re-made subscription's ready, or a lagged: the whole current subtree
-                if not self._push(WatchEvent("lagged", prefix, item.value, ABSENT, "", 0)):
-                    return ready
-            elif isinstance(item, protocol.Closed):
-                return ready
-        return ready
+
+class _WatchIO:
+    """An asyncio watch's subscriptions on the session's connection (statesync.client._common.WatchIO)."""
+
+    def __init__(self, watch: Watch) -> None:
+        self.watch = watch
+        self.session = watch._session
+
+    async def connect(self, within_s: float) -> tuple[Link, End]:
+        link, port, _ = await self.session.connect(self.session.now() + within_s)
+        return link, port
+
+    def open(self, conn: tuple[Link, End], msg: dict[str, Any]) -> None:
+        self.watch._current = conn
+        conn[0].post(conn[1], msg)
+
+    async def next_message(self, conn: tuple[Link, End]) -> object | None:
+        return await conn[0].next_message(conn[1], None)
+
+    def close(self, conn: tuple[Link, End]) -> None:
+        conn[0].close_port(conn[1])
+        self.watch._current = None
+
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        return asyncio.sleep(seconds)
+
+    async def resumed(self) -> None:
+        watch = self.watch
+        await watch._resume.wait()
+        watch._resume.clear()
+        watch._lagged = False

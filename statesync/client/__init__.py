@@ -18,11 +18,12 @@ pre-fork server may create it at import time.
 
 The connection to the node is made on first use and re-made on its own when
 the node restarts: a call waits up to ``connect_timeout_s`` for the node to
-answer, then raises :class:`NodeUnavailable` naming the endpoint. Requests
-the protocol marks safe to retry (reads) go again on a fresh connection when
-the old one died under them; a write goes again only when it certainly was not
-sent (otherwise :class:`ConnectionLost` says it may or may not have been
-applied). Watches re-subscribe on their own and then deliver one ``lagged``
+answer, then raises :class:`NodeUnavailable` naming the endpoint. Reads, and
+writes (each carries an idempotency key, so the node applies it once and
+answers a retry with the original receipt), go again on a fresh connection
+when the old one died under them, until the call's timeout. ``submit`` keeps
+many writes in flight (``inflight_max``), each a
+:class:`concurrent.futures.Future`. Watches re-subscribe on their own and then deliver one ``lagged``
 event carrying the whole current subtree, since changes made while
 disconnected are not replayed one by one.
 

@@ -8,89 +8,52 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 import trio
 
-from statesync import ports, protocol
+from statesync import protocol
+from statesync.client._common import (
+    ENV_KEY,
+    ENV_NODE,
+    ENV_SERVER_KEY,
+    WRITE_MARGIN_S,
+    Call,
+    ClientBase,
+    found,
+    or_default,
+)
 from statesync.client._loop import Loop
 from statesync.client._watch import Watch, run_callback
-from statesync.core import ABSENT, PathLike, as_path, format_path
-from statesync.errors import BadRequest, ClientClosed, ClientError, InvalidArgument, TooLarge
+from statesync.core import PathLike, as_path, format_path
+from statesync.errors import ClientClosed, TooLarge
 from statesync.node._results import Conflict, Receipt
 from statesync.node._watch import WatchEvent
-from statesync.security import load_public_key, load_secret_key_file
 
-ENV_NODE: Final = "STATESYNC_NODE"
-"""Environment variable naming the default node endpoint."""
-ENV_KEY: Final = "STATESYNC_KEY"
-"""Environment variable naming the client's secret key file (``NAME.key_secret``)."""
-ENV_SERVER_KEY: Final = "STATESYNC_SERVER_KEY"
-"""Environment variable holding the node's public key (Z85, or a ``NAME.key`` file)."""
-WRITE_MARGIN_S: Final = 5.0
-"""A write waits for its answer this long past its write concern's timeout."""
+__all__ = ["ENV_KEY", "ENV_NODE", "ENV_SERVER_KEY", "WRITE_MARGIN_S", "Client"]
+
+T = TypeVar("T")
 
 
-def _receipt(data: protocol.ReceiptData) -> Receipt:
-    return Receipt(as_path(data.path), data.origin, data.seq, data.hlc, tuple(data.acked_by))
-
-
-def _checked(ack: object, timeout_s: object) -> tuple[protocol.Ack, float | None]:
-    """A write concern (or a sync's timeout), checked by the protocol's rules before anything is sent."""
-    try:
-        return protocol.check_ack(ack), protocol.check_timeout(timeout_s)
-    except BadRequest as exc:
-        raise InvalidArgument(str(exc)) from exc
-
-
-class Client:
+class Client(ClientBase):
     """A blocking, thread-safe client of the node serving clients at ``endpoint``.
 
-    ``endpoint`` defaults to the ``STATESYNC_NODE`` environment variable.
-    ``timeout_s`` bounds each call (a write with ``ack`` other than ``local``
-    gets its own ``timeout_s`` plus a margin); ``connect_timeout_s`` is how
-    long a call waits for an unreachable node before :class:`NodeUnavailable`.
-
-    Keys, for a node that has them: ``secret_key_file`` (default
-    ``$STATESYNC_KEY``) is this client's key pair; ``server_key`` (a public key,
-    or a ``NAME.key`` file) is the node's, by default the endpoint's
-    ``?key=``, else ``$STATESYNC_SERVER_KEY``, else, when the key file is the
-    node's own, its public key.
+    The arguments are described in :class:`statesync.client._common.ClientBase`
+    (the asyncio client takes the same): ``endpoint`` (default
+    ``$STATESYNC_NODE``), ``timeout_s`` per call, ``connect_timeout_s`` before
+    :class:`NodeUnavailable`, ``watch_buffer_max``, ``inflight_max`` (writes
+    in flight through :meth:`submit`), and for a node with keys
+    ``secret_key_file`` (default ``$STATESYNC_KEY``) and ``server_key``
+    (default the endpoint's ``?key=``, else ``$STATESYNC_SERVER_KEY``, else,
+    when the key file is the node's own, its public key).
     """
 
-    def __init__(
-        self,
-        endpoint: str | None = None,
-        *,
-        timeout_s: float = 10.0,
-        connect_timeout_s: float = 5.0,
-        watch_buffer_max: int = 10_000,
-        secret_key_file: str | os.PathLike[str] | None = None,
-        server_key: str | os.PathLike[str] | None = None,
-    ) -> None:
-        endpoint = endpoint or os.environ.get(ENV_NODE)
-        if not endpoint:
-            raise ClientError(f"no node endpoint: pass Client('ipc:///path/to/client.sock') or set {ENV_NODE}")
-        try:
-            address, endpoint_key = ports.split_key(endpoint)
-        except ports.InvalidKey as exc:
-            raise ClientError(str(exc)) from exc
-        if "://" not in address or address.split("://", 1)[0] not in ("ipc", "tcp", "inproc"):
-            raise ClientError(f"{address!r} is not a node endpoint; use ipc:///path/to/client.sock or tcp://host:port")
-        if timeout_s <= 0 or connect_timeout_s <= 0 or watch_buffer_max <= 0:
-            raise ClientError("timeout_s, connect_timeout_s and watch_buffer_max must be positive")
-        self._keys, server = _client_keys(secret_key_file, server_key, endpoint_key)
-        self.endpoint = endpoint
-        self.server_key: str | None = server
-        """The node's public key this client checks (None: no CURVE)."""
-        self._dial = ports.with_key(address, server)
-        self.timeout_s = timeout_s
-        self.connect_timeout_s = connect_timeout_s
-        self.watch_buffer_max = watch_buffer_max
+    def _start(self) -> None:
         self._lock = threading.Lock()
         self._loop_obj: Loop | None = None
-        self._closed = False
         self._watches: weakref.WeakSet[Watch] = weakref.WeakSet()
+        self._inflight = threading.BoundedSemaphore(self.settings.inflight_max)
         _live_clients.add(self)
 
     def __repr__(self) -> str:
@@ -102,12 +65,14 @@ class Client:
                 raise ClientClosed(f"the client of {self.endpoint} is closed; make a new Client")
             loop = self._loop_obj
             if loop is None or loop.pid != os.getpid() or not loop.thread.is_alive():
+                if loop is not None and loop.pid != os.getpid():
+                    self._calls.keys.renew()  # a forked child: its own idempotency keys
                 loop = self._loop_obj = Loop(self)
             return loop
 
-    def _call(self, request: protocol.Request, cls: type[Any], timeout_s: float | None = None) -> Any:
+    def _do(self, call: Call[T]) -> T:
         loop = self._loop()
-        return loop.run(loop.request, request, cls, timeout_s or self.timeout_s)
+        return call.result(loop.run(loop.request, call.request, call.reply, call.timeout_s))
 
     @property
     def node_id(self) -> str:
@@ -121,31 +86,22 @@ class Client:
 
     def ping(self) -> dict[str, Any]:
         """Check the node answers: its id, protocol version and endpoints."""
-        reply: protocol.HelloReply = self._call(protocol.Hello(protocol.PROTOCOL), protocol.HelloReply)
-        return {
-            "node_id": reply.node_id,
-            "protocol": reply.protocol,
-            "endpoints": reply.endpoints,
-            "client_endpoints": reply.client_endpoints,
-        }
+        return self._do(self._calls.ping())
 
     def get(self, path: PathLike = "", default: Any = None) -> Any:
         """The value at ``path`` (a dict for a subtree), or ``default``."""
         segments = as_path(path)
         try:
-            reply: protocol.GetReply = self._call(protocol.Get(segments), protocol.GetReply)
+            return found(self._do(self._calls.get(segments)), default)
         except TooLarge:
-            value = self._stream(segments)
-            return default if value is ABSENT else value
-        return reply.value if reply.found else default
+            return or_default(self._stream(segments), default)
 
     def snapshot(self, prefix: PathLike = "") -> Any:
         """The whole tree (or the subtree at ``prefix``) as one dict, streamed in bounded chunks.
 
         Returns ``{}`` when there is nothing there.
         """
-        value = self._stream(as_path(prefix))
-        return {} if value is ABSENT else value
+        return or_default(self._stream(as_path(prefix)), {})
 
     def _stream(self, prefix: tuple[str, ...]) -> Any:
         loop = self._loop()
@@ -153,19 +109,15 @@ class Client:
 
     def conflicts(self, path: PathLike) -> list[Conflict]:
         """The concurrent versions at ``path`` (none under last-write-wins, or when there is no conflict)."""
-        reply: protocol.ConflictsReply = self._call(protocol.Conflicts(as_path(path)), protocol.ConflictsReply)
-        return [Conflict(v.value, v.origin, v.seq, v.hlc, v.omitted) for v in reply.versions]
+        return self._do(self._calls.conflicts(path))
 
     def status(self) -> dict[str, Any]:
         """The node's status: peers, lag each way, unacknowledged writes, log size, last sync, progress."""
-        reply: protocol.StatusReply = self._call(protocol.Status(), protocol.StatusReply)
-        return reply.status
+        return self._do(self._calls.status())
 
     def sync(self, timeout_s: float = 10.0) -> bool:
         """Run an anti-entropy round on the node now; True when every connected peer answered."""
-        _, timeout = _checked("local", timeout_s)
-        reply: protocol.SyncReply = self._call(protocol.Sync(timeout), protocol.SyncReply, timeout_s + WRITE_MARGIN_S)
-        return reply.answered
+        return self._do(self._calls.sync(timeout_s))
 
     # -- writes
 
@@ -177,26 +129,40 @@ class Client:
         ``timeout_s`` a WriteConcernError names the peers that did not answer
         (the write stays, and spreads later).
         """
-        ack, concern = self._concern(ack, timeout_s)
-        reply: protocol.WriteReply = self._call(protocol.Set(as_path(path), value, ack=ack, timeout_s=concern), protocol.WriteReply, concern + WRITE_MARGIN_S)
-        return _receipt(reply.receipt)
+        return self._do(self._calls.set(path, value, ack, timeout_s))
 
     def set_many(self, items: Iterable[tuple[PathLike, Any]], *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> list[Receipt]:
         """Several writes committed together (one transaction, one round of acks)."""
-        ack, concern = self._concern(ack, timeout_s)
-        request = protocol.SetMany(tuple((as_path(p), v) for p, v in items), ack=ack, timeout_s=concern)
-        reply: protocol.SetManyReply = self._call(request, protocol.SetManyReply, concern + WRITE_MARGIN_S)
-        return [_receipt(r) for r in reply.receipts]
+        return self._do(self._calls.set_many(items, ack, timeout_s))
 
     def delete(self, path: PathLike, *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> Receipt:
         """Remove ``path`` and everything beneath it."""
-        ack, concern = self._concern(ack, timeout_s)
-        reply: protocol.WriteReply = self._call(protocol.Delete(as_path(path), ack=ack, timeout_s=concern), protocol.WriteReply, concern + WRITE_MARGIN_S)
-        return _receipt(reply.receipt)
+        return self._do(self._calls.delete(path, ack, timeout_s))
 
-    def _concern(self, ack: object, timeout_s: float | None) -> tuple[protocol.Ack, float]:
-        ack, concern = _checked(ack, timeout_s)
-        return ack, concern if concern is not None else self.timeout_s
+    def submit(self, path: PathLike, value: Any, *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> Future[Receipt]:
+        """Start ``set(path, value, ...)`` and return at once with a future of its receipt.
+
+        A producer keeps many writes in flight this way (pipelining) instead of
+        waiting a round trip for each: ``futures = [client.submit(k, v) for k, v in
+        items]``, then ``f.result()`` for each (it raises the write's error). At
+        most ``inflight_max`` writes are in flight; past that, ``submit`` blocks
+        until one is answered. Writes in flight together may be applied in any
+        order: wait for one before a write that must follow it.
+        """
+        call = self._calls.set(path, value, ack, timeout_s)  # bad arguments raise here, not in the future
+        loop = self._loop()
+        self._inflight.acquire()
+        future: Future[Receipt] = Future()
+        future.add_done_callback(self._release)
+        try:
+            loop.submit(call, future)
+        except BaseException:
+            self._inflight.release()
+            raise
+        return future
+
+    def _release(self, _: Future[Receipt]) -> None:
+        self._inflight.release()
 
     # -- watches
 
@@ -239,11 +205,11 @@ class Client:
 
     def cut(self, peer: str) -> None:
         """Fault injection: the node drops all traffic with ``peer`` until :meth:`heal`."""
-        self._call(protocol.Cut(peer), protocol.Empty)
+        self._do(self._calls.cut(peer))
 
     def heal(self, peer: str | None = None) -> None:
         """Undo :meth:`cut` for ``peer`` (None: for every peer)."""
-        self._call(protocol.Heal(peer), protocol.Empty)
+        self._do(self._calls.heal(peer))
 
     # -- lifetime
 
@@ -265,36 +231,6 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _client_keys(
-    secret_key_file: str | os.PathLike[str] | None,
-    server_key: str | os.PathLike[str] | None,
-    endpoint_key: str | None,
-) -> tuple[ports.CurveKeys | None, str | None]:
-    """This client's key pair and the node's public key (None, None: no CURVE)."""
-    key_file = secret_key_file if secret_key_file is not None else os.environ.get(ENV_KEY) or None
-    keys = load_secret_key_file(key_file) if key_file is not None else None
-    server: str | None
-    if server_key is not None:
-        server = load_public_key(server_key)
-    elif endpoint_key is not None:
-        server = endpoint_key
-    elif os.environ.get(ENV_SERVER_KEY):
-        server = load_public_key(os.environ[ENV_SERVER_KEY], f"${ENV_SERVER_KEY}")
-    else:
-        server = keys.public if keys is not None else None  # the node's own key file
-    if keys is not None and server == keys.secret:
-        raise ClientError(
-            "the server key given is this client's SECRET key; give the node's public key, and make a "
-            "new key pair (the secret one was exposed)"
-        )
-    if server is not None and keys is None:
-        raise ClientError(
-            f"a server key is given but no key pair for this client: pass secret_key_file= or set {ENV_KEY} "
-            "(statesync keygen NAME makes one; the node must list its public key)"
-        )
-    return keys, server
 
 
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()

@@ -2,11 +2,8 @@
 to the node (made on first use, re-made with backoff), requests with their retry
 rules, snapshot streams and watch subscriptions.
 
-What may be retried comes from the protocol (:data:`statesync.protocol.RETRY_SAFE`):
-a request in that set goes again on a fresh connection when the old one died
-under it; any other request (a write) goes again only when it certainly was not
-sent, else :class:`~statesync.errors.ConnectionLost` says it may or may not have
-been applied.
+The connecting, retry and watch rules are :mod:`statesync.client._common`'s,
+shared with the asyncio client; this module is the trio I/O that follows them.
 """
 
 from __future__ import annotations
@@ -15,26 +12,34 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import trio
 
 from statesync import ports, protocol
-from statesync._backoff import Backoff
-from statesync.core import ABSENT, AbsentType, Path, Value, format_path
+from statesync.client._common import (
+    HELLO,
+    Attempts,
+    Call,
+    Connecting,
+    Resubscribing,
+    port_options,
+    reply_of,
+    run_watch,
+    stream_reader,
+)
+from statesync.client._common import request as send_request
+from statesync.core import AbsentType, Path, Value, format_path
 from statesync.errors import (
     ClientClosed,
     ClientError,
     ConnectionLost,
-    NodeError,
-    NodeRefused,
     NodeUnavailable,
     ProtocolMismatch,
-    StatesyncError,
 )
-from statesync.node._watch import WatchEvent
 
 if TYPE_CHECKING:
     from statesync.client._client import Client
@@ -43,27 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("statesync.client")
 
 R = TypeVar("R")
-
-BACKOFF_MIN_S: Final = 0.02
-"""First wait before connecting again; it doubles up to BACKOFF_MAX_S."""
-BACKOFF_MAX_S: Final = 1.0
-PAYLOAD_BYTES_MAX: Final = 1_040_000
-"""Largest request payload: under the wire's 1 MiB limit on one bytes field (MessageTooLarge beyond)."""
-
-
-def _backoff() -> Backoff:
-    return Backoff(BACKOFF_MIN_S, BACKOFF_MAX_S)
-
-
-def reply_of(data: object, cls: type[R], endpoint: str) -> R:
-    """Decode a reply; an error reply raises its error (an access refusal names the node)."""
-    refused = isinstance(data, dict) and data.get("code") == protocol.ErrorCode.ACCESS_DENIED
-    return protocol.decode_reply(data, cls, prefix=f"the node at {endpoint} refused: " if refused else "")
-
-
-def stream_reader(endpoint: str) -> protocol.StreamReader[WatchEvent]:
-    """A reader of one stream's messages, making the node's WatchEvents (an access refusal names the node)."""
-    return protocol.StreamReader(WatchEvent, prefix=f"the node at {endpoint}: ")
 
 
 class Loop:
@@ -99,10 +83,7 @@ class Loop:
             self._ready.set()
 
     async def _amain(self) -> None:
-        options = ports.PortOptions(
-            payload_bytes_max=PAYLOAD_BYTES_MAX, heartbeat_interval_s=1.0, heartbeat_timeout_s=5.0, curve=self.client._keys
-        )
-        async with ports.open_runtime(options) as runtime:
+        async with ports.open_runtime(port_options(self.client.settings.keys)) as runtime:
             self.runtime = runtime
             self.token = trio.lowlevel.current_trio_token()
             self._stop = trio.Event()
@@ -127,6 +108,27 @@ class Loop:
         except trio.RunFinishedError as exc:
             raise ClientClosed(f"the client of {self.client.endpoint} is closed; make a new Client") from exc
 
+    def submit(self, call: Call[Any], future: Future[Any]) -> None:
+        """Start ``call`` in the loop without waiting; its result (or error) goes to ``future``."""
+        if threading.current_thread() is self.thread:
+            raise ClientError("Client.submit was called from the client's own thread; call it from another thread")
+        assert self.token is not None and self._nursery is not None
+        try:
+            self.token.run_sync_soon(self._nursery.start_soon, self._complete, call, future)
+        except trio.RunFinishedError as exc:
+            raise ClientClosed(f"the client of {self.client.endpoint} is closed; make a new Client") from exc
+
+    async def _complete(self, call: Call[Any], future: Future[Any]) -> None:
+        try:
+            result = call.result(await self.request(call.request, call.reply, call.timeout_s))
+        except trio.Cancelled:
+            future.set_exception(ClientClosed(f"the client of {self.client.endpoint} closed before the write was answered"))
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
     def stop(self) -> None:
         stop, token = self._stop, self.token
         if stop is not None and token is not None:
@@ -137,110 +139,76 @@ class Loop:
 
     # -- connecting
 
-    def _unavailable(self, waited: float, detail: str) -> NodeUnavailable:
-        endpoint = self.client.endpoint
-        address, _ = ports.split_key(endpoint)
-        hint = ""
-        if address.startswith("ipc://") and not os.path.exists(address[len("ipc://") :]):
-            hint = " (its socket file does not exist)"
-        return NodeUnavailable(
-            f"no statesync node answered at {endpoint}{hint} within {waited:g} s{detail}; "
-            "check that the node is running and that this is its client endpoint (the 'client' setting, shown by its log)"
-        )
-
-    async def _connect(self, deadline: float) -> tuple[ports.MessagePort, protocol.HelloReply]:
+    async def _connect(self, deadline: float, patient: bool = False) -> tuple[ports.MessagePort, protocol.HelloReply]:
         """A new port to the node, checked with ``hello``; retries with backoff until ``deadline``."""
         assert self.runtime is not None
-        client = self.client
-        start = trio.current_time()
-        limit = min(deadline, start + client.connect_timeout_s)
-        backoff = _backoff()
-        detail = ""
-        hello = protocol.encode_request(protocol.Hello(protocol.PROTOCOL))
+        settings = self.client.settings
+        # without keys, once connected before, a refusal is most likely the node restarting
+        patient = settings.keys is None and (patient or self.node_id is not None)
+        tries = Connecting(settings.endpoint, trio.current_time(), deadline, patient=patient)
         while True:
-            remaining = limit - trio.current_time()
-            if remaining <= 0:
-                raise self._unavailable(round(trio.current_time() - start, 2), detail)
+            remaining = tries.remaining(trio.current_time())
             options = attrs.evolve(self.runtime.options, connect_timeout_s=max(remaining, 0.05))
             try:
                 with trio.fail_after(remaining):
-                    port = await self.runtime.connect(client._dial, options)
+                    port = await self.runtime.connect(settings.dial, options)
                     try:
-                        reply = reply_of(await port.request(hello, timeout_s=remaining), protocol.HelloReply, client.endpoint)
+                        reply = tries.hello(await port.request(HELLO, timeout_s=remaining))
                     except BaseException:
                         port.close()
                         raise
             except ports.HandshakeFailed as exc:
-                raise NodeRefused(str(exc)) from exc
+                await trio.sleep(tries.handshake_failed(exc, trio.current_time()))
+                continue
             except (ports.PortsError, trio.TooSlowError, OSError) as exc:
-                detail = f" (last error: {exc})" if not isinstance(exc, trio.TooSlowError) else ""
-                await trio.sleep(min(backoff.next_s(), max(0.0, limit - trio.current_time())))
+                await trio.sleep(tries.failed(exc, trio.current_time(), timed_out=isinstance(exc, trio.TooSlowError)))
                 continue
             except ProtocolMismatch as exc:
-                raise ProtocolMismatch(f"the node at {client.endpoint} refused the handshake: {exc}") from exc
-            if reply.protocol != protocol.PROTOCOL:
-                port.close()
-                raise ProtocolMismatch(
-                    f"the node at {client.endpoint} speaks client protocol {reply.protocol}, this client "
-                    f"{protocol.PROTOCOL}; use the same statesync version on both sides"
-                )
+                raise tries.refused(exc) from exc
             return port, reply
 
-    async def _request_port(self, deadline: float) -> ports.MessagePort:
+    async def _request_port(self, deadline: float, patient: bool = False) -> ports.MessagePort:
         assert self._connect_lock is not None
         async with self._connect_lock:
             port = self.port
             if port is not None and not port.closed:
                 return port
-            port, hello = await self._connect(deadline)
+            port, hello = await self._connect(deadline, patient)
             self.port = port
             self.node_id = hello.node_id
             return port
 
     async def request(self, request: protocol.Request, cls: type[R], timeout_s: float) -> R:
         """Send ``request`` and decode its reply as ``cls``, retrying as the protocol allows."""
-        endpoint = self.client.endpoint
-        op = request.OP
-        msg = protocol.encode_request(request)
-        deadline = trio.current_time() + timeout_s
-        while True:
-            port = await self._request_port(deadline)
-            remaining = deadline - trio.current_time()
-            if remaining <= 0:
-                raise NodeUnavailable(f"the node at {endpoint} did not answer within {timeout_s:g} s; it is overloaded or stuck")
-            if port.closed:  # died since: nothing was sent on it yet, so any request may go again
-                if self.port is port:
-                    self.port = None
-                continue
-            try:
-                reply = await port.request(msg, timeout_s=remaining)
-            except ports.RequestTimeout as exc:
-                raise NodeUnavailable(
-                    f"the node at {endpoint} did not answer a {op} request within {timeout_s:g} s; it is overloaded or stuck"
-                ) from exc
-            except (ports.PortClosedError, ports.PortTransferredError) as exc:
-                if self.port is port:
-                    self.port = None
-                if op not in protocol.RETRY_SAFE:
-                    raise ConnectionLost(
-                        f"the connection to {endpoint} closed during a {op}; it may or may not have been applied: read it back"
-                    ) from exc
-                continue
-            except ports.MessageTooLarge as exc:
-                raise ClientError(
-                    f"the {op} request is too large: {exc}; the client protocol carries about 1 MB per request: "
-                    "write a large subtree in several calls"
-                ) from exc
-            except ports.RequestFailed as exc:
-                raise NodeError(f"the node at {endpoint} failed the {op} request: {exc.remote_error}") from exc
-            return reply_of(reply, cls, endpoint)
+        tries = Attempts(self.client.endpoint, request, timeout_s, trio.current_time())
+        return reply_of(await send_request(self, tries, self.client.connect_timeout_s), cls, self.client.endpoint)
+
+    # -- the request I/O (statesync.client._common.RequestIO)
+
+    def now(self) -> float:
+        return trio.current_time()
+
+    async def connection(self, deadline: float, patient: bool) -> ports.MessagePort:
+        return await self._request_port(deadline, patient)
+
+    def dead(self, conn: ports.MessagePort) -> bool:
+        return conn.closed
+
+    def forget(self, conn: ports.MessagePort) -> None:
+        if self.port is conn:
+            self.port = None
+
+    async def send(self, conn: ports.MessagePort, msg: dict[str, Any], timeout_s: float) -> object:
+        return await conn.request(msg, timeout_s=timeout_s)
+
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        return trio.sleep(seconds)
 
     # -- streams
 
     async def stream_tree(self, prefix: Path, timeout_s: float) -> Value | AbsentType:
         """The subtree at ``prefix`` (ABSENT: nothing), streamed in chunks; each message must come within ``timeout_s``."""
-        deadline = trio.current_time() + timeout_s
-        port, _ = await self._connect(deadline)
+        port, _ = await self._connect(trio.current_time() + min(timeout_s, self.client.connect_timeout_s))
         endpoint = self.client.endpoint
         try:
             port.post_message(protocol.encode_request(protocol.Snapshot(prefix)))
@@ -290,80 +258,46 @@ class Loop:
     async def _watch_loop(self, watch: Watch, timeout_s: float, started: Callable[[], None]) -> None:
         watch._token = self.token
         watch._resume = trio.Event()
-        first = True
-        backoff = _backoff()
-        opening = protocol.encode_request(protocol.Watch(watch.prefix, initial=True))
-        while not watch.closed:
-            try:
-                port, _ = await self._connect(trio.current_time() + (timeout_s if first else self.client.connect_timeout_s))
-            except NodeUnavailable:
-                if first:
-                    raise
-                await trio.sleep(backoff.next_s())
-                continue
-            except (ClientError, ProtocolMismatch) as exc:
-                if first:
-                    raise
-                log.warning("the watch of %r ended: %s", format_path(watch.prefix), exc)
-                watch._end(exc)
-                return
-            if watch.is_closed():
-                port.close()
-                return
-            watch._port = port
-            try:
-                port.post_message(opening)
-                ready = await self._pump(watch, port, first, started)
-            except ports.PortsError:
-                ready = False
-            except StatesyncError:
-                if first:
-                    raise
-                ready = False
-            finally:
-                port.close()
-                watch._port = None
-            if ready:
-                first = False
-                backoff.reset()
-            if watch.is_closed():
-                return
-            if watch._lagged:
-                # The consumer fell behind: wait until it asks for more, then resubscribe.
-                await watch._resume.wait()
-                with watch._cond:
-                    watch._lagged = False
-                    watch._resume_asked = False
-                watch._resume = trio.Event()
-            else:
-                watch.reconnects += 1
-                await trio.sleep(backoff.next_s())
+        subs = Resubscribing(self.client.connect_timeout_s, timeout_s)
+        await run_watch(watch, _WatchIO(self, watch), subs, started, self.client.endpoint)
 
-    async def _pump(self, watch: Watch, port: ports.MessagePort, first: bool, started: Callable[[], None]) -> bool:
-        """Deliver one subscription's messages; True once it was ready."""
-        reader = stream_reader(self.client.endpoint)
-        ready = False
-        prefix = watch.prefix
-        async for event in port:
-            if event.type != "message":
-                continue
-            item = reader.feed(event.data)
-            if isinstance(item, WatchEvent):
-                if not watch._push(item):
-                    return ready
-            elif isinstance(item, protocol.Subtree):
-                if item.kind == "ready" and first:
-                    ready = True
-                    watch.initial = item.value
-                    started()
-                    continue
-                ready = ready or item.kind == "ready"
-                if item.kind == "lagged":
-                    with watch._cond:
-                        watch.lag_count += 1
-                # a re-made subscription's ready, or a lagged: the whole current subtree
-                if not watch._push(WatchEvent("lagged", prefix, item.value, ABSENT, "", 0)):
-                    return ready
-            elif isinstance(item, protocol.Closed):
-                return ready
-        return ready
+
+class _WatchIO:
+    """A blocking watch's subscriptions on the loop's port runtime (statesync.client._common.WatchIO)."""
+
+    def __init__(self, loop: Loop, watch: Watch) -> None:
+        self.loop = loop
+        self.watch = watch
+        self.events: AsyncIterator[ports.MessageEvent] | None = None
+
+    async def connect(self, within_s: float) -> ports.MessagePort:
+        port, _ = await self.loop._connect(trio.current_time() + within_s)
+        return port
+
+    def open(self, conn: ports.MessagePort, msg: dict[str, Any]) -> None:
+        self.watch._port = conn
+        self.events = conn.__aiter__()
+        conn.post_message(msg)
+
+    async def next_message(self, conn: ports.MessagePort) -> object | None:
+        assert self.events is not None
+        async for event in self.events:
+            if event.type == "message":
+                return event.data
+        return None
+
+    def close(self, conn: ports.MessagePort) -> None:
+        conn.close()
+        self.watch._port = None
+
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        return trio.sleep(seconds)
+
+    async def resumed(self) -> None:
+        watch = self.watch
+        assert watch._resume is not None
+        await watch._resume.wait()
+        with watch._cond:
+            watch._lagged = False
+            watch._resume_asked = False
+        watch._resume = trio.Event()

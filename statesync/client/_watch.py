@@ -6,14 +6,14 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import trio
 
 from statesync import ports
-from statesync.core import ABSENT, AbsentType, Path, Value, format_path
+from statesync.client._common import WatchBuffer
+from statesync.core import Path, format_path
 from statesync.errors import StatesyncError
 from statesync.node._watch import WatchEvent
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("statesync.client")
 
 
-class Watch:
+class Watch(WatchBuffer):
     """Changes under one prefix, delivered in order: iterate it, or give a callback.
 
     ``initial`` holds the subtree as it was when the watch started (``ABSENT``
@@ -37,18 +37,9 @@ class Watch:
     """
 
     def __init__(self, client: Client, prefix: Path, buffer_max: int) -> None:
-        self.prefix = prefix
-        self.error: StatesyncError | None = None
-        """What ended the watch when it was not ``close()`` (for example NodeRefused)."""
-        self.initial: Value | AbsentType = ABSENT
-        self.lag_count = 0
-        self.reconnects = 0
+        super().__init__(prefix, buffer_max)
         self._client = client
-        self._buffer_max = buffer_max
-        self._buffer: deque[WatchEvent] = deque()
         self._cond = threading.Condition()
-        self._closed = False
-        self._lagged = False
         self._resume_asked = False
         self._resume: trio.Event | None = None
         self._token: trio.lowlevel.TrioToken | None = None
@@ -60,24 +51,16 @@ class Watch:
 
     # -- the loop's side
 
-    def _push(self, event: WatchEvent) -> bool:
-        """Queue an event; False when the buffer overflowed (events dropped, resubscribe later)."""
-        with self._cond:
-            if self._closed:
-                return False
-            if len(self._buffer) >= self._buffer_max:
-                self._buffer.clear()
-                self._lagged = True
-                self.lag_count += 1
-                self._cond.notify_all()
-                return False
-            self._buffer.append(event)
-            self._cond.notify()
-            return True
+    def _notify(self) -> None:
+        self._cond.notify_all()
 
-    def is_closed(self) -> bool:
-        """Whether the watch ended (a method, so a type checker re-reads it after a wait)."""
-        return self._closed
+    def _push(self, event: WatchEvent) -> bool:
+        with self._cond:
+            return self._push_now(event)
+
+    def _count_lag(self) -> None:
+        with self._cond:
+            self.lag_count += 1
 
     def _end(self, error: StatesyncError | None = None) -> None:
         """The loop's side of the end: no more events (``error`` says why, if not ``close()``)."""
@@ -88,14 +71,6 @@ class Watch:
             self._cond.notify_all()
 
     # -- the consumer's side
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def pending(self) -> int:
-        """Events buffered and not yet taken."""
-        return len(self._buffer)
 
     def get(self, timeout: float | None = None) -> WatchEvent | None:
         """The next event, waiting up to ``timeout`` seconds (None: forever); None on timeout or once closed."""

@@ -29,13 +29,14 @@ worker thread at a time.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import trio
@@ -46,6 +47,7 @@ from statesync.core import (
     AckSpec,
     Change,
     Now,
+    Op,
     PathLike,
     RefuseReason,
     Replica,
@@ -71,6 +73,8 @@ from statesync.node._service import serve_clients
 from statesync.node._timers import tune_gc
 from statesync.node._watch import Watch, WatchHub
 from statesync.storage import Loaded, Store
+
+T = TypeVar("T")
 
 log = logging.getLogger("statesync.node")
 
@@ -227,41 +231,75 @@ class Node:
         timeout_s: float | None = None,
     ) -> list[Receipt]:
         """Several writes committed together (one transaction, one round of acks)."""
+        return await _settled(*self._write_many_now(items, ack, timeout_s))
+
+    def _write_many_now(
+        self,
+        items: Iterable[tuple[PathLike, Value]],
+        ack: AckSpec,
+        timeout_s: float | None,
+        on_ops: Callable[[Sequence[Op]], None] | None = None,
+    ) -> tuple[list[Receipt] | Awaitable[list[Receipt]], bool]:
+        """``set_many`` without waiting where it need not: the receipts (and whether the
+        flusher wants a turn), or an awaitable of them when the concern takes time."""
         self._check_open()
         now = self._now()
         timeout = self.config.write_timeout_s if timeout_s is None else timeout_s
         items = list(items)
         if not items:
-            return []
+            return [], False
         ticket = self._rep.write_many(items, ack=ack, timeout_s=timeout, now=now)
         ops = ticket.ops or [ticket.op]
+        if on_ops is not None:
+            on_ops(ops)  # before the commit: a client key joins the ops' transaction
+
+        def receipts() -> list[Receipt]:
+            acked = tuple(sorted(ticket.acked))
+            new = tuple.__new__
+            return [new(Receipt, (op.path, op.origin, op.seq, op.hlc, acked)) for op in ops]
+
         if ticket.status is WriteStatus.DONE and not self._effects.durable:
             # in-memory, concern met: no waiting; the ops join the next frame
-            if self._flusher.wrote(len(ops), sum(map(op_size, ops)), now.mono_s):
-                await trio.lowlevel.checkpoint()
-        elif ticket.status is not WriteStatus.DONE or not self._flusher.commit_now(len(ops)):
-            await self._await_ticket(ticket)
-        acked = tuple(sorted(ticket.acked))
-        new = tuple.__new__
-        return [new(Receipt, (op.path, op.origin, op.seq, op.hlc, acked)) for op in ops]
+            return receipts(), self._flusher.wrote(len(ops), sum(map(op_size, ops)), now.mono_s)
+        if ticket.status is WriteStatus.DONE and self._flusher.commit_now(len(ops)):
+            return receipts(), False
+        waiting = self._await_ticket(ticket)
 
-    async def _write(
-        self, path: PathLike, value: Value, remove: bool, ack: AckSpec, timeout_s: float | None
-    ) -> Receipt:
+        async def wait() -> list[Receipt]:
+            await waiting
+            return receipts()
+
+        return wait(), False
+
+    async def _write(self, path: PathLike, value: Value, remove: bool, ack: AckSpec, timeout_s: float | None) -> Receipt:
+        return await _settled(*self._write_now(path, value, remove, ack, timeout_s))
+
+    def _write_now(
+        self,
+        path: PathLike,
+        value: Value,
+        remove: bool,
+        ack: AckSpec,
+        timeout_s: float | None,
+        *,
+        on_ops: Callable[[Sequence[Op]], None] | None = None,
+    ) -> tuple[Receipt | Awaitable[Receipt], bool]:
+        """A write without waiting where it need not: its receipt (and whether the flusher
+        wants a turn), or an awaitable of it when the concern takes time."""
         self._check_open()
         timeout = self.config.write_timeout_s if timeout_s is None else timeout_s
         now = self._now()
         ticket = self._rep.write(path, value, remove=remove, ack=ack, timeout_s=timeout, now=now)
+        if on_ops is not None:
+            on_ops([ticket.op])  # before the commit: a client key joins the op's transaction
         if ticket.status is WriteStatus.DONE:
             if not self._effects.durable:
                 # In-memory, concern met (ack="local"): done without a task round trip;
                 # the op goes to the peers at once or joins the next frame (Flusher.wrote).
-                if self._flusher.wrote(1, op_size(ticket.op), now.mono_s):
-                    await trio.lowlevel.checkpoint()
-                return _receipt(ticket)
+                return _receipt(ticket), self._flusher.wrote(1, op_size(ticket.op), now.mono_s)
             if self._flusher.commit_now(1):  # durable now, in this task
-                return _receipt(ticket)
-        return await self._await_ticket(ticket)
+                return _receipt(ticket), False
+        return self._await_ticket(ticket), False
 
     def _await_ticket(self, ticket: WriteTicket) -> Awaitable[Receipt]:
         event = self._outlets.waiters.setdefault(ticket.id, trio.Event())
@@ -438,6 +476,15 @@ class Node:
         for listener in self._listeners:
             with quietly():
                 listener.close()
+
+
+async def _settled(result: T | Awaitable[T], turn: bool) -> T:
+    """A ``_write_now`` result, waited for; a done one yields first if the flusher wants a turn."""
+    if inspect.isawaitable(result):
+        return await result
+    if turn:
+        await trio.lowlevel.checkpoint()
+    return result
 
 
 def _receipt(ticket: WriteTicket) -> Receipt:

@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import tempfile
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import trio
 
 from statesync import ports, protocol
-from statesync.core import ABSENT, AbsentType, Path, Value
+from statesync.core import ABSENT, AbsentType, Op, Path, Value, format_path
 from statesync.errors import (
     BadRequest,
     ConfigError,
@@ -36,9 +37,12 @@ from statesync.errors import (
     TooLarge,
     TooManyStreams,
 )
+from statesync.node import _client_keys
+from statesync.node._client_keys import ClientKeys, Row, fingerprint, row
 from statesync.node._results import Receipt
 from statesync.node._security import CLIENT_DOMAIN
 from statesync.protocol import INLINE_BYTES_MAX, MESSAGE_BYTES_MAX
+from statesync.storage import SqliteStore
 
 if TYPE_CHECKING:
     from statesync.node._node import Node
@@ -93,23 +97,66 @@ def _receipt(r: Receipt) -> protocol.ReceiptData:
     return protocol.ReceiptData(r.path, r.origin, r.seq, r.hlc, list(r.acked_by))
 
 
-Handler = Callable[[Any], Awaitable[protocol.Reply]]
+Handler = Callable[[Any], protocol.Reply | Awaitable[protocol.Reply]]
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+def _error(exc: StatesyncError) -> dict[str, Any]:
+    if isinstance(exc, ProtocolMismatch):
+        return protocol.error_reply(exc, protocol=protocol.PROTOCOL)
+    return protocol.error_reply(exc)
+
+
+async def _answer(result: protocol.Reply | Awaitable[protocol.Reply]) -> dict[str, Any]:
+    try:
+        return protocol.encode_reply(await result if inspect.isawaitable(result) else result)
+    except StatesyncError as exc:
+        return _error(exc)
+
+
+async def _later(result: Awaitable[T], then: Callable[[T], U]) -> U:
+    return then(await result)
+
+
+def _staged_reply(request: protocol.Request, ops: Sequence[Op]) -> dict[str, Any]:
+    """The reply a write's ops make, as a store remembers it (no ``acked_by``)."""
+    receipts = [protocol.ReceiptData(format_path(op.path), op.origin, op.seq, op.hlc, []) for op in ops]
+    if isinstance(request, protocol.SetMany):
+        return protocol.encode_reply(protocol.SetManyReply(tuple(receipts)))
+    return protocol.encode_reply(protocol.WriteReply(receipts[-1]))
+
+
+Write = protocol.Set | protocol.SetMany | protocol.Delete
 
 
 class ClientService:
-    """Serves one node's clients; runs in the node's nursery until the node stops."""
+    """Serves one node's clients; runs in the node's nursery until the node stops.
 
-    def __init__(self, node: Node) -> None:
+    Writes with an idempotency key go through :class:`ClientKeys` (at most
+    ``keys_max`` remembered; a durable node's are loaded from its store).
+    """
+
+    def __init__(self, node: Node, keys_max: int | None = None) -> None:
+        keys_max = _client_keys.KEYS_MAX if keys_max is None else keys_max
         self.node = node
         self.streams = 0
         self.requests = 0
+        store = node._store
+        self._sqlite = store if node._effects.durable and isinstance(store, SqliteStore) else None
+        rows: list[Row] = []
+        if self._sqlite is not None:
+            self._sqlite.client_keys_max = keys_max
+            rows = self._sqlite.load_client_keys()
+        self.keys = ClientKeys(keys_max, rows)
         self._nursery: trio.Nursery | None = None
         self._ops: dict[type[protocol.Request], Handler] = {
             protocol.Hello: self._hello,
             protocol.Get: self._get,
-            protocol.Set: self._set,
-            protocol.SetMany: self._set_many,
-            protocol.Delete: self._delete,
+            protocol.Set: self._write,
+            protocol.SetMany: self._write,
+            protocol.Delete: self._write,
             protocol.Conflicts: self._conflicts,
             protocol.Status: self._status,
             protocol.Sync: self._sync,
@@ -138,7 +185,9 @@ class ClientService:
 
     # ------------------------------------------------------------ requests
 
-    async def _handle(self, data: Value, key: str | None = None) -> dict[str, Any]:
+    def _handle(self, data: Value, key: str | None = None) -> dict[str, Any] | Awaitable[dict[str, Any]]:
+        """Answer a request: at once when it needs no waiting (the reply then rides in the
+        frame that carries the port's credit), else with an awaitable of the answer."""
         self.requests += 1
         try:
             request = protocol.decode_request(data)
@@ -147,15 +196,74 @@ class ClientService:
                 raise BadRequest(f"{request.OP} opens a stream: post it as the first message of a new port")
             if self.node.security.enabled:
                 self._permit(key, request)
-            return protocol.encode_reply(await handler(request))
-        except ProtocolMismatch as exc:
-            return protocol.error_reply(exc, protocol=protocol.PROTOCOL)
+            if isinstance(request, Write) and request.key is not None:
+                assert isinstance(data, dict)
+                return self._keyed(request, request.key, key, fingerprint(data))
+            result = handler(request)
         except StatesyncError as exc:
-            return protocol.error_reply(exc)
+            return _error(exc)
+        if inspect.isawaitable(result):
+            return _answer(result)
+        return protocol.encode_reply(result)
+
+    def _keyed(
+        self, request: Write, idem: protocol.IdemKey, owner: str | None, digest: bytes
+    ) -> dict[str, Any] | Awaitable[dict[str, Any]]:
+        """A write with an idempotency key: carried out once, its reply remembered."""
+        keys = self.keys
+
+        def staged(ops: Sequence[Op]) -> None:
+            if self._sqlite is not None and ops:
+                last = ops[-1]
+                self._sqlite.stage_client_key((last.origin, last.seq), row(idem, owner, digest, _staged_reply(request, ops)))
+
+        known = keys.lookup(idem, owner, digest)
+        if isinstance(known, dict):
+            return known
+        if known is not None:  # its first request is still running: wait for it (run it if that one fails)
+            return keys.once(idem, owner, digest, lambda: _answer(self._write(request, staged)))
+
+        entry = keys.claim(idem, owner, digest)
+        try:
+            result = self._write(request, staged)
+        except StatesyncError as exc:
+            reply = _error(exc)
+            keys.finish(idem, entry, reply)
+            return reply
+        except BaseException:
+            keys.finish(idem, entry, None)
+            raise
+        if not inspect.isawaitable(result):
+            reply = protocol.encode_reply(result)
+            keys.finish(idem, entry, reply)
+            return reply
+        return self._keyed_later(idem, entry, result)
+
+    async def _keyed_later(self, idem: protocol.IdemKey, entry: Any, result: Awaitable[protocol.Reply]) -> dict[str, Any]:
+        reply = None
+        try:
+            reply = await _answer(result)
+            return reply
+        finally:
+            self.keys.finish(idem, entry, reply)
+
+    def _write(self, request: Write, on_ops: Callable[[Sequence[Op]], None] | None = None) -> protocol.Reply | Awaitable[protocol.Reply]:
+        node = self.node
+        if isinstance(request, protocol.SetMany):
+            rs, _ = node._write_many_now(list(request.items), request.ack, request.timeout_s, on_ops)
+            if isinstance(rs, list):
+                return protocol.SetManyReply(tuple(_receipt(r) for r in rs))
+            return _later(rs, lambda rs: protocol.SetManyReply(tuple(_receipt(r) for r in rs)))
+        remove = isinstance(request, protocol.Delete)
+        value = None if isinstance(request, protocol.Delete) else request.value
+        r, _ = node._write_now(request.path, value, remove, request.ack, request.timeout_s, on_ops=on_ops)
+        if isinstance(r, Receipt):
+            return protocol.WriteReply(_receipt(r))
+        return _later(r, lambda r: protocol.WriteReply(_receipt(r)))
 
     def _permit(self, key: str | None, request: protocol.Request) -> None:
         """Raise AccessDenied unless the client's key may make this request now."""
-        touched = request.touched() if isinstance(request, protocol.Set | protocol.SetMany | protocol.Delete) else []
+        touched = request.touched() if isinstance(request, Write) else []
         node = self.node
 
         def leaf_at(path: Path) -> bool:
@@ -164,7 +272,7 @@ class ClientService:
 
         node.security.check_request(key, request.OP, touched, leaf_at)
 
-    async def _hello(self, request: protocol.Hello) -> protocol.HelloReply:
+    def _hello(self, request: protocol.Hello) -> protocol.HelloReply:
         node = self.node
         if request.protocol != protocol.PROTOCOL:
             raise ProtocolMismatch(
@@ -175,7 +283,7 @@ class ClientService:
             node.node_id, protocol.PROTOCOL, list(node.endpoints), list(getattr(node, "client_endpoints", ()))
         )
 
-    async def _get(self, request: protocol.Get) -> protocol.GetReply:
+    def _get(self, request: protocol.Get) -> protocol.GetReply:
         value = self.node.get(request.path, ABSENT)
         if value is ABSENT:
             return protocol.GetReply(False, None)
@@ -187,19 +295,8 @@ class ClientService:
             )
         return protocol.GetReply(True, value)
 
-    async def _set(self, request: protocol.Set) -> protocol.WriteReply:
-        r = await self.node.set(request.path, request.value, ack=request.ack, timeout_s=request.timeout_s)
-        return protocol.WriteReply(_receipt(r))
 
-    async def _set_many(self, request: protocol.SetMany) -> protocol.SetManyReply:
-        rs = await self.node.set_many(list(request.items), ack=request.ack, timeout_s=request.timeout_s)
-        return protocol.SetManyReply(tuple(_receipt(r) for r in rs))
-
-    async def _delete(self, request: protocol.Delete) -> protocol.WriteReply:
-        r = await self.node.delete(request.path, ack=request.ack, timeout_s=request.timeout_s)
-        return protocol.WriteReply(_receipt(r))
-
-    async def _conflicts(self, request: protocol.Conflicts) -> protocol.ConflictsReply:
+    def _conflicts(self, request: protocol.Conflicts) -> protocol.ConflictsReply:
         path = request.path
         versions: list[protocol.VersionData] = []
         budget = MESSAGE_BYTES_MAX // 2
@@ -214,7 +311,7 @@ class ClientService:
             value = None  # conflicts are per leaf; a subtree is not shown here
         return protocol.ConflictsReply(tuple(versions), found, value)
 
-    async def _status(self, request: protocol.Status) -> protocol.StatusReply:
+    def _status(self, request: protocol.Status) -> protocol.StatusReply:
         node = self.node
         status: dict[str, Any] = node.status()
         config = node.config
@@ -232,11 +329,11 @@ class ClientService:
     async def _sync(self, request: protocol.Sync) -> protocol.SyncReply:
         return protocol.SyncReply(await self.node.sync(timeout_s=request.timeout_s or SYNC_TIMEOUT_S))
 
-    async def _cut(self, request: protocol.Cut) -> protocol.Empty:
+    def _cut(self, request: protocol.Cut) -> protocol.Empty:
         self.node._faults.cut(request.peer)
         return protocol.Empty()
 
-    async def _heal(self, request: protocol.Heal) -> protocol.Empty:
+    def _heal(self, request: protocol.Heal) -> protocol.Empty:
         self.node._faults.heal(request.peer)
         return protocol.Empty()
 

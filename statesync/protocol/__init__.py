@@ -37,6 +37,7 @@ from statesync.protocol._messages import (
     Heal,
     Hello,
     HelloReply,
+    IdemKey,
     ReceiptData,
     Reply,
     Request,
@@ -52,6 +53,7 @@ from statesync.protocol._messages import (
     Watch,
     WriteReply,
     check_ack,
+    check_key,
     check_timeout,
 )
 from statesync.protocol._streams import (
@@ -98,6 +100,7 @@ __all__ = [
     "Heal",
     "Hello",
     "HelloReply",
+    "IdemKey",
     "ReceiptData",
     "Reply",
     "Request",
@@ -117,6 +120,7 @@ __all__ = [
     "WriteReply",
     "change_message",
     "check_ack",
+    "check_key",
     "check_timeout",
     "code_of",
     "decode_change",

@@ -23,7 +23,15 @@ from cattrs.errors import AttributeValidationNote, IterableValidationNote
 from statesync.core import Path, Value, as_path, format_path
 from statesync.errors import BadRequest, InvalidPath, ProtocolError, StatesyncError
 from statesync.protocol._codes import error_from_reply
-from statesync.protocol._messages import REQUESTS, Ack, Request, check_ack, check_timeout
+from statesync.protocol._messages import (
+    REQUESTS,
+    Ack,
+    IdemKey,
+    Request,
+    check_ack,
+    check_key,
+    check_timeout,
+)
 
 R = TypeVar("R")
 
@@ -85,6 +93,13 @@ def _ack(value: object, _: object) -> Ack:
     return check_ack(value)
 
 
+def _key(value: object, _: object) -> IdemKey | None:
+    return None if value is None else check_key(value)
+
+
+_KEY: Final = IdemKey | None
+
+
 def _converter(detailed: bool) -> cattrs.Converter:
     c = cattrs.Converter(detailed_validation=detailed)
     c.register_structure_hook_func(lambda t: t == _PATH, _path)
@@ -92,6 +107,8 @@ def _converter(detailed: bool) -> cattrs.Converter:
     c.register_structure_hook_func(_is_value, lambda v, _: v)
     c.register_structure_hook_func(lambda t: t == Ack, _ack)
     c.register_structure_hook_func(lambda t: t == _TIMEOUT, _timeout)
+    c.register_structure_hook_func(lambda t: t == _KEY, _key)
+    c.register_unstructure_hook(IdemKey, lambda k: [k.client, k.seq])
     c.register_structure_hook(str, _strict(str, "text"))
     c.register_structure_hook(int, _strict(int, "an integer"))
     c.register_structure_hook(float, _strict(float, "a number"))

@@ -46,9 +46,47 @@ def check_timeout(timeout_s: object, field: str = "timeout_s") -> float | None:
 # ----------------------------------------------------------------- requests
 
 
+CLIENT_ID_CHARS: Final = frozenset("0123456789abcdef")
+CLIENT_ID_LEN_MIN: Final = 16
+CLIENT_ID_LEN_MAX: Final = 64
+KEY_SEQ_MAX: Final = (1 << 63) - 1
+
+
+@attrs.frozen
+class IdemKey:
+    """A write's idempotency key: the client's id (16-64 lowercase hex digits, random) and
+    its sequence number (1 or more). On the wire ``[client, seq]``.
+
+    A node that already carried out a write with this key answers a retry with
+    the original receipt instead of applying it again.
+    """
+
+    client: str
+    seq: int
+
+
+def check_key(raw: object) -> IdemKey:
+    """``raw`` (``[client, seq]``) as an idempotency key, or BadRequest naming what is wrong."""
+    if not isinstance(raw, list | tuple) or len(raw) != 2:
+        raise BadRequest(f"key = {reprlib.repr(raw)}: an idempotency key is [client_id, seq]")
+    client, seq = raw
+    if (
+        not isinstance(client, str)
+        or not CLIENT_ID_LEN_MIN <= len(client) <= CLIENT_ID_LEN_MAX
+        or not CLIENT_ID_CHARS.issuperset(client)
+    ):
+        raise BadRequest(
+            f"key: the client id {reprlib.repr(client)} must be {CLIENT_ID_LEN_MIN}-{CLIENT_ID_LEN_MAX} lowercase hex digits"
+        )
+    if type(seq) is not int or not 1 <= seq <= KEY_SEQ_MAX:
+        raise BadRequest(f"key: the sequence number {reprlib.repr(seq)} must be an integer from 1 to 2**63-1")
+    return IdemKey(client, seq)
+
+
 @attrs.frozen
 class _Write:
-    """The write concern every write carries (keyword-only, after the write's own fields).
+    """The write concern every write carries (keyword-only, after the write's own fields),
+    and its idempotency key (None: the node does not deduplicate it).
 
     Checked where a request enters: by :func:`decode_request` on the node, by
     :func:`check_ack` / :func:`check_timeout` in a client before it builds one.
@@ -56,6 +94,7 @@ class _Write:
 
     ack: Ack = attrs.field(default="local", kw_only=True)
     timeout_s: float | None = attrs.field(default=None, kw_only=True)
+    key: IdemKey | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
@@ -129,8 +168,12 @@ class Sync:
     timeout_s: float | None = None
 
 
+class _FaultInjection:
+    """An admin op: fault injection for demos and tests (:data:`ADMIN_OPS`)."""
+
+
 @attrs.frozen
-class Cut:
+class Cut(_FaultInjection):
     """Fault injection: drop all traffic with ``peer`` until healed: :class:`Empty`."""
 
     OP: ClassVar[str] = "cut"
@@ -138,7 +181,7 @@ class Cut:
 
 
 @attrs.frozen
-class Heal:
+class Heal(_FaultInjection):
     """Undo ``cut`` for ``peer`` (None: every peer): :class:`Empty`."""
 
     OP: ClassVar[str] = "heal"
@@ -175,12 +218,13 @@ READ_OPS: Final = frozenset({Hello.OP, Get.OP, Conflicts.OP, Status.OP, *STREAM_
 """Ops a ``read`` key may make."""
 WRITE_OPS: Final = frozenset({Set.OP, SetMany.OP, Delete.OP})
 """Ops that change the tree (a ``write`` key, within its prefixes)."""
-ADMIN_OPS: Final = frozenset({Cut.OP, Heal.OP})
+ADMIN_OPS: Final = frozenset(cls.OP for cls in REQUESTS.values() if issubclass(cls, _FaultInjection))
 """Fault injection: a peer key or a write key without prefixes. (``sync`` needs a key that may write.)"""
 RETRY_SAFE: Final = frozenset({Hello.OP, Get.OP, Conflicts.OP, Status.OP, Sync.OP, Cut.OP, Heal.OP})
 """Requests a client may send again when the connection died before the answer:
 doing them twice is the same as doing them once. A write is not among them
-(it may have been applied): a client re-sends one only if it certainly was not sent."""
+(it may have been applied) unless it carries an idempotency ``key``: then the
+node answers the retry with the original receipt (see :class:`IdemKey`)."""
 
 
 # ------------------------------------------------------------------- replies

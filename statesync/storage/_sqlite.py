@@ -12,7 +12,11 @@ Tables:
 - ``snapshot(id=0, vv, hlc, entries, chunks)`` and
   ``snapshot_chunks(idx, entries, body)``: the snapshot, as msgpack arrays of
   entries of about ``SNAPSHOT_CHUNK_BYTES`` each;
-- ``peers(node_id, endpoints)`` and ``meta(key, value)``.
+- ``peers(node_id, endpoints)`` and ``meta(key, value)``;
+- ``client_keys(id, client, seq, owner, fingerprint, reply)``: the idempotency
+  keys of recent client writes, each written in the same transaction as the
+  write's ops (:meth:`SqliteStore.stage_client_key`), the newest
+  ``CLIENT_KEYS_MAX`` kept.
 
 Every write is one SQLite transaction, so a crash leaves each ``append`` or
 ``save_snapshot`` either wholly there or wholly absent.
@@ -87,6 +91,27 @@ CREATE TABLE peers (node_id TEXT PRIMARY KEY, endpoints BLOB NOT NULL) WITHOUT R
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 
+CLIENT_KEYS_MAX: Final = 10_000
+"""Idempotency keys of client writes a store keeps (the oldest go first)."""
+STAGED_KEYS_MAX: Final = 100_000
+"""Keys staged for ops not yet appended (a bound: a write that never commits leaves one)."""
+_KEYS_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS client_keys (
+    id INTEGER PRIMARY KEY,
+    client TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    owner TEXT,
+    fingerprint BLOB NOT NULL,
+    reply TEXT NOT NULL,
+    UNIQUE (client, seq)
+)
+"""
+_INSERT_KEY: Final = (
+    "INSERT OR REPLACE INTO client_keys (client, seq, owner, fingerprint, reply) VALUES (?, ?, ?, ?, ?)"
+)
+ClientKeyRow = tuple[str, int, "str | None", bytes, str]
+"""(client, seq, owner, fingerprint, reply): one remembered client write."""
+
 _COVERED: Final = "seq <= coalesce((SELECT n FROM temp.snap_vv v WHERE v.origin = ops.origin), 0)"
 _INSERT_OP: Final = "INSERT INTO ops (origin, seq, hlc, body) VALUES (?, ?, ?, ?)"
 
@@ -118,6 +143,9 @@ class SqliteStore(ClosingStore):
         self._dir_lock = DirLock(self.data_dir)
         self._mutex = threading.Lock()
         self._pack: Callable[[object], bytes] = make_packer()
+        self._staged_keys: dict[tuple[str, int], ClientKeyRow] = {}
+        self._keys_lock = threading.Lock()
+        self.client_keys_max = CLIENT_KEYS_MAX
         self._conn: sqlite3.Connection | None = None
         try:
             self._conn = self._open()
@@ -147,6 +175,7 @@ class SqliteStore(ClosingStore):
         try:
             self._configure(conn)
             self._check_or_create(conn)
+            conn.execute(_KEYS_SCHEMA)
         except BaseException:
             conn.close()
             raise
@@ -357,7 +386,8 @@ class SqliteStore(ClosingStore):
             raise StorageError(
                 f"an op cannot be encoded for storage ({e}); nothing was written"
             ) from e
-        if len(rows) == 1:
+        keys = self._keys_for(ops) if self._staged_keys else None
+        if len(rows) == 1 and not keys:
             # one statement is one transaction in autocommit mode: saves BEGIN/COMMIT
             with self._mutex:
                 conn = self._live()
@@ -370,6 +400,8 @@ class SqliteStore(ClosingStore):
             return
         with self._transaction(f"append {len(rows)} ops") as conn:
             conn.executemany(_INSERT_OP, rows)
+            if keys:
+                self._write_keys(conn, keys)
         self._log_ops += len(rows)
         self._hlc = max(self._hlc, *[row[2] for row in rows])
 
@@ -453,6 +485,40 @@ class SqliteStore(ClosingStore):
     def close(self) -> None:
         with self._mutex:
             self._abandon()
+
+
+    # ------------------------------------------------------ client keys
+
+    def stage_client_key(self, dot: tuple[str, int], row: ClientKeyRow) -> None:
+        """Remember ``row`` with the op named ``dot``: written in the transaction that appends it."""
+        with self._keys_lock:
+            if len(self._staged_keys) >= STAGED_KEYS_MAX:
+                self._staged_keys.pop(next(iter(self._staged_keys)))
+            self._staged_keys[dot] = row
+
+    def _keys_for(self, ops: Sequence[Op]) -> list[ClientKeyRow]:
+        with self._keys_lock:
+            staged = self._staged_keys
+            return [row for op in ops if (row := staged.pop((op.origin, op.seq), None)) is not None]
+
+    def _write_keys(self, conn: sqlite3.Connection, rows: list[ClientKeyRow]) -> None:
+        conn.executemany(_INSERT_KEY, rows)
+        conn.execute(
+            "DELETE FROM client_keys WHERE id <= (SELECT max(id) FROM client_keys) - ?", (self.client_keys_max,)
+        )
+
+    def load_client_keys(self) -> list[ClientKeyRow]:
+        """The remembered client writes, oldest first (at most ``client_keys_max``)."""
+        with self._mutex:
+            conn = self._live()
+            try:
+                rows = conn.execute(
+                    "SELECT client, seq, owner, fingerprint, reply FROM client_keys ORDER BY id DESC LIMIT ?",
+                    (self.client_keys_max,),
+                ).fetchall()
+            except sqlite3.Error as e:
+                raise StorageError(f"could not read the client keys in {self.db_path}: {e}") from e
+        return [(str(c), int(q), o, bytes(f), str(r)) for c, q, o, f, r in reversed(rows)]
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -13,7 +13,14 @@ import pytest
 
 from statesync import aio
 from statesync.core import ABSENT, InvalidPath, StatesyncError, WriteConcernError
-from statesync.errors import AccessDenied, ClientClosed, ClientError, NodeRefused, NodeUnavailable
+from statesync.errors import (
+    AccessDenied,
+    ClientClosed,
+    ClientError,
+    InvalidArgument,
+    NodeRefused,
+    NodeUnavailable,
+)
 from statesync.security import write_keypair
 from tests.aio.support import run, until
 from tests.client.nodes import NodeThread, short_socket
@@ -332,3 +339,23 @@ def test_an_idle_client_keeps_its_connection_and_a_client_outlives_its_loop(pair
 
     run(idle)
     run(again)  # the first loop is gone: a fresh connection on this one
+
+
+def test_submit_keeps_at_most_inflight_max_writes_in_flight(pair: NodeThread, request: pytest.FixtureRequest) -> None:
+    base = request.node.name
+    counts: list[int] = []
+
+    async def main() -> None:
+        async with aio.Client(pair.endpoints[0], inflight_max=8) as client:
+            with pytest.raises(InvalidArgument):
+                await client.submit("x", 1, ack="most")
+            tasks = []
+            for i in range(100):
+                tasks.append(await client.submit((base, f"k{i}"), i))
+                counts.append(sum(1 for t in tasks if not t.done()))
+            receipts = await asyncio.gather(*tasks)
+            assert [r.path for r in receipts] == [f"{base}.k{i}" for i in range(100)]
+            assert await client.get(base) == {f"k{i}": i for i in range(100)}
+
+    run(main)
+    assert max(counts) <= 8 and max(counts) > 1  # pipelined, and bounded

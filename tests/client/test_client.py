@@ -3,6 +3,7 @@ watches, large subtrees, threads, reconnects, fork, errors."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 import time
@@ -308,7 +309,8 @@ def test_a_client_made_before_fork_works_in_the_child(pair: NodeThread) -> None:
 
 
 class FakeNode:
-    """A ports listener answering every request with ``answer(request)``: a node that speaks the protocol wrong."""
+    """A ports listener answering every request with ``answer(request)`` (awaited if it is a
+    coroutine): a node that speaks the protocol wrong, or holds its answers."""
 
     def __init__(self, answer: Any) -> None:
         self.endpoint = short_socket("fake")
@@ -327,7 +329,8 @@ class FakeNode:
             self._token = trio.lowlevel.current_trio_token()
 
             async def handle(data: Any) -> Any:
-                return self._answer(data)
+                reply = self._answer(data)
+                return await reply if inspect.isawaitable(reply) else reply
 
             async def accept() -> None:
                 async for port in listener:

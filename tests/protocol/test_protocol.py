@@ -208,3 +208,15 @@ def test_a_stream_reader_turns_messages_into_subtrees_events_and_errors() -> Non
         reader.feed({"kind": "error", "ok": False, "code": "invalid_path", "error": "bad"})
     with pytest.raises(ProtocolError):
         reader.feed(["not", "a", "dict"])
+
+
+def test_a_writes_idempotency_key_travels_as_a_pair_and_is_checked() -> None:
+    key = protocol.IdemKey("ab" * 16, 7)
+    for request in (protocol.Set(("a",), 1, key=key), protocol.SetMany(((("a",), 1),), key=key), protocol.Delete(("a",), key=key)):
+        data = protocol.encode_request(request)
+        assert data["key"] == ["ab" * 16, 7]
+        assert protocol.decode_request(data) == request
+    assert protocol.decode_request({"op": "set", "path": "a", "value": 1}).key is None  # optional: older clients
+    for bad in (["ab" * 4, 1], ["AB" * 16, 1], ["ab" * 40, 1], ["ab" * 16, 0], ["ab" * 16, 2**63], ["ab" * 16, 1.0], {"client": "x"}):
+        with pytest.raises(BadRequest, match="key"):
+            protocol.decode_request({"op": "set", "path": "a", "value": 1, "key": bad})
