@@ -1,0 +1,111 @@
+"""The node's typed API: text, list, counter and add-wins set handles, end to end over links."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from statesync.core import InvalidOperation
+from statesync.node import open_node
+from tests.node.test_node import cluster, converged
+from tests.support import FAST, wait_until_async
+
+
+async def test_handles_edit_and_read_plain_values() -> None:
+    async with open_node(node_id="n0", **FAST) as node:
+        doc = node.text("doc.body")
+        assert doc.value() == ""
+        r = await doc.insert(0, "hello")
+        assert r.path == "doc.body" and r.origin == "n0"
+        await doc.insert(5, " world")
+        await doc.delete(0, 1)
+        assert doc.value() == "ello world"
+        todo = node.list("todo")
+        await todo.append("milk", "eggs")
+        await todo.insert(0, "bread")
+        await todo.move(0, 2)  # bread to the end
+        assert todo.value() == ["milk", "eggs", "bread"]
+        await todo.delete(1)
+        assert todo.value() == ["milk", "bread"]
+        likes = node.counter("likes")
+        await likes.add(3)
+        await likes.add(-1)
+        assert likes.value() == 2
+        tags = node.awset("tags")
+        await tags.add("urgent")
+        await tags.add("home")
+        await tags.remove("urgent")
+        assert tags.value() == ["home"]
+        assert node.get("") == {
+            "doc": {"body": "ello world"},
+            "todo": ["milk", "bread"],
+            "likes": 2,
+            "tags": ["home"],
+        }
+
+
+async def test_bad_input_is_one_line_applies_nothing_and_the_node_keeps_serving() -> None:
+    async with open_node(node_id="n0", **FAST) as node:
+        await node.text("t").insert(0, "abc")
+        await node.list("l").append(1, 2)
+        await node.set("m", {"a": 1})
+        seq = node.replica.vv["n0"]
+        bad = [
+            (node.text("t").insert(4, "x"), "t"),  # past the end
+            (node.text("t").delete(0, -1), "t"),  # negative count
+            (node.text("t").delete(2, 5), "t"),  # range past the end
+            (node.list("l").move(7, 0), "l"),  # move of a missing item
+            (node.counter("m").add(1), "m"),  # typed op on a map path
+            (node.counter("t").add(1), "t"),  # another type's path
+            (node.text("t").insert(0, "x" * 2_000_000), "t"),  # over the value bound
+            (node.text("t").insert("0", "x"), "t"),  # type: ignore[arg-type]
+            (node.awset("s").remove("gone"), "s"),  # nothing to remove
+        ]
+        for call, path in bad:
+            with pytest.raises(InvalidOperation) as info:
+                await call
+            message = str(info.value)
+            assert "\n" not in message and path in message, message
+        assert node.replica.vv["n0"] == seq  # nothing applied
+        assert node.get("") == {"t": "abc", "l": [1, 2], "m": {"a": 1}}
+        await node.text("t").insert(3, "d")  # still serving
+        assert node.text("t").value() == "abcd"
+
+
+@pytest.mark.parametrize("ack", ["all", 1])
+async def test_ack_waits_for_the_peer_like_set(ack: str | int) -> None:
+    async with cluster(2) as (a, b):
+        r = await a.counter("c").add(5, ack=ack, timeout_s=10)
+        assert r.acked_by == ("n1",)
+        assert b.counter("c").value() == 5
+
+
+async def test_two_nodes_replicate_concurrent_edits() -> None:
+    async with cluster(2) as (a, b):
+        # create each shared value once, then edit it from both nodes at the same time
+        await a.text("doc").insert(0, "ab", ack="all")
+        await a.list("todo").append("milk", "eggs", "tea", ack="all")
+        await a.counter("likes").add(1, ack="all")
+        await a.awset("tags").add("x", ack="all")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(a.text("doc").insert, 1, "XXX")
+            nursery.start_soon(b.text("doc").insert, 1, "yyy")
+            nursery.start_soon(a.list("todo").append, "bread")
+            nursery.start_soon(b.list("todo").append, "jam")
+            nursery.start_soon(a.counter("likes").add, 2)
+            nursery.start_soon(b.counter("likes").add, 3)
+            nursery.start_soon(a.awset("tags").remove, "x")
+            nursery.start_soon(b.awset("tags").add, "x")  # add wins over the concurrent remove
+            nursery.start_soon(b.awset("tags").add, "y")
+        await wait_until_async(lambda: converged([a, b]), what="the typed edits to converge")
+        await a.list("todo").move(0, 2)  # milk after tea, on a
+        await b.list("todo").move(0, 1)  # milk after eggs, on b, concurrently
+        await wait_until_async(lambda: converged([a, b]), what="the moves to converge")
+        for node in (a, b):
+            assert node.text("doc").value() in ("aXXXyyyb", "ayyyXXXb")  # runs never interleave
+            todo = node.list("todo").value()
+            assert sorted(todo) == sorted(["milk", "eggs", "tea", "bread", "jam"])  # moved once, never lost
+            assert todo[-2:] in (["bread", "jam"], ["jam", "bread"])
+            assert node.counter("likes").value() == 6
+            assert node.awset("tags").value() == ["x", "y"]
+        assert a.get("") == b.get("")
