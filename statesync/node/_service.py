@@ -128,7 +128,7 @@ def _staged_reply(request: protocol.Request, ops: Sequence[Op]) -> dict[str, Any
     return protocol.encode_reply(protocol.WriteReply(receipts[-1]))
 
 
-Write = protocol.Set | protocol.SetMany | protocol.Delete
+Write = protocol.Set | protocol.SetMany | protocol.Delete | protocol.TypedEdit
 
 
 class ClientService:
@@ -162,6 +162,7 @@ class ClientService:
             protocol.Sync: self._sync,
             protocol.Cut: self._cut,
             protocol.Heal: self._heal,
+            **dict.fromkeys(protocol.TYPED_EDITS, self._write),
         }
 
     async def run(self, endpoint: str, *, task_status: trio.TaskStatus[tuple[str, ...]] = trio.TASK_STATUS_IGNORED) -> None:
@@ -254,9 +255,13 @@ class ClientService:
             if isinstance(rs, list):
                 return protocol.SetManyReply(tuple(_receipt(r) for r in rs))
             return _later(rs, lambda rs: protocol.SetManyReply(tuple(_receipt(r) for r in rs)))
-        remove = isinstance(request, protocol.Delete)
-        value = None if isinstance(request, protocol.Delete) else request.value
-        r, _ = node._write_now(request.path, value, remove, request.ack, request.timeout_s, on_ops=on_ops)
+        if isinstance(request, protocol.Set | protocol.Delete):
+            remove = isinstance(request, protocol.Delete)
+            value = None if isinstance(request, protocol.Delete) else request.value
+            r, _ = node._write_now(request.path, value, remove, request.ack, request.timeout_s, on_ops=on_ops)
+        else:
+            type_name, action, args = request.edit()
+            r, _ = node._typed_now(request.path, type_name, action, args, request.ack, request.timeout_s, on_ops)
         if isinstance(r, Receipt):
             return protocol.WriteReply(_receipt(r))
         return _later(r, lambda r: protocol.WriteReply(_receipt(r)))

@@ -51,8 +51,24 @@ def _int(x: object, what: str, type_name: str, path: Path) -> int:
 def edit_of(replica: Replica, path: Path, type_name: str, action: str, args: tuple[Any, ...]) -> Edit:
     """The edit ``action`` of the type ``type_name`` with ``args`` (checked), for ``typed_write``.
 
-    The one table of typed edits the node's handles and its client service share.
+    The one table of typed edits the node's handles and its client service
+    share. Its InvalidOperation names the path (the core's may name only the position).
     """
+    edit = _edit_of(replica, path, type_name, action, args)
+    where = format_path(path)
+
+    def named(r: Replica, wall_ms: int, changes: list[Change] | None) -> Op:
+        try:
+            return edit(r, wall_ms, changes)
+        except InvalidOperation as exc:
+            if where in str(exc):
+                raise
+            raise InvalidOperation(f"{exc} at {where}", type_name=exc.type_name, where=exc.where) from None
+
+    return named
+
+
+def _edit_of(replica: Replica, path: Path, type_name: str, action: str, args: tuple[Any, ...]) -> Edit:
     t = type_name
     if (t, action) == ("text", "insert"):
         pos, s = _int(args[0], "pos", t, path), args[1]

@@ -16,6 +16,7 @@ from typing import Any, Final
 from statesync.errors import (
     AccessDenied,
     BadRequest,
+    InvalidOperation,
     InvalidPath,
     InvalidValue,
     NodeClosedError,
@@ -56,6 +57,8 @@ class ErrorCode(enum.StrEnum):
     """The node's storage failed the request (disk full, read-only, I/O error)."""
     NODE_ERROR = "node_error"
     """Any other failure on the node; the message says what."""
+    INVALID_OPERATION = "invalid_operation"
+    """A typed edit cannot apply where it was aimed (a position past the end, a map path...)."""
 
 
 ERROR_CLASSES: Final[Mapping[ErrorCode, type[StatesyncError]]] = {
@@ -70,6 +73,7 @@ ERROR_CLASSES: Final[Mapping[ErrorCode, type[StatesyncError]]] = {
     ErrorCode.NODE_CLOSED: NodeClosedError,
     ErrorCode.STORAGE: StorageError,
     ErrorCode.NODE_ERROR: NodeError,
+    ErrorCode.INVALID_OPERATION: InvalidOperation,
 }
 """The one mapping from a code to the error class a client raises for it."""
 

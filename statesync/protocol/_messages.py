@@ -205,10 +205,128 @@ class Snapshot:
     prefix: Path = ()
 
 
-Request: TypeAlias = Hello | Get | Set | SetMany | Delete | Conflicts | Status | Sync | Cut | Heal | Watch | Snapshot
+# ------------------------------------------------------------ typed edits
+
+
+@attrs.frozen
+class _TypedEdit(_Write):
+    """An edit of the typed value at ``path`` (see ``docs/types.md``): :class:`WriteReply`.
+
+    ``edit()`` names it for the node: (type, action, arguments).
+    """
+
+    path: Path
+
+    def touched(self) -> list[tuple[Path, bool]]:
+        return [(self.path, True)]
+
+
+@attrs.frozen
+class TextInsert(_TypedEdit):
+    """Insert ``text`` at code point ``pos`` of the text at ``path``."""
+
+    OP: ClassVar[str] = "text_insert"
+    pos: int
+    text: str
+
+    def edit(self) -> tuple[str, str, tuple[Any, ...]]:
+        return "text", "insert", (self.pos, self.text)
+
+
+@attrs.frozen
+class TextDelete(_TypedEdit):
+    """Delete ``n`` code points from ``pos`` of the text at ``path``."""
+
+    OP: ClassVar[str] = "text_delete"
+    pos: int
+    n: int
+
+    def edit(self) -> tuple[str, str, tuple[Any, ...]]:
+        return "text", "delete", (self.pos, self.n)
+
+
+@attrs.frozen
+class ListInsert(_TypedEdit):
+    """Insert the list ``values`` so the first lands at index ``pos`` (None: at the end, as the node sees it)."""
+
+    OP: ClassVar[str] = "list_insert"
+    pos: int | None
+    values: Value
+
+    def edit(self) -> tuple[str, str, tuple[Any, ...]]:
+        if not isinstance(self.values, list):
+            raise BadRequest(f"list_insert: values must be a list of JSON values, not {type(self.values).__name__}")
+        return "list", "append" if self.pos is None else "insert", (self.pos, self.values)
+
+
+@attrs.frozen
+class ListDelete(_TypedEdit):
+    """Delete ``n`` items from index ``pos`` of the list at ``path``."""
+
+    OP: ClassVar[str] = "list_delete"
+    pos: int
+    n: int = 1
+
+    def edit(self) -> tuple[str, str, tuple[Any, ...]]:
+        return "list", "delete", (self.pos, self.n)
+
+
+@attrs.frozen
+class ListMove(_TypedEdit):
+    """Move the item at index ``src`` of the list at ``path`` so that it lands at index ``dst``."""
+
+    OP: ClassVar[str] = "list_move"
+    src: int
+    dst: int
+
+    def edit(self) -> tuple[str, str, tuple[Any, ...]]:
+        return "list", "move", (self.src, self.dst)
+
+
+@attrs.frozen
+class CounterAdd(_TypedEdit):
+    """Add ``amount`` (negative allowed) to the counter at ``path``."""
+
+    OP: ClassVar[str] = "counter_add"
+    amount: int
+
+    def edit(self) -> tuple[str, str, tuple[Any, ...]]:
+        return "counter", "add", (self.amount,)
+
+
+@attrs.frozen
+class AwAdd(_TypedEdit):
+    """Add the JSON scalar ``element`` to the add-wins set at ``path``."""
+
+    OP: ClassVar[str] = "aw_add"
+    element: Value
+
+    def edit(self) -> tuple[str, str, tuple[Any, ...]]:
+        return "awset", "add", (self.element,)
+
+
+@attrs.frozen
+class AwRemove(_TypedEdit):
+    """Remove ``element`` from the add-wins set at ``path`` (a concurrent add keeps it)."""
+
+    OP: ClassVar[str] = "aw_remove"
+    element: Value
+
+    def edit(self) -> tuple[str, str, tuple[Any, ...]]:
+        return "awset", "remove", (self.element,)
+
+
+TypedEdit: TypeAlias = TextInsert | TextDelete | ListInsert | ListDelete | ListMove | CounterAdd | AwAdd | AwRemove
+TYPED_EDITS: Final[tuple[type[TypedEdit], ...]] = (
+    TextInsert, TextDelete, ListInsert, ListDelete, ListMove, CounterAdd, AwAdd, AwRemove
+)
+"""The typed edits: writes (``WRITE_OPS``) answered with :class:`WriteReply`, keyed like ``set``."""
+
+
+Request: TypeAlias = Hello | Get | Set | SetMany | Delete | Conflicts | Status | Sync | Cut | Heal | Watch | Snapshot | TypedEdit
 
 REQUESTS: Final[dict[str, type[Request]]] = {
-    cls.OP: cls for cls in (Hello, Get, Set, SetMany, Delete, Conflicts, Status, Sync, Cut, Heal, Watch, Snapshot)
+    cls.OP: cls for cls in (Hello, Get, Set, SetMany, Delete, Conflicts, Status, Sync, Cut, Heal, Watch, Snapshot, *TYPED_EDITS)
 }
 """Every op, by name."""
 
@@ -216,7 +334,7 @@ STREAM_OPS: Final = frozenset({Watch.OP, Snapshot.OP})
 """Ops that open a stream port (the first message posted on a new port), not a request."""
 READ_OPS: Final = frozenset({Hello.OP, Get.OP, Conflicts.OP, Status.OP, *STREAM_OPS})
 """Ops a ``read`` key may make."""
-WRITE_OPS: Final = frozenset({Set.OP, SetMany.OP, Delete.OP})
+WRITE_OPS: Final = frozenset({Set.OP, SetMany.OP, Delete.OP, *(cls.OP for cls in TYPED_EDITS)})
 """Ops that change the tree (a ``write`` key, within its prefixes)."""
 ADMIN_OPS: Final = frozenset(cls.OP for cls in REQUESTS.values() if issubclass(cls, _FaultInjection))
 """Fault injection: a peer key or a write key without prefixes. (``sync`` needs a key that may write.)"""

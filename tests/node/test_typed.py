@@ -46,20 +46,20 @@ async def test_handles_edit_and_read_plain_values() -> None:
 
 async def test_bad_input_is_one_line_applies_nothing_and_the_node_keeps_serving() -> None:
     async with open_node(node_id="n0", **FAST) as node:
-        await node.text("t").insert(0, "abc")
-        await node.list("l").append(1, 2)
-        await node.set("m", {"a": 1})
+        await node.text("notes").insert(0, "abc")
+        await node.list("todo").append(1, 2)
+        await node.set("prefs", {"a": 1})
         seq = node.replica.vv["n0"]
         bad = [
-            (node.text("t").insert(4, "x"), "t"),  # past the end
-            (node.text("t").delete(0, -1), "t"),  # negative count
-            (node.text("t").delete(2, 5), "t"),  # range past the end
-            (node.list("l").move(7, 0), "l"),  # move of a missing item
-            (node.counter("m").add(1), "m"),  # typed op on a map path
-            (node.counter("t").add(1), "t"),  # another type's path
-            (node.text("t").insert(0, "x" * 2_000_000), "t"),  # over the value bound
-            (node.text("t").insert("0", "x"), "t"),  # type: ignore[arg-type]
-            (node.awset("s").remove("gone"), "s"),  # nothing to remove
+            (node.text("notes").insert(4, "x"), "notes"),  # past the end
+            (node.text("notes").delete(0, -1), "notes"),  # negative count
+            (node.text("notes").delete(2, 5), "notes"),  # range past the end
+            (node.list("todo").move(7, 0), "todo"),  # move of a missing item
+            (node.counter("prefs").add(1), "prefs"),  # typed op on a map path
+            (node.counter("notes").add(1), "notes"),  # another type's path
+            (node.text("notes").insert(0, "x" * 2_000_000), "notes"),  # over the value bound
+            (node.text("notes").insert("0", "x"), "notes"),  # type: ignore[arg-type]
+            (node.awset("tags").remove("gone"), "tags"),  # nothing to remove
         ]
         for call, path in bad:
             with pytest.raises(InvalidOperation) as info:
@@ -67,9 +67,9 @@ async def test_bad_input_is_one_line_applies_nothing_and_the_node_keeps_serving(
             message = str(info.value)
             assert "\n" not in message and path in message, message
         assert node.replica.vv["n0"] == seq  # nothing applied
-        assert node.get("") == {"t": "abc", "l": [1, 2], "m": {"a": 1}}
-        await node.text("t").insert(3, "d")  # still serving
-        assert node.text("t").value() == "abcd"
+        assert node.get("") == {"notes": "abc", "todo": [1, 2], "prefs": {"a": 1}}
+        await node.text("notes").insert(3, "d")  # still serving
+        assert node.text("notes").value() == "abcd"
 
 
 @pytest.mark.parametrize("ack", ["all", 1])

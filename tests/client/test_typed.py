@@ -1,0 +1,83 @@
+"""Typed values through statesync.Client: text, list, counter and add-wins set over the client protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from statesync import protocol
+from statesync.client import Client
+from statesync.core import InvalidOperation
+from statesync.errors import BadRequest
+from tests.client.nodes import NodeThread
+from tests.client.test_client import until
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[NodeThread]:
+    nodes = NodeThread([{"node_id": "a"}, {"node_id": "b"}])
+    yield nodes
+    nodes.stop()
+
+
+def test_typed_edits_round_trip_and_replicate(pair: NodeThread, request: pytest.FixtureRequest) -> None:
+    base = request.node.name
+    with Client(pair.endpoints[0], timeout_s=10) as a, Client(pair.endpoints[1], timeout_s=10) as b:
+        doc = a.text(f"{base}.doc")
+        assert doc.value() == ""
+        r = doc.insert(0, "hello world", ack="all")
+        assert r.origin == "a" and r.path == f"{base}.doc" and r.acked_by == ("b",)
+        doc.delete(0, 6)
+        todo = a.list(f"{base}.todo")
+        todo.append("milk", "eggs")
+        todo.insert(0, {"task": "bread"})
+        todo.move(0, 2)
+        todo.delete(0)
+        a.counter(f"{base}.likes").add(4)
+        a.counter(f"{base}.likes").add(-1)
+        tags = a.awset(f"{base}.tags")
+        tags.add("x")
+        tags.add(2)
+        tags.remove("x")
+        want = {"doc": "world", "todo": ["eggs", {"task": "bread"}], "likes": 3, "tags": [2]}
+        assert a.get(base) == want
+        until(lambda: b.get(base) == want)
+        assert b.text(f"{base}.doc").value() == "world"
+        assert b.list(f"{base}.todo").value() == ["eggs", {"task": "bread"}]
+        assert b.counter(f"{base}.likes").value() == 3
+        b.text(f"{base}.doc").insert(5, "!")  # the other node edits the same text
+        until(lambda: a.text(f"{base}.doc").value() == "world!")
+
+
+def test_bad_edits_are_one_line_errors_and_apply_nothing(pair: NodeThread, request: pytest.FixtureRequest) -> None:
+    base = request.node.name
+    with Client(pair.endpoints[0], timeout_s=10) as a:
+        a.text(f"{base}.t").insert(0, "abc")
+        a.set(f"{base}.m", {"k": 1})
+        bad = [
+            lambda: a.text(f"{base}.t").insert(9, "x"),
+            lambda: a.text(f"{base}.t").delete(0, -2),
+            lambda: a.list(f"{base}.t").append(1),
+            lambda: a.list(f"{base}.l").move(0, 1),
+            lambda: a.counter(f"{base}.m").add(1),
+        ]
+        for call in bad:
+            with pytest.raises(InvalidOperation) as info:
+                call()
+            assert "\n" not in str(info.value) and base in str(info.value)
+        with pytest.raises(BadRequest, match="pos"):
+            a.text(f"{base}.t").insert("1", "x")  # type: ignore[arg-type]
+        assert a.get(base) == {"t": "abc", "m": {"k": 1}}
+
+
+def test_typed_requests_encode_decode_and_are_writes() -> None:
+    req = protocol.ListInsert(("a", "b"), None, [1, "x"], ack="all")
+    data = protocol.encode_request(req)
+    assert data == {"op": "list_insert", "path": "a.b", "pos": None, "values": [1, "x"], "ack": "all", "timeout_s": None, "key": None}
+    assert protocol.decode_request(data) == req
+    assert {cls.OP for cls in protocol.TYPED_EDITS} <= protocol.WRITE_OPS
+    with pytest.raises(BadRequest, match="amount"):
+        protocol.decode_request({"op": "counter_add", "path": "c", "amount": 1.5})
+    with pytest.raises(BadRequest, match="missing"):
+        protocol.decode_request({"op": "text_insert", "path": "t", "pos": 0})
