@@ -153,7 +153,10 @@ class Node:
             now=self._now(),
         )
         self._faults = NodeFaults(config.faults)
-        self._hub = WatchHub(replica.tree.get, config.watch_buffer_max)
+        tree = replica.tree
+        self._hub = WatchHub(
+            tree.get, config.watch_buffer_max, lambda p: p in tree.typed_paths and replica.typed_value(p) is not None
+        )
         self._links = LinkTable(
             config,
             rep,

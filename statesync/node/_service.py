@@ -389,7 +389,7 @@ class ClientService:
                         await self._send_tree(port, event.value, {"kind": "lagged", "path": event.key})
                     else:
                         msg = protocol.change_message(
-                            event.kind, event.path, event.value, event.old, origin=event.origin, seq=event.seq
+                            event.kind, event.path, event.value, event.old, origin=event.origin, seq=event.seq, delta=event.delta
                         )
                         await port.send(msg)
                 if not port.closed:

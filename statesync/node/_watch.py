@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import collections
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import trio
 
 from statesync.core import ABSENT, AbsentType, Change, Path, Value, format_path
+from statesync.node._delta import typed_delta
 
 EventKind = Literal["put", "delete", "lagged"]
 
@@ -31,6 +32,11 @@ class WatchEvent:
     there is none). ``origin`` names the node whose write caused it. For a
     ``lagged`` event, ``path`` is the watched prefix and ``value`` the whole
     current subtree.
+
+    ``delta`` (None for plain values): for a typed path, the change as
+    Yjs-style ops (``{"retain": n}``, ``{"delete": n}``, ``{"insert": ...}``;
+    a counter's ``{"add": n}``) that turn ``old`` into ``value``; see
+    ``statesync.node.apply_delta``.
     """
 
     kind: EventKind
@@ -39,6 +45,7 @@ class WatchEvent:
     old: Value | AbsentType
     origin: str
     seq: int
+    delta: list[dict[str, Any]] | None = None
 
     @property
     def key(self) -> str:
@@ -56,6 +63,7 @@ class WatchEvent:
             "old": None if self.old is ABSENT else self.old,
             "origin": self.origin,
             "seq": self.seq,
+            **({} if self.delta is None else {"delta": self.delta}),
         }
 
 
@@ -112,8 +120,11 @@ class Watch:
 class WatchHub:
     """Fans change records out to watches by prefix."""
 
-    def __init__(self, read: Callable[[Path], Value | AbsentType], buffer_max: int) -> None:
+    def __init__(
+        self, read: Callable[[Path], Value | AbsentType], buffer_max: int, typed: Callable[[Path], bool] | None = None
+    ) -> None:
         self.read = read
+        self.typed = typed  # whether a path holds a typed value (its events carry a delta)
         self.buffer_max = buffer_max
         self._by_prefix: dict[Path, list[Watch]] = {}
         self._depths: set[int] = set()
@@ -150,7 +161,9 @@ class WatchHub:
                 if watches:
                     if event is None:
                         kind: EventKind = "delete" if change.new is ABSENT else "put"
-                        event = WatchEvent(kind, path, change.new, change.old, change.origin, change.seq)
+                        typed = self.typed
+                        delta = typed_delta(change.old, change.new) if typed is not None and typed(path) else None
+                        event = WatchEvent(kind, path, change.new, change.old, change.origin, change.seq, delta)
                     for watch in watches:
                         watch._push(event)
 

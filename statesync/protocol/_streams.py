@@ -129,11 +129,24 @@ def tree_messages(value: Value | AbsentType, tail: Mapping[str, Any]) -> Iterato
 
 
 def change_message(
-    kind: str, path: Path, value: Value | AbsentType, old: Value | AbsentType, *, origin: str, seq: int
+    kind: str,
+    path: Path,
+    value: Value | AbsentType,
+    old: Value | AbsentType,
+    *,
+    origin: str,
+    seq: int,
+    delta: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The message for one change, shrunk to fit: without ``old``, then without ``value``, if need be."""
+    """The message for one change, shrunk to fit: without ``old``, then without ``value``, if need be.
+
+    A typed path's change carries its ``delta`` too (kept when ``old`` or ``value`` is dropped).
+    """
     msg: dict[str, Any] = {"kind": kind, "path": format_path(path)}
     size = 0
+    if delta is not None:
+        msg["delta"] = delta
+        size += estimate(delta)  # type: ignore[arg-type]
     if value is not ABSENT:
         msg["value"] = value
         size += estimate(value)
@@ -169,6 +182,16 @@ def decode_change(msg: Mapping[str, Any]) -> tuple[ChangeKind, Path, Value | Abs
     if kind not in ("put", "delete") or not isinstance(origin, str) or type(seq) is not int:
         raise ProtocolError(f"the node sent a change this client does not understand: {dict(msg)!r:.200}")
     return ("put" if kind == "put" else "delete"), path, msg.get("value", ABSENT), msg.get("old", ABSENT), origin, seq
+
+
+def decode_delta(msg: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The ``delta`` of a change message (a typed path's), or None; ProtocolError if malformed."""
+    delta = msg.get("delta")
+    if delta is None:
+        return None
+    if not isinstance(delta, list) or not all(isinstance(op, dict) and len(op) == 1 for op in delta):
+        raise ProtocolError(f"the node sent a change delta this client does not understand: {delta!r:.200}")
+    return delta
 
 
 def _assemble(leaves: list[tuple[Path, Value]]) -> Value:
@@ -266,7 +289,10 @@ class StreamReader(Generic[E]):
             return None
         kind = msg.get("kind")
         if kind in ("put", "delete"):
-            return self._event(*decode_change(msg))
+            delta = decode_delta(msg)
+            if delta is None:
+                return self._event(*decode_change(msg))
+            return self._event(*decode_change(msg), delta)  # type: ignore[call-arg]
         if kind in ("ready", "lagged", "end"):
             return Subtree(str(kind), self._tree.value(msg))
         if kind == "closed":

@@ -81,3 +81,22 @@ def test_typed_requests_encode_decode_and_are_writes() -> None:
         protocol.decode_request({"op": "counter_add", "path": "c", "amount": 1.5})
     with pytest.raises(BadRequest, match="missing"):
         protocol.decode_request({"op": "text_insert", "path": "t", "pos": 0})
+
+
+def test_a_watch_gets_the_delta_of_a_remote_edit(pair: NodeThread, request: pytest.FixtureRequest) -> None:
+    base = request.node.name
+    with Client(pair.endpoints[0], timeout_s=10) as a, Client(pair.endpoints[1], timeout_s=10) as b:
+        a.text(f"{base}.doc").insert(0, "hello", ack="all")
+        watch = b.watch(base)
+        try:
+            a.text(f"{base}.doc").insert(5, " world")
+            a.text(f"{base}.doc").delete(0, 1)
+            events = [watch.get(timeout=10) for _ in range(2)]
+        finally:
+            watch.close()
+        assert [e.delta for e in events if e is not None] == [
+            [{"retain": 5}, {"insert": " world"}],
+            [{"delete": 1}],
+        ]
+        assert events[-1] is not None and events[-1].value == "ello world"
+        assert events[-1].to_plain()["delta"] == [{"delete": 1}]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import trio
 
-from statesync.core import InvalidOperation
-from statesync.node import open_node
+from statesync.core import ABSENT, InvalidOperation
+from statesync.node import apply_delta, open_node
+from statesync.node._delta import typed_delta
 from tests.node.test_node import cluster, converged
 from tests.support import FAST, wait_until_async
 
@@ -109,3 +110,40 @@ async def test_two_nodes_replicate_concurrent_edits() -> None:
             assert node.counter("likes").value() == 6
             assert node.awset("tags").value() == ["x", "y"]
         assert a.get("") == b.get("")
+
+
+async def test_watch_events_of_typed_paths_carry_a_delta_that_rebuilds_the_value() -> None:
+    async with cluster(2) as (a, b):
+        async with b.watch("doc") as watch:
+            await a.text("doc.body").insert(0, "hello world")
+            await a.text("doc.body").delete(0, 6)
+            await a.text("doc.body").insert(5, "!")
+            await a.list("doc.todo").append("milk", "eggs", "tea")
+            await a.list("doc.todo").move(0, 2)
+            await a.counter("doc.likes").add(3)
+            await a.counter("doc.likes").add(-1)
+            await a.set("doc.title", "plain")  # a plain value: no delta
+            shown: dict[str, object] = {}
+            with trio.fail_after(10):
+                async for event in watch:
+                    if event.key == "doc.title":
+                        assert event.delta is None
+                        break
+                    assert event.delta is not None, event
+                    before = shown.get(event.key, event.old if event.old is not ABSENT else None)
+                    if before is None:
+                        before = {"doc.body": "", "doc.todo": [], "doc.likes": 0}[event.key]
+                    shown[event.key] = apply_delta(before, event.delta)  # type: ignore[arg-type]
+                    assert shown[event.key] == event.value
+        assert shown == {"doc.body": "world!", "doc.todo": ["eggs", "tea", "milk"], "doc.likes": 2}
+
+
+def test_the_delta_of_single_edits_is_yjs_style() -> None:
+    assert typed_delta("hello", "hXello") == [{"retain": 1}, {"insert": "X"}]
+    assert typed_delta("hello", "hlo") == [{"retain": 1}, {"delete": 2}]
+    assert typed_delta(ABSENT, "ab") == [{"insert": "ab"}]
+    moved = typed_delta(["a", "b", "c"], ["b", "c", "a"])
+    assert moved == [{"delete": 3}, {"insert": ["b", "c", "a"]}]  # no common prefix or suffix: one replace
+    assert typed_delta([1], [True]) == [{"delete": 1}, {"insert": [True]}]  # JSON types kept apart
+    assert typed_delta(5, 7) == [{"add": 2}]
+    assert typed_delta("x", ABSENT) is None
