@@ -48,3 +48,12 @@ def test_collaborative_types_keep_every_concurrent_edit() -> None:
     assert n1["doc"]["title"] in ("Shopping for Ada and Bob", "Shopping and Bob for Ada")  # runs never interleave
     assert n1["likes"] == 2
     assert n1["plain"]["todo"] in (["milk", "eggs", "bread", "tea"], ["milk", "eggs", "bread", "jam"])  # one lost
+
+
+def test_two_editors_see_each_others_edits_as_deltas() -> None:
+    report = run_example("editor.py", "--demo")
+    assert report["ada"] == report["bob"] == report["node"] == "Hello, world!"
+    # each saw the other's edits as deltas (not the whole text), positions as on its own copy
+    assert report["bob_saw"][0] == [{"retain": 5}, {"insert": ","}]
+    assert report["ada_saw"][0] == [{"retain": 6}, {"insert": " world"}]
+    assert [{"delete": 3}] in report["ada_saw"]  # type: ignore[operator]
