@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import pathlib
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -100,3 +104,14 @@ def test_a_watch_gets_the_delta_of_a_remote_edit(pair: NodeThread, request: pyte
         ]
         assert events[-1] is not None and events[-1].value == "ello world"
         assert events[-1].to_plain()["delta"] == [{"delete": 1}]
+
+
+def test_the_readme_typed_example_runs(pair: NodeThread) -> None:
+    readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
+    found = re.search(r"<!-- typed-example -->\n```python\n(.*?)\n```\n<!-- /typed-example -->", readme, re.S)
+    assert found, "README.md has no typed-example block"
+    code = found.group(1).replace("tcp://127.0.0.1:7111", pair.endpoints[0])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md (typed)", "exec"), {"__name__": "__readme__"})
+    assert out.getvalue().splitlines() == ["['eggs', 'milk'] Shopping list"]

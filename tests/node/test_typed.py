@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pathlib
+import re
+
 import pytest
 import trio
 
@@ -147,3 +150,13 @@ def test_the_delta_of_single_edits_is_yjs_style() -> None:
     assert typed_delta([1], [True]) == [{"delete": 1}, {"insert": [True]}]  # JSON types kept apart
     assert typed_delta(5, 7) == [{"add": 2}]
     assert typed_delta("x", ABSENT) is None
+
+
+def test_the_usage_example_in_docs_types_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = (pathlib.Path(__file__).parents[2] / "docs" / "types.md").read_text()
+    found = re.search(r"<!-- usage-example -->\n```python\n(.*?)```\n<!-- /usage-example -->", doc, re.S)
+    assert found, "docs/types.md has no usage-example block"
+    code = found.group(1)
+    exec(compile(code, "docs/types.md (usage)", "exec"), {"__name__": "__doc__"})
+    expected = [line[2:] for line in code.splitlines() if line.startswith("# ")]
+    assert capsys.readouterr().out.splitlines() == expected
