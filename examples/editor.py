@@ -200,12 +200,13 @@ def demo(as_json: bool) -> int:
             "ada_saw": [m["delta"] for m in ada.seen if m["event"] == "remote"],
             "bob_saw": [m["delta"] for m in bob.seen if m["event"] == "remote"],
         }
-    if as_json:
-        print(json.dumps(report))
-    else:
-        print(f"Ada saw Bob's edits as deltas: {report['ada_saw']}")
-        print(f"Bob saw Ada's edits as deltas: {report['bob_saw']}")
-        print(f"both end with {report['ada']!r}")
+    lines = [
+        json.dumps(report)
+        if as_json
+        else f"Ada saw Bob's edits as deltas: {report['ada_saw']}\nBob saw Ada's edits as deltas: {report['bob_saw']}\n"
+        f"both end with {report['ada']!r}"
+    ]
+    print(*lines)
     return 0
 
 

@@ -212,13 +212,19 @@ class Snapshot:
 class _TypedEdit(_Write):
     """An edit of the typed value at ``path`` (see ``docs/types.md``): :class:`WriteReply`.
 
-    ``edit()`` names it for the node: (type, action, arguments).
+    ``edit()`` names it for the node: (type, action, the fields named by ``ARGS``).
     """
 
+    TYPE: ClassVar[str]
+    ACTION: ClassVar[str]
+    ARGS: ClassVar[tuple[str, ...]]
     path: Path
 
     def touched(self) -> list[tuple[Path, bool]]:
         return [(self.path, True)]
+
+    def edit(self) -> tuple[str, str, tuple[Any, ...]]:
+        return self.TYPE, self.ACTION, tuple(getattr(self, name) for name in self.ARGS)
 
 
 @attrs.frozen
@@ -226,23 +232,22 @@ class TextInsert(_TypedEdit):
     """Insert ``text`` at code point ``pos`` of the text at ``path``."""
 
     OP: ClassVar[str] = "text_insert"
+    TYPE, ACTION, ARGS = "text", "insert", ("pos", "text")
     pos: int
     text: str
-
-    def edit(self) -> tuple[str, str, tuple[Any, ...]]:
-        return "text", "insert", (self.pos, self.text)
 
 
 @attrs.frozen
 class TextDelete(_TypedEdit):
-    """Delete ``n`` code points from ``pos`` of the text at ``path``."""
+    """Delete ``n`` code points from ``pos`` of the text at ``path``.
+
+    ``n`` is 1 or more and the range must lie inside the text (else ``invalid_operation``).
+    """
 
     OP: ClassVar[str] = "text_delete"
+    TYPE, ACTION, ARGS = "text", "delete", ("pos", "n")
     pos: int
     n: int
-
-    def edit(self) -> tuple[str, str, tuple[Any, ...]]:
-        return "text", "delete", (self.pos, self.n)
 
 
 @attrs.frozen
@@ -250,6 +255,7 @@ class ListInsert(_TypedEdit):
     """Insert the list ``values`` so the first lands at index ``pos`` (None: at the end, as the node sees it)."""
 
     OP: ClassVar[str] = "list_insert"
+    TYPE, ACTION, ARGS = "list", "insert", ("pos", "values")
     pos: int | None
     values: Value
 
@@ -261,26 +267,28 @@ class ListInsert(_TypedEdit):
 
 @attrs.frozen
 class ListDelete(_TypedEdit):
-    """Delete ``n`` items from index ``pos`` of the list at ``path``."""
+    """Delete ``n`` items from index ``pos`` of the list at ``path``.
+
+    ``n`` (default 1) is 1 or more and the range must lie inside the list.
+    """
 
     OP: ClassVar[str] = "list_delete"
+    TYPE, ACTION, ARGS = "list", "delete", ("pos", "n")
     pos: int
     n: int = 1
-
-    def edit(self) -> tuple[str, str, tuple[Any, ...]]:
-        return "list", "delete", (self.pos, self.n)
 
 
 @attrs.frozen
 class ListMove(_TypedEdit):
-    """Move the item at index ``src`` of the list at ``path`` so that it lands at index ``dst``."""
+    """Move the item at index ``src`` of the list at ``path`` so that it lands at index ``dst``.
+
+    Two concurrent moves of one item leave it in one place, once.
+    """
 
     OP: ClassVar[str] = "list_move"
+    TYPE, ACTION, ARGS = "list", "move", ("src", "dst")
     src: int
     dst: int
-
-    def edit(self) -> tuple[str, str, tuple[Any, ...]]:
-        return "list", "move", (self.src, self.dst)
 
 
 @attrs.frozen
@@ -288,21 +296,20 @@ class CounterAdd(_TypedEdit):
     """Add ``amount`` (negative allowed) to the counter at ``path``."""
 
     OP: ClassVar[str] = "counter_add"
+    TYPE, ACTION, ARGS = "counter", "add", ("amount",)
     amount: int
-
-    def edit(self) -> tuple[str, str, tuple[Any, ...]]:
-        return "counter", "add", (self.amount,)
 
 
 @attrs.frozen
 class AwAdd(_TypedEdit):
-    """Add the JSON scalar ``element`` to the add-wins set at ``path``."""
+    """Add the JSON scalar ``element`` to the add-wins set at ``path``.
+
+    Adding an element already there is allowed (it stays once).
+    """
 
     OP: ClassVar[str] = "aw_add"
+    TYPE, ACTION, ARGS = "awset", "add", ("element",)
     element: Value
-
-    def edit(self) -> tuple[str, str, tuple[Any, ...]]:
-        return "awset", "add", (self.element,)
 
 
 @attrs.frozen
@@ -310,10 +317,8 @@ class AwRemove(_TypedEdit):
     """Remove ``element`` from the add-wins set at ``path`` (a concurrent add keeps it)."""
 
     OP: ClassVar[str] = "aw_remove"
+    TYPE, ACTION, ARGS = "awset", "remove", ("element",)
     element: Value
-
-    def edit(self) -> tuple[str, str, tuple[Any, ...]]:
-        return "awset", "remove", (self.element,)
 
 
 TypedEdit: TypeAlias = TextInsert | TextDelete | ListInsert | ListDelete | ListMove | CounterAdd | AwAdd | AwRemove

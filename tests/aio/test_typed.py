@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from statesync import aio
 from statesync.core import InvalidOperation
 from tests.aio.support import run, until
-from tests.client.nodes import NodeThread
+from tests.client.nodes import NodeThread, two_nodes_fixture  # noqa: F401 (the fixture two_nodes)
 
 
-@pytest.fixture(scope="module")
-def pair() -> Iterator[NodeThread]:
-    nodes = NodeThread([{"node_id": "a"}, {"node_id": "b"}])
-    yield nodes
-    nodes.stop()
-
-
-def test_typed_edits_round_trip_and_replicate(pair: NodeThread, request: pytest.FixtureRequest) -> None:
+def test_typed_edits_round_trip_and_replicate(two_nodes: NodeThread, request: pytest.FixtureRequest) -> None:
     base = request.node.name
-    a_ep, b_ep = pair.endpoints
+    a_ep, b_ep = two_nodes.endpoints
 
     async def main() -> None:
         async with aio.Client(a_ep) as a, aio.Client(b_ep) as b:

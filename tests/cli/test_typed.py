@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
 from statesync.cli._errors import EXIT_FAILED, EXIT_USAGE
 from tests.cli.test_commands import run
-from tests.client.nodes import NodeThread
-
-
-@pytest.fixture(scope="module")
-def pair() -> Iterator[NodeThread]:
-    nodes = NodeThread([{"node_id": "a"}, {"node_id": "b"}])
-    yield nodes
-    nodes.stop()
+from tests.client.nodes import NodeThread, two_nodes_fixture  # noqa: F401 (the fixture two_nodes)
 
 
 def get(capsys: pytest.CaptureFixture[str], endpoint: str, path: str) -> object:
@@ -31,8 +23,8 @@ def test_every_typed_command_has_help_with_examples(command: str, capsys: pytest
     assert code == 0 and "examples:" in out and f"statesync {command}" in out
 
 
-def test_typed_commands_edit_and_get_reads(pair: NodeThread, capsys: pytest.CaptureFixture[str]) -> None:
-    a, b = pair.endpoints
+def test_typed_commands_edit_and_get_reads(two_nodes: NodeThread, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = two_nodes.endpoints
     code, out, err = run(capsys, "text", "insert", "cli.doc", "0", "hello world", "--node", a)
     assert code == 0, err
     assert out.startswith("text insert cli.doc: write a#")
@@ -57,8 +49,8 @@ def test_typed_commands_edit_and_get_reads(pair: NodeThread, capsys: pytest.Capt
     assert get(capsys, b, "cli.doc") == "hello!"  # acknowledged by b (--ack all)
 
 
-def test_bad_typed_commands_say_what_is_wrong_in_one_line(pair: NodeThread, capsys: pytest.CaptureFixture[str]) -> None:
-    a, _ = pair.endpoints
+def test_bad_typed_commands_say_what_is_wrong_in_one_line(two_nodes: NodeThread, capsys: pytest.CaptureFixture[str]) -> None:
+    a, _ = two_nodes.endpoints
     assert run(capsys, "text", "insert", "bad.doc", "0", "abc", "--node", a)[0] == 0
     code, _, err = run(capsys, "text", "insert", "bad.doc", "9", "x", "--node", a)
     assert code == EXIT_FAILED and err.count("\n") == 1 and "bad.doc" in err and "9" in err

@@ -6,7 +6,6 @@ import contextlib
 import io
 import pathlib
 import re
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,20 +13,13 @@ from statesync import protocol
 from statesync.client import Client
 from statesync.core import InvalidOperation
 from statesync.errors import BadRequest
-from tests.client.nodes import NodeThread
+from tests.client.nodes import NodeThread, two_nodes_fixture  # noqa: F401 (the fixture two_nodes)
 from tests.client.test_client import until
 
 
-@pytest.fixture(scope="module")
-def pair() -> Iterator[NodeThread]:
-    nodes = NodeThread([{"node_id": "a"}, {"node_id": "b"}])
-    yield nodes
-    nodes.stop()
-
-
-def test_typed_edits_round_trip_and_replicate(pair: NodeThread, request: pytest.FixtureRequest) -> None:
+def test_typed_edits_round_trip_and_replicate(two_nodes: NodeThread, request: pytest.FixtureRequest) -> None:
     base = request.node.name
-    with Client(pair.endpoints[0], timeout_s=10) as a, Client(pair.endpoints[1], timeout_s=10) as b:
+    with Client(two_nodes.endpoints[0], timeout_s=10) as a, Client(two_nodes.endpoints[1], timeout_s=10) as b:
         doc = a.text(f"{base}.doc")
         assert doc.value() == ""
         r = doc.insert(0, "hello world", ack="all")
@@ -54,9 +46,9 @@ def test_typed_edits_round_trip_and_replicate(pair: NodeThread, request: pytest.
         until(lambda: a.text(f"{base}.doc").value() == "world!")
 
 
-def test_bad_edits_are_one_line_errors_and_apply_nothing(pair: NodeThread, request: pytest.FixtureRequest) -> None:
+def test_bad_edits_are_one_line_errors_and_apply_nothing(two_nodes: NodeThread, request: pytest.FixtureRequest) -> None:
     base = request.node.name
-    with Client(pair.endpoints[0], timeout_s=10) as a:
+    with Client(two_nodes.endpoints[0], timeout_s=10) as a:
         a.text(f"{base}.t").insert(0, "abc")
         a.set(f"{base}.m", {"k": 1})
         bad = [
@@ -87,9 +79,9 @@ def test_typed_requests_encode_decode_and_are_writes() -> None:
         protocol.decode_request({"op": "text_insert", "path": "t", "pos": 0})
 
 
-def test_a_watch_gets_the_delta_of_a_remote_edit(pair: NodeThread, request: pytest.FixtureRequest) -> None:
+def test_a_watch_gets_the_delta_of_a_remote_edit(two_nodes: NodeThread, request: pytest.FixtureRequest) -> None:
     base = request.node.name
-    with Client(pair.endpoints[0], timeout_s=10) as a, Client(pair.endpoints[1], timeout_s=10) as b:
+    with Client(two_nodes.endpoints[0], timeout_s=10) as a, Client(two_nodes.endpoints[1], timeout_s=10) as b:
         a.text(f"{base}.doc").insert(0, "hello", ack="all")
         watch = b.watch(base)
         try:
@@ -106,11 +98,11 @@ def test_a_watch_gets_the_delta_of_a_remote_edit(pair: NodeThread, request: pyte
         assert events[-1].to_plain()["delta"] == [{"delete": 1}]
 
 
-def test_the_readme_typed_example_runs(pair: NodeThread) -> None:
+def test_the_readme_typed_example_runs(two_nodes: NodeThread) -> None:
     readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
     found = re.search(r"<!-- typed-example -->\n```python\n(.*?)\n```\n<!-- /typed-example -->", readme, re.S)
     assert found, "README.md has no typed-example block"
-    code = found.group(1).replace("tcp://127.0.0.1:7111", pair.endpoints[0])
+    code = found.group(1).replace("tcp://127.0.0.1:7111", two_nodes.endpoints[0])
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md (typed)", "exec"), {"__name__": "__readme__"})
