@@ -11,7 +11,8 @@ before and after (common prefix and suffix, linear in the length), because
 the core's change records carry values, not positions. It is exact for one
 edit, as every local edit and every op a peer sends is: applying it to
 ``old`` always gives ``new``; for an edit inside a run of equal elements
-(inserting "a" into "aa") it may name another, equivalent position.
+(inserting "a" into "aa") it may name another, equivalent position. A list
+move shows as one delete and one insert of the moved item.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ def _sequence(old: object, new: str | list[Value]) -> Delta | None:
     ops: Delta = []
     if start:
         ops.append({"retain": start})
+    moved = _move(a[start : len(a) - end], b[start : len(b) - end], same)
+    if moved is not None:
+        return ops + moved
     removed = len(a) - start - end
     if removed:
         ops.append({"delete": removed})
@@ -61,6 +65,18 @@ def _sequence(old: object, new: str | list[Value]) -> Delta | None:
     if inserted:
         ops.append({"insert": inserted})
     return ops
+
+
+def _move(a: Sequence[Any], b: Sequence[Any], same: Any) -> Delta | None:
+    """One item moved across the rest (the middle after prefix and suffix): delete + insert, or None."""
+    k = len(a)
+    if isinstance(a, str) or k < 2 or len(b) != k:  # a move needs two items
+        return None
+    if same(a[0], b[-1]) and all(same(x, y) for x, y in zip(a[1:], b[:-1], strict=True)):  # forward
+        return [{"delete": 1}, {"retain": k - 1}, {"insert": [a[0]]}]
+    if same(a[-1], b[0]) and all(same(x, y) for x, y in zip(a[:-1], b[1:], strict=True)):  # backward
+        return [{"insert": [a[-1]]}, {"retain": k - 1}, {"delete": 1}]
+    return None
 
 
 def apply_delta(value: str | list[Value] | int, delta: Delta) -> str | list[Value] | int:

@@ -145,8 +145,10 @@ def test_the_delta_of_single_edits_is_yjs_style() -> None:
     assert typed_delta("hello", "hXello") == [{"retain": 1}, {"insert": "X"}]
     assert typed_delta("hello", "hlo") == [{"retain": 1}, {"delete": 2}]
     assert typed_delta(ABSENT, "ab") == [{"insert": "ab"}]
-    moved = typed_delta(["a", "b", "c"], ["b", "c", "a"])
-    assert moved == [{"delete": 3}, {"insert": ["b", "c", "a"]}]  # no common prefix or suffix: one replace
+    # a move is one delete and one insert of the moved item
+    assert typed_delta(["a", "b", "c", "d"], ["b", "c", "a", "d"]) == [{"delete": 1}, {"retain": 2}, {"insert": ["a"]}]
+    assert typed_delta(["x", "a", "b", "c"], ["x", "c", "a", "b"]) == [{"retain": 1}, {"insert": ["c"]}, {"retain": 2}, {"delete": 1}]
+    assert typed_delta(["a", "b"], ["c", "d"]) == [{"delete": 2}, {"insert": ["c", "d"]}]
     assert typed_delta([1], [True]) == [{"delete": 1}, {"insert": [True]}]  # JSON types kept apart
     assert typed_delta(5, 7) == [{"add": 2}]
     assert typed_delta("x", ABSENT) is None
