@@ -91,6 +91,8 @@ class Editor:
             text = self.text
         if event.origin and event.origin != self.me:
             self.say("remote", origin=event.origin, delta=event.delta or [], text=text)
+        elif self.as_json:
+            self.say("local", text=text)  # this editor's own edit, back from the watch
 
     def command(self, line: str) -> bool:
         """Carry out one command line; False to quit."""
@@ -127,7 +129,9 @@ class Editor:
 def edit(endpoint: str, path: str, as_json: bool, lines: IO[str]) -> int:
     with Client(endpoint, timeout_s=10) as client:
         editor = Editor(client, path, as_json)
-        if not as_json:
+        if as_json:
+            editor.say("ready", text=editor.text)  # watching: every later edit will show
+        else:
             print(f"editing {path} on node {editor.me}: a TEXT, i POS TEXT, d POS N, p, q", flush=True)
             editor.say("text", text=editor.text)
         for line in lines:
@@ -160,13 +164,19 @@ class Process:
         self.proc.stdin.flush()
 
     def expect(self, event: str, text: str | None = None) -> dict[str, Any]:
-        """The next message ``event`` (with ``text``, when given), waiting at most WAIT_S."""
+        """The next message ``event`` (with ``text``, when given), waiting at most WAIT_S.
+
+        ``"shows"``: any message whose text is ``text`` (after a remote or its own edit).
+        """
         while True:
-            msg = self.lines.get(timeout=WAIT_S)
+            try:
+                msg = self.lines.get(timeout=WAIT_S)
+            except queue.Empty:
+                raise SystemExit(f"no {event} {text!r} from an editor within {WAIT_S:g} s; it said {self.seen[-3:]}") from None
             if msg is None:
                 raise SystemExit(f"an editor ended while waiting for {event} {text!r}")
             self.seen.append(msg)
-            if msg["event"] == event and (text is None or msg["text"] == text):
+            if (msg["event"] == event or event == "shows") and (text is None or msg["text"] == text):
                 return msg
 
 
@@ -177,16 +187,21 @@ def demo(as_json: bool) -> int:
         one = cluster.client(0)
         one.text(PATH).insert(0, "Hello", ack="all")  # create the text once, on both nodes
         ada, bob = (Process(cluster.client_endpoints[name]) for name in cluster.names)
-        ada.type("a ,")
+        for p in (ada, bob):
+            p.expect("ready", "Hello")
+        ada.type("a ,")  # "a" appends at the end of the editor's copy: wait until each copy shows it
+        ada.expect("shows", "Hello,")
         bob.expect("remote", "Hello,")
         bob.type("a  world")
+        bob.expect("shows", "Hello, world")
         ada.expect("remote", "Hello, world")
         ada.type("i 0 >> ")  # concurrently: both type at once
         bob.type("a !")
         final = ">> Hello, world!"
-        ada.expect("remote", final)
-        bob.expect("remote", final)
+        ada.expect("shows", final)  # the other's edit may come before or after its own
+        bob.expect("shows", final)
         bob.type("d 0 3")
+        bob.expect("shows", "Hello, world!")
         ada.expect("remote", "Hello, world!")
         for p in (ada, bob):
             p.type("q")
