@@ -78,6 +78,10 @@ class TextHandle(_Handle[R, V]):
         """Insert ``s`` so that it starts at code point ``pos``."""
         return self._edit(protocol.TextInsert, (pos, s), ack, timeout_s)
 
+    def append(self, s: str, *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> R:
+        """Insert ``s`` at the end of the text as the node sees it (not as a copy here may show it)."""
+        return self._edit(protocol.TextInsert, (None, s), ack, timeout_s)
+
     def delete(self, pos: int, n: int, *, ack: protocol.Ack = "local", timeout_s: float | None = None) -> R:
         """Delete ``n`` code points from ``pos``."""
         return self._edit(protocol.TextDelete, (pos, n), ack, timeout_s)

@@ -71,7 +71,8 @@ def edit_of(replica: Replica, path: Path, type_name: str, action: str, args: tup
 def _edit_of(replica: Replica, path: Path, type_name: str, action: str, args: tuple[Any, ...]) -> Edit:
     t = type_name
     if (t, action) == ("text", "insert"):
-        pos, s = _int(args[0], "pos", t, path), args[1]
+        s = args[1]
+        pos = _text_length(replica, path) if args[0] is None else _int(args[0], "pos", t, path)
         if not isinstance(s, str):
             raise InvalidOperation(f"text: insert takes a string, not {type(s).__name__}, at {format_path(path)}", type_name=t)
         return lambda r, ms, ch: r.text_insert(path, pos, s, ms, ch)
@@ -108,6 +109,12 @@ def list_length(replica: Replica, path: Path) -> int:
     return len(obj)  # type: ignore[arg-type]
 
 
+def _text_length(replica: Replica, path: Path) -> int:
+    """The length of the text at ``path`` as this node sees it (0 when it holds none): where an append goes."""
+    value = replica.get(path)
+    return len(value) if isinstance(value, str) and replica.typed_value(path) is not None else 0
+
+
 class _Handle:
     type_name = ""
     empty: Value = None
@@ -140,6 +147,10 @@ class TextHandle(_Handle):
     async def delete(self, pos: int, n: int, *, ack: AckSpec = "local", timeout_s: float | None = None) -> Receipt:
         """Delete ``n`` (1 or more) code points from ``pos``."""
         return await self._edit("delete", (pos, n), ack, timeout_s)
+
+    async def append(self, s: str, *, ack: AckSpec = "local", timeout_s: float | None = None) -> Receipt:
+        """Insert ``s`` at the end of the text as this node sees it."""
+        return await self._edit("insert", (None, s), ack, timeout_s)
 
     def value(self) -> str:
         """The text ('' when the path holds nothing)."""

@@ -229,11 +229,11 @@ class _TypedEdit(_Write):
 
 @attrs.frozen
 class TextInsert(_TypedEdit):
-    """Insert ``text`` at code point ``pos`` of the text at ``path``."""
+    """Insert ``text`` at code point ``pos`` of the text at ``path`` (None: at its end, as the node sees it)."""
 
     OP: ClassVar[str] = "text_insert"
     TYPE, ACTION, ARGS = "text", "insert", ("pos", "text")
-    pos: int
+    pos: int | None
     text: str
 
 

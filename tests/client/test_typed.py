@@ -107,3 +107,12 @@ def test_the_readme_typed_example_runs(two_nodes: NodeThread) -> None:
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md (typed)", "exec"), {"__name__": "__readme__"})
     assert out.getvalue().splitlines() == ["['eggs', 'milk'] Shopping list"]
+
+
+def test_text_append_through_the_client(two_nodes: NodeThread, request: pytest.FixtureRequest) -> None:
+    base = request.node.name
+    with Client(two_nodes.endpoints[0], timeout_s=10) as a:
+        a.text(f"{base}.t").append("Hello")
+        a.text(f"{base}.t").append(", world")
+        assert a.text(f"{base}.t").value() == "Hello, world"
+        assert protocol.decode_request({"op": "text_insert", "path": "t", "pos": None, "text": "x"}) == protocol.TextInsert(("t",), None, "x")

@@ -162,3 +162,11 @@ def test_the_usage_example_in_docs_types_runs_as_written(capsys: pytest.CaptureF
     exec(compile(code, "docs/types.md (usage)", "exec"), {"__name__": "__doc__"})
     expected = [line[2:] for line in code.splitlines() if line.startswith("# ")]
     assert capsys.readouterr().out.splitlines() == expected
+
+
+async def test_text_append_goes_at_the_end_as_the_node_sees_it() -> None:
+    async with open_node(node_id="n0", **FAST) as node:
+        doc = node.text("doc")
+        await doc.append("ab")  # creates it
+        await doc.append("cd")
+        assert doc.value() == "abcd"
