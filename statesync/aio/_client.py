@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any, TypeVar
 
 from statesync import protocol
@@ -12,6 +12,7 @@ from statesync.aio._session import Session
 from statesync.aio._watch import Watch
 from statesync.client._common import Call, ClientBase, found, or_default
 from statesync.client._lease import PRESENCE_TTL_S
+from statesync.client._typed import TypedAccess
 from statesync.core import PathLike, as_path
 from statesync.errors import ClientClosed, ClientError, TooLarge
 from statesync.node._results import Conflict, Receipt
@@ -19,7 +20,7 @@ from statesync.node._results import Conflict, Receipt
 T = TypeVar("T")
 
 
-class Client(ClientBase):
+class Client(ClientBase, TypedAccess[Coroutine[Any, Any, Receipt], Coroutine[Any, Any, Any]]):
     """An asyncio client of the node serving clients at ``endpoint``: ``async with Client(ep) as c``.
 
     The arguments, methods, return values and errors are the blocking
@@ -57,6 +58,12 @@ class Client(ClientBase):
 
     async def _do(self, call: Call[T]) -> T:
         return call.result(await self._session().request(call.request, call.reply, call.timeout_s))
+
+    async def _typed_do(self, call: Call[Receipt]) -> Receipt:
+        return await self._do(call)
+
+    async def _typed_read(self, path: tuple[str, ...], empty: Any) -> Any:
+        return await self.get(path, empty)
 
     async def node_id(self) -> str:
         """The id of the node this client talks to (connects if needed)."""

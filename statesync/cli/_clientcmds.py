@@ -227,3 +227,9 @@ def _print_event(args: argparse.Namespace, color: bool, event: dict[str, Any]) -
     else:
         text = f"{paint(kind, '36', color)} {path} = {to_json(event['value'])}"
     print(f"{clock()} {text}", flush=True)
+
+
+# shared with the typed-value commands (_typedcmds)
+ack_of = _ack
+receipt_json = _receipt_json
+receipt_line = _receipt_line

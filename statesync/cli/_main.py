@@ -23,6 +23,7 @@ from statesync.cli._errors import (
     UsageError,
 )
 from statesync.cli._output import err, use_color
+from statesync.cli._typedcmds import add_typed_commands
 from statesync.client import ClientError, NodeUnavailable
 from statesync.core import StatesyncError
 from statesync.node import ConfigError
@@ -289,6 +290,8 @@ installed, run from any folder) it runs the built-in three-node cluster that
     p.add_argument("path", metavar="PATH")
     _write_options(p)
     _client_options(p)
+
+    add_typed_commands(command, _write_options, _client_options)
 
     # -- watch
     p = command(

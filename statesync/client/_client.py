@@ -26,6 +26,7 @@ from statesync.client._common import (
 )
 from statesync.client._lease import PRESENCE_TTL_S, Lease, Presence, close_leases, grant
 from statesync.client._loop import Loop
+from statesync.client._typed import TypedAccess
 from statesync.client._watch import Watch, run_callback
 from statesync.core import PathLike, as_path, format_path
 from statesync.errors import ClientClosed, TooLarge
@@ -37,7 +38,7 @@ __all__ = ["ENV_KEY", "ENV_NODE", "ENV_SERVER_KEY", "WRITE_MARGIN_S", "Client"]
 T = TypeVar("T")
 
 
-class Client(ClientBase):
+class Client(ClientBase, TypedAccess[Receipt, Any]):
     """A blocking, thread-safe client of the node serving clients at ``endpoint``.
 
     The arguments are described in :class:`statesync.client._common.ClientBase`
@@ -74,6 +75,12 @@ class Client(ClientBase):
     def _do(self, call: Call[T]) -> T:
         loop = self._loop()
         return call.result(loop.run(loop.request, call.request, call.reply, call.timeout_s))
+
+    def _typed_do(self, call: Call[Receipt]) -> Receipt:
+        return self._do(call)
+
+    def _typed_read(self, path: tuple[str, ...], empty: Any) -> Any:
+        return self.get(path, empty)
 
     @property
     def node_id(self) -> str:

@@ -303,6 +303,14 @@ class Calls:
         request = protocol.Delete(as_path(path), ack=ack, timeout_s=concern, key=self.keys.next())
         return Call(request, protocol.WriteReply, concern + WRITE_MARGIN_S, lambda r: receipt(r.receipt))
 
+    def edit(
+        self, cls: type[protocol.TypedEdit], path: PathLike, fields: tuple[Any, ...], ack: object, timeout_s: float | None
+    ) -> Call[Receipt]:
+        """A typed edit (``protocol.TextInsert`` and its kin) with its fields, keyed like ``set``."""
+        ack, concern = self._concern(ack, timeout_s)
+        request = cls(as_path(path), *fields, ack=ack, timeout_s=concern, key=self.keys.next())
+        return Call(request, protocol.WriteReply, concern + WRITE_MARGIN_S, lambda r: receipt(r.receipt))
+
     def cut(self, peer: str) -> Call[None]:
         return Call(protocol.Cut(peer), protocol.Empty, self.settings.timeout_s, lambda _: None)
 

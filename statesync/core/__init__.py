@@ -78,6 +78,7 @@ from statesync.core._strategy import (
     make_strategy,
 )
 from statesync.core._tree import StateTree
+from statesync.core._typedops import TYPED, TypedBody
 from statesync.core._value import (
     DEFAULT_VALUE_LIMITS,
     Value,
@@ -89,6 +90,7 @@ from statesync.core._value import (
 )
 from statesync.errors import (
     ClockSkewError,
+    InvalidOperation,
     InvalidPath,
     InvalidValue,
     ReplicationArgumentError,
@@ -108,6 +110,7 @@ __all__ = [
     "REMOVE",
     "ROOT",
     "SEGMENT_CHARS_MAX",
+    "TYPED",
     "AbsentType",
     "Ack",
     "AckSpec",
@@ -120,6 +123,7 @@ __all__ = [
     "Dot",
     "Hello",
     "HybridClock",
+    "InvalidOperation",
     "InvalidPath",
     "InvalidValue",
     "LastWriteWins",
@@ -156,6 +160,7 @@ __all__ = [
     "StrategySpec",
     "SyncRequest",
     "SyncResponse",
+    "TypedBody",
     "Value",
     "ValueLimits",
     "VectorClock",

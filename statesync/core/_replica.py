@@ -26,8 +26,19 @@ from statesync.core._messages import SnapshotEntry
 from statesync.core._op import ABSENT, PUT, REMOVE, AbsentType, Change, Op, Version
 from statesync.core._oplog import OpLog
 from statesync.core._path import PATH_DEPTH_MAX, SEGMENT_CHARS_MAX, Path, PathLike, as_path
+from statesync.core._replicatyped import TypedWrites
 from statesync.core._strategy import Strategies
 from statesync.core._tree import StateTree
+from statesync.core._typedops import (
+    TYPED,
+    body_of,
+    box_of,
+    freeze,
+    has_box,
+    is_frozen,
+    plain_version,
+    thaw,
+)
 from statesync.core._value import (
     DEFAULT_VALUE_LIMITS,
     Value,
@@ -35,7 +46,7 @@ from statesync.core._value import (
     check_tree_value,
     validate_value,
 )
-from statesync.errors import InvalidValue, ReplicationArgumentError
+from statesync.errors import InvalidOperation, InvalidValue, ReplicationArgumentError
 
 LOG_OPS_MAX: Final = 1_000_000
 _new_op = tuple.__new__  # builds an Op without the NamedTuple constructor's overhead
@@ -62,8 +73,8 @@ class ReplicaLimits:
     value: ValueLimits = DEFAULT_VALUE_LIMITS
 
 
-class Replica:
-    """One node's copy of the replicated tree."""
+class Replica(TypedWrites):
+    """One node's copy of the replicated tree (typed edits: see :class:`TypedWrites`)."""
 
     def __init__(
         self,
@@ -119,10 +130,10 @@ class Replica:
         return self.tree.get(self._path(path))
 
     def versions(self, path: PathLike) -> tuple[Version, ...]:
-        return self.tree.versions(self._path(path))
+        return tuple(map(plain_version, self.tree.versions(self._path(path))))
 
     def conflicts(self, path: PathLike) -> list[Version]:
-        return self.tree.conflicts(self._path(path))
+        return list(map(plain_version, self.tree.conflicts(self._path(path))))
 
     def digest(self) -> str:
         """An order-independent digest of the tree and the context."""
@@ -331,7 +342,13 @@ class Replica:
 
     def snapshot(self) -> Snapshot:
         """The whole state as plain data (registers are immutable and shared)."""
-        return Snapshot(dict(self.vv), self.clock.last, tuple(self.tree.iter_registers()))
+        entries = tuple(self.tree.iter_registers())
+        if self.tree.typed_paths:  # typed values are live objects: a snapshot holds their frozen form
+            entries = tuple(
+                (p, tuple(map(freeze, vs))) if any(map(has_box, vs)) else (p, vs)
+                for p, vs in entries
+            )
+        return Snapshot(dict(self.vv), self.clock.last, entries)
 
     def install_snapshot(self, snap: Snapshot, changes: list[Change] | None = None) -> None:
         """Join a snapshot from another replica into this one.
@@ -339,8 +356,10 @@ class Replica:
         A version survives the join if both sides hold it, or if one side holds
         it and the other has not seen its dot. Sound because both sides are
         causally closed: a side that saw a dot and lacks its version had an op
-        that overwrote it.
+        that overwrote it. A typed value both sides hold is the snapshot's,
+        with this replica's logged edits of it applied again (idempotent).
         """
+        snap = _thawed(snap)
         if self.vv or self.tree.leaf_count or self._pending:
             self._join_registers(snap, changes)
         else:  # a new replica (a node joining): everything in the snapshot is new here
@@ -379,6 +398,11 @@ class Replica:
                 continue
             their_dots = {(v.origin, v.seq) for v in theirs}
             kept = [v for v in versions if (v.origin, v.seq) in their_dots or svv.get(v.origin, 0) < v.seq]
+            if any(map(has_box, kept)):
+                merged = self._merge_typed(path, kept, theirs)
+                if merged is not None:
+                    updates.append((path, merged))
+                    continue
             mine = {(v.origin, v.seq) for v in versions}
             added = [v for v in theirs if (v.origin, v.seq) not in mine and lvv_get(v.origin, 0) < v.seq]
             if len(kept) != len(versions) or added:
@@ -390,6 +414,42 @@ class Replica:
         for path, versions in updates:
             self.tree.replace_register(path, versions, changes)
         self.tree.add_registers(fresh, changes)
+        self._note_typed(fresh)
+        self._note_typed(updates)
+
+    def _merge_typed(
+        self, path: Path, kept: list[Version], theirs: tuple[Version, ...]
+    ) -> tuple[Version, ...] | None:
+        """``kept`` with each typed value the snapshot also holds taken from it, plus the logged local edits."""
+        by_dot = {(v.origin, v.seq): v for v in theirs}
+        out: list[Version] = []
+        changed = False
+        for v in kept:
+            other = by_dot.get((v.origin, v.seq))
+            box = box_of(other.value) if other is not None and has_box(v) else None
+            if other is not None and box is not None:
+                for op in self.log:
+                    if op.kind == TYPED and op.path == path and body_of(op).target == (v.origin, v.seq):
+                        try:
+                            box.obj.apply(body_of(op).op)  # type: ignore[arg-type]
+                        except InvalidOperation:
+                            continue
+                out.append(other)
+                changed = True
+            else:
+                out.append(v)
+        mine = {(v.origin, v.seq) for v in kept}
+        lvv_get = self.vv.get
+        added = [v for v in theirs if (v.origin, v.seq) not in mine and lvv_get(v.origin, 0) < v.seq]
+        if not changed and not added:
+            return None
+        return tuple(sorted((*out, *added), key=_vkey))
+
+    def _note_typed(self, items: Iterable[tuple[Path, tuple[Version, ...]]]) -> None:
+        typed = self.tree.typed_paths
+        for path, versions in items:
+            if any(map(has_box, versions)):
+                typed.add(path)
 
     @classmethod
     def restore(
@@ -406,8 +466,10 @@ class Replica:
         """Rebuild a replica from what was made durable: a snapshot plus later ops."""
         replica = cls(node_id, strategies=strategies, max_drift_ms=max_drift_ms, limits=limits)
         if snapshot is not None:
+            snapshot = _thawed(snapshot)
             for path, versions in snapshot.entries:
                 replica.tree.set_register(path, versions)
+            replica._note_typed(snapshot.entries)
             replica.vv.update({k: v for k, v in snapshot.vv.items() if v > 0})
             for origin, n in replica.vv.items():
                 replica.log.reset_origin(origin, n)
@@ -429,6 +491,14 @@ class Replica:
 
 def _vkey(v: Version) -> tuple[int, str, int]:
     return (v.hlc, v.origin, v.seq)
+
+
+def _thawed(snap: Snapshot) -> Snapshot:
+    """``snap`` with its frozen typed values as live boxes (the same object when it has none)."""
+    if not any(is_frozen(v.value) for _, vs in snap.entries for v in vs):
+        return snap
+    entries = tuple((p, tuple(map(thaw, vs))) for p, vs in snap.entries)
+    return Snapshot(snap.vv, snap.hlc, entries)
 
 
 __all__ = ["ABSENT", "Replica", "ReplicaLimits", "Snapshot"]

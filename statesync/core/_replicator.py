@@ -674,8 +674,11 @@ class Replicator(SnapshotTransfers):
         }
 
     def compact(self) -> int:
-        """Drop causally stable ops from the log."""
-        return self.replica.log.compact(self.stable())
+        """Drop causally stable ops from the log (and deleted runs of typed values)."""
+        stable = self.stable()
+        if self.replica.tree.typed_paths:
+            self.replica.compact_typed(stable)
+        return self.replica.log.compact(stable)
 
     def shutdown(self, now: Now, reason: str = RefuseReason.SHUTDOWN) -> None:
         """Say goodbye on every link and close them."""

@@ -13,6 +13,7 @@ from typing import Final
 
 from statesync.core._messages import SnapshotEntry
 from statesync.core._op import Op, Version
+from statesync.core._typedops import TYPED, body_of, typed_size
 from statesync.core._value import Value, validate_value
 
 
@@ -24,6 +25,8 @@ def op_size(op: Op) -> int:
         v = len(value) + 2  # type: ignore[arg-type]
     elif t is dict or t is list:
         v = validate_value(value)
+    elif op.kind == TYPED:
+        v = typed_size(body_of(op))
     else:
         v = 9
     path = op.path

@@ -42,6 +42,8 @@ from statesync.core._context import Context
 from statesync.core._op import ABSENT, PUT, AbsentType, Change, Op, Version, version_key
 from statesync.core._path import Path
 from statesync.core._strategy import Strategies
+from statesync.core._treetyped import TypedTree
+from statesync.core._typedops import TYPED, TypedBox, box_of, has_box, plain_version, shown
 from statesync.core._value import Value, iter_leaves
 from statesync.errors import ResolverError
 
@@ -113,16 +115,21 @@ def _canon(value: Value) -> str:
         return "{" + ",".join(f"{k!r}:{_canon(v)}" for k, v in sorted(value.items())) + "}"
     if type(value) is list:
         return "[" + ",".join(_canon(v) for v in value) + "]"
+    box = box_of(value)
+    if box is not None:
+        return f"{box.type_name}:{_canon(box.plain())}"
     return f"{type(value).__name__}:{value!r}"
 
 
-class StateTree:
+class StateTree(TypedTree):
     """Registers of versions by leaf path, with observed-remove semantics."""
 
-    __slots__ = ("_root", "leaf_count", "strategies")
+    __slots__ = ("_root", "leaf_count", "strategies", "typed_paths")
 
     def __init__(self, strategies: Strategies | None = None) -> None:
         self._root = _Node()
+        self.typed_paths: set[Path] = set()
+        """Paths that may hold a typed value (a superset; compaction prunes it)."""
         self.strategies = strategies if strategies is not None else Strategies()
         self.leaf_count = 0
         """Number of paths that hold at least one version."""
@@ -141,8 +148,12 @@ class StateTree:
 
     def _value(self, path: Path, reg: Register) -> Value:
         if type(reg) is Version:
-            return reg.value
-        return self.strategies.resolve(path, reg)  # type: ignore[arg-type]
+            value: object = reg.value
+            return value.plain() if type(value) is TypedBox else reg.value
+        versions: tuple[Version, ...] = reg  # type: ignore[assignment]
+        if any(has_box(v) for v in versions):
+            versions = tuple(map(plain_version, versions))
+        return self.strategies.resolve(path, versions)
 
     def _value_safe(self, path: Path, reg: Register | None) -> Value | AbsentType:
         """The value of a register for change records: never raises."""
@@ -151,7 +162,7 @@ class StateTree:
         try:
             return self._value(path, reg)
         except ResolverError:
-            return _top(reg).value
+            return shown(_top(reg).value)
 
     def _max_key_below(self, node: _Node) -> _Key | None:
         best: _Key | None = None
@@ -192,7 +203,7 @@ class StateTree:
             if type(entry) is _Node:
                 value, k = self._view(entry, (*path, seg))
             else:
-                value = entry.value if type(entry) is Version else self._value((*path, seg), entry)  # type: ignore[arg-type]
+                value = self._value((*path, seg), entry)  # type: ignore[arg-type]
                 k = _key(entry)  # type: ignore[arg-type]
             if value is not ABSENT:
                 shown[seg] = value
@@ -204,6 +215,14 @@ class StateTree:
                 return self._value(path, node.reg), rk
             return (shown if shown else ABSENT), best
         return (shown if shown else ABSENT), best
+
+    def hidden_by_below(self, path: Path) -> bool:
+        """True when paths beneath ``path`` are newer than its own register, so a map is shown."""
+        entry = self._find(path)
+        if type(entry) is not _Node or entry.reg is None:
+            return False
+        below = self._max_key_below(entry)
+        return below is not None and below > _key(entry.reg)
 
     def get(self, path: Path) -> Value | AbsentType:
         """The value at ``path``: a leaf value, a dict for a subtree, or ABSENT.
@@ -221,8 +240,6 @@ class StateTree:
             if value is ABSENT and not path:
                 return {}
             return value
-        if type(entry) is Version:
-            return entry.value
         return self._value(path, entry)  # type: ignore[arg-type]
 
     def versions(self, path: Path) -> tuple[Version, ...]:
@@ -271,6 +288,8 @@ class StateTree:
         """
         if op.kind == PUT and op.path and not (type(op.value) is dict and op.value):
             self._apply_leaf(op, changes)
+        elif op.kind == TYPED:
+            self._apply_typed(op, changes)
         else:
             self.apply_general(op, changes)
 
@@ -495,8 +514,6 @@ class StateTree:
             return ABSENT
         if type(entry) is _Node:
             return self._value_safe(path, entry.reg)
-        if type(entry) is Version:
-            return entry.value
         return self._value_safe(path, entry)  # type: ignore[arg-type]
 
     def _strip_one(
@@ -726,6 +743,7 @@ class StateTree:
 
     def clear(self) -> None:
         self._root = _Node()
+        self.typed_paths.clear()
         self.leaf_count = 0
 
     def digest_total(self) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from statesync.errors import ConfigError, NodeClosedError
 from statesync.node._broadcast import BroadcastChannel
 from statesync.node._config import FaultConfig, NodeConfig
+from statesync.node._delta import apply_delta
 from statesync.node._lifecycle import open_node
 from statesync.node._link import port_options
 from statesync.node._node import Node
@@ -23,6 +24,7 @@ __all__ = [
     "Receipt",
     "Watch",
     "WatchEvent",
+    "apply_delta",
     "open_node",
     "port_options",
 ]

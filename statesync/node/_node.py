@@ -29,6 +29,7 @@ worker thread at a time.
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import logging
 import os
@@ -48,6 +49,7 @@ from statesync.core import (
     Change,
     Now,
     Op,
+    Path,
     PathLike,
     RefuseReason,
     Replica,
@@ -59,6 +61,7 @@ from statesync.core import (
     as_path,
     op_size,
 )
+from statesync.core._typedwrite import typed_write
 from statesync.errors import BadResumeToken, NodeClosedError
 from statesync.node._broadcast import Broadcast, BroadcastChannel, Channels
 from statesync.node._config import NodeConfig
@@ -74,6 +77,7 @@ from statesync.node._resume import DATA_ID_META, Journal, new_data_id
 from statesync.node._security import NodeSecurity
 from statesync.node._service import serve_clients
 from statesync.node._timers import tune_gc
+from statesync.node._typedapi import AWSetHandle, CounterHandle, ListHandle, TextHandle, edit_of
 from statesync.node._watch import Watch, WatchHub
 from statesync.storage import Loaded, Store
 
@@ -163,11 +167,13 @@ class Node:
         )
         self._faults = NodeFaults(config.faults)
         journal = self._journal
+        tree = replica.tree
         self._hub = WatchHub(
-            replica.tree.get,
+            tree.get,
             config.watch_buffer_max,
             token=None if journal is None else journal.token,
             position=str if journal is None else journal.position,
+            typed=lambda p: p in tree.typed_paths and replica.typed_value(p) is not None,
         )
         rep.record_changes = journal is not None
         self._links = LinkTable(
@@ -365,6 +371,12 @@ class Node:
         timeout = self.config.write_timeout_s if timeout_s is None else timeout_s
         now = self._now()
         ticket = self._rep.write(path, value, remove=remove, ack=ack, timeout_s=timeout, now=now)
+        return self._ticket_now(ticket, now, on_ops)
+
+    def _ticket_now(
+        self, ticket: WriteTicket, now: Now, on_ops: Callable[[Sequence[Op]], None] | None
+    ) -> tuple[Receipt | Awaitable[Receipt], bool]:
+        """One op's ticket as ``_write_now`` answers it (the receipt now, or an awaitable of it)."""
         if on_ops is not None:
             on_ops([ticket.op])  # before the commit: a client key joins the op's transaction
         if ticket.status is WriteStatus.DONE:
@@ -375,6 +387,47 @@ class Node:
             if self._flusher.commit_now(1):  # durable now, in this task
                 return _receipt(ticket), False
         return self._await_ticket(ticket), False
+
+    # ------------------------------------------------------------ typed values
+
+    def text(self, path: PathLike) -> TextHandle:
+        """The shared text at ``path``: ``await insert(pos, s)``, ``await delete(pos, n)``, ``value()``."""
+        return TextHandle(self, path)
+
+    def list(self, path: PathLike) -> ListHandle:
+        """The list at ``path``: ``insert``, ``append``, ``delete``, ``move`` (awaited), ``value()``."""
+        return ListHandle(self, path)
+
+    def counter(self, path: PathLike) -> CounterHandle:
+        """The counter at ``path``: ``await add(n)``, ``value()``."""
+        return CounterHandle(self, path)
+
+    def awset(self, path: PathLike) -> AWSetHandle:
+        """The add-wins set at ``path``: ``await add(x)``, ``await remove(x)``, ``value()``."""
+        return AWSetHandle(self, path)
+
+    async def _typed(  # noqa: PLR0917 (the edit and its concern)
+        self, path: Path, type_name: str, action: str, args: tuple[Any, ...], ack: AckSpec, timeout_s: float | None
+    ) -> Receipt:
+        return await _settled(*self._typed_now(path, type_name, action, args, ack, timeout_s))
+
+    def _typed_now(  # noqa: PLR0917 (the edit and its concern)
+        self,
+        path: Path,
+        type_name: str,
+        action: str,
+        args: tuple[Any, ...],
+        ack: AckSpec,
+        timeout_s: float | None,
+        on_ops: Callable[[Sequence[Op]], None] | None = None,
+    ) -> tuple[Receipt | Awaitable[Receipt], bool]:
+        """A typed edit (see ``_typedapi.edit_of``) as ``_write_now`` carries out a write."""
+        self._check_open()
+        timeout = self.config.write_timeout_s if timeout_s is None else timeout_s
+        now = self._now()
+        edit = edit_of(self._replica, path, type_name, action, args)
+        ticket = typed_write(self._rep, edit, ack=ack, timeout_s=timeout, now=now)
+        return self._ticket_now(ticket, now, on_ops)
 
     def _await_ticket(self, ticket: WriteTicket) -> Awaitable[Receipt]:
         event = self._outlets.waiters.setdefault(ticket.id, trio.Event())
@@ -406,7 +459,7 @@ class Node:
         value = self._replica.get(path)
         return default if value is ABSENT else value
 
-    def conflicts(self, path: PathLike) -> list[Conflict]:
+    def conflicts(self, path: PathLike) -> builtins.list[Conflict]:
         """Concurrent versions at ``path`` (vector-clock and custom strategies)."""
         return [Conflict.of(v) for v in self._replica.conflicts(path)]
 

@@ -140,7 +140,7 @@ def _staged_reply(request: protocol.Request, ops: Sequence[Op]) -> dict[str, Any
     return protocol.encode_reply(protocol.WriteReply(receipts[-1]))
 
 
-Write = protocol.Set | protocol.SetMany | protocol.Delete
+Write = protocol.Set | protocol.SetMany | protocol.Delete | protocol.TypedEdit
 
 
 class ClientService:
@@ -177,6 +177,7 @@ class ClientService:
             protocol.LeaseGrant: self._lease_grant,
             protocol.LeaseKeepalive: self._lease_keepalive,
             protocol.LeaseRevoke: self._lease_revoke,
+            **dict.fromkeys(protocol.TYPED_EDITS, self._write),
         }
 
     async def run(self, endpoint: str, *, task_status: trio.TaskStatus[tuple[str, ...]] = trio.TASK_STATUS_IGNORED) -> None:
@@ -277,9 +278,13 @@ class ClientService:
             if isinstance(rs, list):
                 return protocol.SetManyReply(tuple(_receipt(r) for r in rs))
             return _later(rs, lambda rs: protocol.SetManyReply(tuple(_receipt(r) for r in rs)))
-        remove = isinstance(request, protocol.Delete)
-        value = None if isinstance(request, protocol.Delete) else request.value
-        r, _ = node._write_now(request.path, value, remove, request.ack, request.timeout_s, on_ops=on_ops)
+        if isinstance(request, protocol.Set | protocol.Delete):
+            remove = isinstance(request, protocol.Delete)
+            value = None if isinstance(request, protocol.Delete) else request.value
+            r, _ = node._write_now(request.path, value, remove, request.ack, request.timeout_s, on_ops=on_ops)
+        else:
+            type_name, action, args = request.edit()
+            r, _ = node._typed_now(request.path, type_name, action, args, request.ack, request.timeout_s, on_ops)
         if isinstance(r, Receipt):
             return protocol.WriteReply(_receipt(r))
         return _later(r, lambda r: protocol.WriteReply(_receipt(r)))
@@ -433,7 +438,7 @@ class ClientService:
                     else:
                         msg = protocol.change_message(
                             event.kind, event.path, event.value, event.old, origin=event.origin, seq=event.seq,
-                            resume=event.resume,
+                            resume=event.resume, delta=event.delta,
                         )
                         await port.send(msg)
                 if not port.closed:

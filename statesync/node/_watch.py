@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Iterable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
 from statesync.core import ABSENT, AbsentType, Change, Path, Value, format_path
+from statesync.node._delta import typed_delta
 from statesync.node._inbox import Inbox
 
 EventKind = Literal["put", "delete", "lagged"]
@@ -36,6 +37,11 @@ class WatchEvent:
     there is none). ``origin`` names the node whose write caused it. For a
     ``lagged`` event, ``path`` is the watched prefix and ``value`` the whole
     current subtree.
+
+    ``delta`` (None for plain values): for a typed path, the change as
+    Yjs-style ops (``{"retain": n}``, ``{"delete": n}``, ``{"insert": ...}``;
+    a counter's ``{"add": n}``) that turn ``old`` into ``value``; see
+    ``statesync.node.apply_delta``.
     """
 
     kind: EventKind
@@ -46,6 +52,7 @@ class WatchEvent:
     seq: int
     resume: str = ""
     """Watch from here again with ``watch(prefix, resume=event.resume)`` (opaque)."""
+    delta: list[dict[str, Any]] | None = None
 
     @property
     def key(self) -> str:
@@ -63,6 +70,7 @@ class WatchEvent:
             "old": None if self.old is ABSENT else self.old,
             "origin": self.origin,
             "seq": self.seq,
+            **({} if self.delta is None else {"delta": self.delta}),
         }
 
 
@@ -127,8 +135,10 @@ class WatchHub:
         *,
         token: Callable[[str, int, int], str] | None = None,
         position: Callable[[], str] = str,
+        typed: Callable[[Path], bool] | None = None,
     ) -> None:
         self.read = read
+        self.typed = typed  # whether a path holds a typed value (its events carry a delta)
         self.buffer_max = buffer_max
         self.token = token
         """The resume token of the ``index``-th change of the op ``(origin, seq)`` (None: no tokens)."""
@@ -183,7 +193,9 @@ class WatchHub:
                     if event is None:
                         kind: EventKind = "delete" if change.new is ABSENT else "put"
                         resume = "" if token is None else token(change.origin, change.seq, indexes[i])
-                        event = WatchEvent(kind, path, change.new, change.old, change.origin, change.seq, resume)
+                        typed = self.typed
+                        delta = typed_delta(change.old, change.new) if typed is not None and typed(path) else None
+                        event = WatchEvent(kind, path, change.new, change.old, change.origin, change.seq, resume, delta)
                     for watch in watches:
                         watch._push(event)
 

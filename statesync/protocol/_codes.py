@@ -17,6 +17,7 @@ from statesync.errors import (
     AccessDenied,
     BadRequest,
     BadResumeToken,
+    InvalidOperation,
     InvalidPath,
     InvalidValue,
     LeaseExpired,
@@ -72,6 +73,8 @@ class ErrorCode(enum.StrEnum):
     BAD_RESUME = "bad_resume"
     """A watch's ``resume`` token is garbled or from another cluster, node or data folder;
     watch again without it."""
+    INVALID_OPERATION = "invalid_operation"
+    """A typed edit cannot apply where it was aimed (a position past the end, a map path...)."""
 
 
 ERROR_CLASSES: Final[Mapping[ErrorCode, type[StatesyncError]]] = {
@@ -91,6 +94,7 @@ ERROR_CLASSES: Final[Mapping[ErrorCode, type[StatesyncError]]] = {
     ErrorCode.LEASE_NOT_HELD: LeaseNotHeld,
     ErrorCode.TOO_MANY_LEASES: TooManyLeases,
     ErrorCode.BAD_RESUME: BadResumeToken,
+    ErrorCode.INVALID_OPERATION: InvalidOperation,
 }
 """The one mapping from a code to the error class a client raises for it."""
 

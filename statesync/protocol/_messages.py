@@ -209,13 +209,136 @@ class Snapshot:
     prefix: Path = ()
 
 
+# ------------------------------------------------------------ typed edits
+
+
+@attrs.frozen
+class _TypedEdit(_Write):
+    """An edit of the typed value at ``path`` (see ``docs/types.md``): :class:`WriteReply`.
+
+    ``edit()`` names it for the node: (type, action, the fields named by ``ARGS``).
+    """
+
+    TYPE: ClassVar[str]
+    ACTION: ClassVar[str]
+    ARGS: ClassVar[tuple[str, ...]]
+    path: Path
+
+    def touched(self) -> list[tuple[Path, bool]]:
+        return [(self.path, True)]
+
+    def edit(self) -> tuple[str, str, tuple[Any, ...]]:
+        return self.TYPE, self.ACTION, tuple(getattr(self, name) for name in self.ARGS)
+
+
+@attrs.frozen
+class TextInsert(_TypedEdit):
+    """Insert ``text`` at code point ``pos`` of the text at ``path`` (None: at its end, as the node sees it)."""
+
+    OP: ClassVar[str] = "text_insert"
+    TYPE, ACTION, ARGS = "text", "insert", ("pos", "text")
+    pos: int | None
+    text: str
+
+
+@attrs.frozen
+class TextDelete(_TypedEdit):
+    """Delete ``n`` code points from ``pos`` of the text at ``path``.
+
+    ``n`` is 1 or more and the range must lie inside the text (else ``invalid_operation``).
+    """
+
+    OP: ClassVar[str] = "text_delete"
+    TYPE, ACTION, ARGS = "text", "delete", ("pos", "n")
+    pos: int
+    n: int
+
+
+@attrs.frozen
+class ListInsert(_TypedEdit):
+    """Insert the list ``values`` so the first lands at index ``pos`` (None: at the end, as the node sees it)."""
+
+    OP: ClassVar[str] = "list_insert"
+    TYPE, ACTION, ARGS = "list", "insert", ("pos", "values")
+    pos: int | None
+    values: Value
+
+    def edit(self) -> tuple[str, str, tuple[Any, ...]]:
+        if not isinstance(self.values, list):
+            raise BadRequest(f"list_insert: values must be a list of JSON values, not {type(self.values).__name__}")
+        return "list", "append" if self.pos is None else "insert", (self.pos, self.values)
+
+
+@attrs.frozen
+class ListDelete(_TypedEdit):
+    """Delete ``n`` items from index ``pos`` of the list at ``path``.
+
+    ``n`` (default 1) is 1 or more and the range must lie inside the list.
+    """
+
+    OP: ClassVar[str] = "list_delete"
+    TYPE, ACTION, ARGS = "list", "delete", ("pos", "n")
+    pos: int
+    n: int = 1
+
+
+@attrs.frozen
+class ListMove(_TypedEdit):
+    """Move the item at index ``src`` of the list at ``path`` so that it lands at index ``dst``.
+
+    Two concurrent moves of one item leave it in one place, once.
+    """
+
+    OP: ClassVar[str] = "list_move"
+    TYPE, ACTION, ARGS = "list", "move", ("src", "dst")
+    src: int
+    dst: int
+
+
+@attrs.frozen
+class CounterAdd(_TypedEdit):
+    """Add ``amount`` (negative allowed) to the counter at ``path``."""
+
+    OP: ClassVar[str] = "counter_add"
+    TYPE, ACTION, ARGS = "counter", "add", ("amount",)
+    amount: int
+
+
+@attrs.frozen
+class AwAdd(_TypedEdit):
+    """Add the JSON scalar ``element`` to the add-wins set at ``path``.
+
+    Adding an element already there is allowed (it stays once).
+    """
+
+    OP: ClassVar[str] = "aw_add"
+    TYPE, ACTION, ARGS = "awset", "add", ("element",)
+    element: Value
+
+
+@attrs.frozen
+class AwRemove(_TypedEdit):
+    """Remove ``element`` from the add-wins set at ``path`` (a concurrent add keeps it)."""
+
+    OP: ClassVar[str] = "aw_remove"
+    TYPE, ACTION, ARGS = "awset", "remove", ("element",)
+    element: Value
+
+
+TypedEdit: TypeAlias = TextInsert | TextDelete | ListInsert | ListDelete | ListMove | CounterAdd | AwAdd | AwRemove
+TYPED_EDITS: Final[tuple[type[TypedEdit], ...]] = (
+    TextInsert, TextDelete, ListInsert, ListDelete, ListMove, CounterAdd, AwAdd, AwRemove
+)
+"""The typed edits: writes (``WRITE_OPS``) answered with :class:`WriteReply`, keyed like ``set``."""
+
+
 Request: TypeAlias = (
-    "Hello | Get | Set | SetMany | Delete | Conflicts | Status | Sync | Cut | Heal | Watch | Snapshot"
+    "Hello | Get | Set | SetMany | Delete | Conflicts | Status | Sync | Cut | Heal | Watch | Snapshot | TypedEdit"
     " | LeaseGrant | LeaseKeepalive | LeaseRevoke"
 )
 
 REQUESTS: Final[dict[str, type[Request]]] = {
-    cls.OP: cls for cls in (Hello, Get, Set, SetMany, Delete, Conflicts, Status, Sync, Cut, Heal, Watch, Snapshot)
+    cls.OP: cls for cls in (Hello, Get, Set, SetMany, Delete, Conflicts, Status, Sync, Cut, Heal, Watch, Snapshot, *TYPED_EDITS)
 }
 """Every op, by name."""
 
@@ -223,7 +346,9 @@ STREAM_OPS: Final = frozenset({Watch.OP, Snapshot.OP})
 """Ops that open a stream port (the first message posted on a new port), not a request."""
 READ_OPS: Final = frozenset({Hello.OP, Get.OP, Conflicts.OP, Status.OP, *STREAM_OPS})
 """Ops a ``read`` key may make."""
-WRITE_OPS: Final = frozenset({Set.OP, SetMany.OP, Delete.OP, "lease_grant", "lease_keepalive", "lease_revoke"})
+WRITE_OPS: Final = frozenset(
+    {Set.OP, SetMany.OP, Delete.OP, *(cls.OP for cls in TYPED_EDITS), "lease_grant", "lease_keepalive", "lease_revoke"}
+)
 """Ops that change the tree (a ``write`` key, within its prefixes)."""
 ADMIN_OPS: Final = frozenset(cls.OP for cls in REQUESTS.values() if issubclass(cls, _FaultInjection))
 """Fault injection: a peer key or a write key without prefixes. (``sync`` needs a key that may write.)"""

@@ -129,14 +129,28 @@ def tree_messages(value: Value | AbsentType, tail: Mapping[str, Any]) -> Iterato
 
 
 def change_message(
-    kind: str, path: Path, value: Value | AbsentType, old: Value | AbsentType, *, origin: str, seq: int, resume: str = ""
+    kind: str,
+    path: Path,
+    value: Value | AbsentType,
+    old: Value | AbsentType,
+    *,
+    origin: str,
+    seq: int,
+    resume: str = "",
+    delta: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The message for one change, shrunk to fit: without ``old``, then without ``value``, if need be
-    (``resume``: the change's resume token, sent when not empty)."""
+    """The message for one change, shrunk to fit: without ``old``, then without ``value``, if need be.
+
+    ``resume``: the change's resume token, sent when not empty. A typed path's
+    change carries its ``delta`` too (kept when ``old`` or ``value`` is dropped).
+    """
     msg: dict[str, Any] = {"kind": kind, "path": format_path(path)}
     if resume:
         msg["resume"] = resume
     size = 0
+    if delta is not None:
+        msg["delta"] = delta
+        size += estimate(delta)  # type: ignore[arg-type]
     if value is not ABSENT:
         msg["value"] = value
         size += estimate(value)
@@ -172,6 +186,16 @@ def decode_change(msg: Mapping[str, Any]) -> tuple[ChangeKind, Path, Value | Abs
     if kind not in ("put", "delete") or not isinstance(origin, str) or type(seq) is not int:
         raise ProtocolError(f"the node sent a change this client does not understand: {dict(msg)!r:.200}")
     return ("put" if kind == "put" else "delete"), path, msg.get("value", ABSENT), msg.get("old", ABSENT), origin, seq
+
+
+def decode_delta(msg: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The ``delta`` of a change message (a typed path's), or None; ProtocolError if malformed."""
+    delta = msg.get("delta")
+    if delta is None:
+        return None
+    if not isinstance(delta, list) or not all(isinstance(op, dict) and len(op) == 1 for op in delta):
+        raise ProtocolError(f"the node sent a change delta this client does not understand: {delta!r:.200}")
+    return delta
 
 
 def _assemble(leaves: list[tuple[Path, Value]]) -> Value:
@@ -256,7 +280,7 @@ class StreamReader(Generic[E]):
     ``leaves`` chunks are collected and return None; a closing message returns
     the :class:`Subtree`; a change ``event(kind, path, value, old, origin,
     seq)`` (the caller's watch event type, ``value``/``old`` ABSENT where there
-    is none; the change's resume token as a seventh argument when it has one); ``closed`` a :class:`Closed`. An ``error`` message raises the
+    is none, then, when it has them, the change's resume token and its typed ``delta``); ``closed`` a :class:`Closed`. An ``error`` message raises the
     error its code maps to (``prefix`` before the node's message); a kind this
     reader does not know (a newer node's) returns None.
     """
@@ -273,10 +297,13 @@ class StreamReader(Generic[E]):
             return None
         kind = msg.get("kind")
         if kind in ("put", "delete"):
+            change = decode_change(msg)
             resume = msg.get("resume")
-            if isinstance(resume, str) and resume:
-                return self._event(*decode_change(msg), resume)
-            return self._event(*decode_change(msg))
+            token = resume if isinstance(resume, str) else ""
+            delta = decode_delta(msg)
+            if delta is not None:
+                return self._event(*change, token, delta)
+            return self._event(*change, token) if token else self._event(*change)
         if kind in ("ready", "lagged", "end"):
             token = msg.get("resume")
             value = ABSENT if msg.get("resumed") else self._tree.value(msg)

@@ -15,7 +15,8 @@ from typing import Any, Final
 
 import msgpack
 
-from statesync.core import Op, SnapshotEntry, Value, Version
+from statesync.core import TYPED, Op, SnapshotEntry, Value, Version
+from statesync.core._typedops import typed_body_from_stored, typed_record_plain
 from statesync.errors import StoredRecordError
 
 _new = tuple.__new__  # builds a NamedTuple from a tuple without the constructor's overhead
@@ -47,7 +48,7 @@ def gc_paused() -> Iterator[None]:
 
 def make_packer() -> Callable[[object], bytes]:
     """A packer for one store (a Packer is not thread-safe; the store owns its own)."""
-    packer = msgpack.Packer(use_bin_type=True)
+    packer = msgpack.Packer(use_bin_type=True, default=typed_record_plain)
     pack: Callable[[object], bytes] = packer.pack
     return pack
 
@@ -72,7 +73,9 @@ def decode_op(body: bytes) -> Op:
         if type(raw) is not tuple or len(raw) != _OP_FIELDS:
             raise DecodeError(f"an op record has {type(raw).__name__} shape, not 7 fields")
         value = raw[5]
-        if type(value) is tuple or type(value) is dict:
+        if raw[4] == TYPED:
+            raw = (*raw[:5], typed_body_from_stored(value), raw[6])
+        elif type(value) is tuple or type(value) is dict:
             raw = (*raw[:5], _lists(value), raw[6])
         op: Op = _new(Op, raw)
         return op

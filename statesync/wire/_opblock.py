@@ -47,7 +47,8 @@ from collections.abc import Callable, Sequence
 from itertools import chain, repeat
 from typing import Any, Final
 
-from statesync.core import Op
+from statesync.core import TYPED, Op
+from statesync.core._typedops import is_typed_op
 from statesync.errors import DataCloneError, OutOfRange
 from statesync.wire._columns import (
     BLOCK_LEN,
@@ -69,6 +70,7 @@ from statesync.wire._columns import (
     split_groups,
 )
 from statesync.wire._limits import DEFAULT_LIMITS, DecodeLimits
+from statesync.wire._typedblock import TYPED_BLOCK_LEN, decode_typed, encode_typed, merge
 from statesync.wire._values import SCALAR_TYPES, check_payload, clone_error_at
 
 
@@ -124,7 +126,18 @@ def encode_ops(ops: Sequence[Op]) -> list[object]:
             ns_col,
         ]
     except Exception:
+        if any(map(is_typed_op, ops)):
+            return _encode_with_typed(ops)
         raise locate_bad_op(ops) from None
+
+
+def _encode_with_typed(ops: Sequence[Op]) -> list[object]:
+    """A block with a typed section (see ``_typedblock``)."""
+    try:
+        plain, section = encode_typed(ops)
+    except Exception:
+        raise locate_bad_op(ops) from None
+    return [*encode_ops(plain), section]
 
 
 def _encode_one(op: Op) -> list[object]:
@@ -160,6 +173,8 @@ def _encode_one(op: Op) -> list[object]:
             names_col = ns_col = None
         return [1, list(index), 0, seq, hlc, (path,), kind, (value,), len(context), names_col, ns_col]
     except Exception:
+        if is_typed_op(op):
+            return _encode_with_typed((op,))
         raise locate_bad_op((op,)) from None
 
 
@@ -172,7 +187,7 @@ _OP_RULES: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (
         lambda v: type(v) is tuple and all(type(s) is str and s for s in v),
         "a tuple of non-empty str",
     ),
-    ("kind", lambda v: type(v) is int and v in (0, 1), "0 (put) or 1 (remove)"),
+    ("kind", lambda v: type(v) is int and v in (0, 1, TYPED), "0 (put), 1 (remove) or 2 (typed, with a TypedBody value)"),
     ("value", lambda v: True, "a value"),
     (
         "context",
@@ -202,6 +217,14 @@ def _check_op(i: int, op: object) -> None:
                 type_name=type(field).__qualname__,
                 where=f"$.{name}",
             )
+    if op[4] == TYPED:
+        if not is_typed_op(op):
+            raise DataCloneError(
+                f"ops[{i}].kind is 2 (typed) but its value is a {type(op[5]).__qualname__}, not a TypedBody",
+                type_name=type(op[5]).__qualname__,
+                where="$.kind",
+            )
+        return
     try:
         check_payload(op[5])
     except DataCloneError as e:
@@ -272,6 +295,9 @@ def decode_one_fast(block: tuple[Any, ...], limits: DecodeLimits) -> tuple[Op] |
 
 def decode_block(block: Any, limits: DecodeLimits) -> tuple[Op, ...]:
     """The general decoder of op blocks; every check, every column form."""
+    if type(block) is tuple and len(block) == TYPED_BLOCK_LEN:
+        plain = decode_block(block[:BLOCK_LEN], limits)
+        return merge(plain, decode_typed(block[BLOCK_LEN], limits, len(plain)))
     if type(block) is not tuple or len(block) != BLOCK_LEN:
         raise malformed(f"expected an array of {BLOCK_LEN} columns")
     n, table, ocol, scol, hcol, paths, kcol, values, lcol, ncol, vcol = block

@@ -12,11 +12,12 @@ import itertools
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from statesync.node import Node, open_node
@@ -111,3 +112,11 @@ class NodeThread:
 
 def data_dir(tmp: Path, name: str) -> str:
     return str(tmp / name)
+
+
+@pytest.fixture(scope="module", name="two_nodes")
+def two_nodes_fixture() -> Iterator[NodeThread]:
+    """Two linked nodes, a and b, for one test module (import this name to use ``two_nodes``)."""
+    nodes = NodeThread([{"node_id": "a"}, {"node_id": "b"}])
+    yield nodes
+    nodes.stop()

@@ -83,7 +83,7 @@ def test_the_op_sets_partition_the_ops_and_writes_are_not_retried() -> None:
         ({"op": "cut", "peer": 5}, BadRequest, "'peer'"),
         ({"op": "watch", "prefix": "w", "initial": "yes"}, BadRequest, "'initial'"),
         ({"op": "hello", "protocol": "1"}, BadRequest, "'protocol'"),
-        ({"op": "frobnicate"}, BadRequest, "known: conflicts, cut"),
+        ({"op": "frobnicate"}, BadRequest, "known: aw_add, aw_remove, conflicts, counter_add, cut"),
         ({"path": "a"}, BadRequest, "'op'"),
         (["get", "a"], BadRequest, "'op'"),
     ],
@@ -112,7 +112,7 @@ def test_codes_are_stable_strings_never_class_names() -> None:
     assert [c.value for c in protocol.ErrorCode] == [
         "bad_request", "protocol_mismatch", "invalid_path", "invalid_value", "too_large", "write_concern",
         "access_denied", "too_many_streams", "node_closed", "storage", "node_error",
-        "lease_not_found", "lease_expired", "lease_not_held", "too_many_leases", "bad_resume",
+        "lease_not_found", "lease_expired", "lease_not_held", "too_many_leases", "bad_resume", "invalid_operation",
     ]  # fmt: skip
     class Unlisted(StatesyncError):
         pass
