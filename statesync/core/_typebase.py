@@ -217,6 +217,14 @@ class Buffered(Generic[T]):
         """How many ops wait for a dot they depend on."""
         return self._d.pending_count
 
+    def settle(self, stable: Mapping[str, int]) -> None:
+        """Count every dot below ``stable`` as applied (the replica has applied them all, here or on other paths).
+
+        Keeps the applied context a plain vector when the origins' other ops
+        went to other paths, instead of a cloud of the dots this type did get.
+        """
+        self._d.applied.merge(CausalContext({o: n for o, n in stable.items() if n > 0}))
+
     def _fresh(self, dot: Dot) -> None:
         check_dot(dot, f"{self.TYPE_NAME} op")
         if dot in self._d.applied:
