@@ -176,6 +176,10 @@ class SnapshotTransfers:
 
     def _on_snapshot_chunk(self, link: LinkState, peer: PeerState, msg: SnapshotChunk, now: Now) -> None:
         inc = peer.snapshot_in
+        if msg.transfer_id == peer.snapshot_done:
+            # A late or duplicate chunk of the transfer already installed: starting
+            # it over (or asking for a fresh one) would loop while chunks keep coming.
+            return
         if msg.offset == 0 and (inc is None or inc.transfer_id != msg.transfer_id):
             inc = peer.snapshot_in = IncomingSnapshot(msg.transfer_id, msg.total, dict(msg.vv), [])
         if inc is None or inc.transfer_id != msg.transfer_id or msg.total != inc.total:
@@ -196,6 +200,7 @@ class SnapshotTransfers:
             self._send(link.id, SnapshotRequest(inc.transfer_id, len(inc.entries)))
             return
         peer.snapshot_in = None
+        peer.snapshot_done = inc.transfer_id
         entries = tuple(inc.entries)
         self.replica.install_snapshot(
             Snapshot(inc.vv, inc.hlc, entries), self._out.changes if self.record_changes else None
