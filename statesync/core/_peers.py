@@ -42,8 +42,6 @@ class PeerState:
     last_seen_s: float = 0.0
     last_sync_s: float | None = None
     snapshot_in: IncomingSnapshot | None = None
-    snapshot_done: str = ""
-    """The transfer id of the last snapshot installed from this peer: its late or duplicate chunks are ignored."""
 
 
 @attrs.define

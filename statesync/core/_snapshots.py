@@ -18,6 +18,7 @@ from typing import Final
 
 import attrs
 
+from statesync.core._context import vv_leq
 from statesync.core._messages import Message, SnapshotChunk, SnapshotRequest
 from statesync.core._peers import IncomingSnapshot, LinkState, PeerState
 from statesync.core._replica import Replica, Snapshot
@@ -176,9 +177,10 @@ class SnapshotTransfers:
 
     def _on_snapshot_chunk(self, link: LinkState, peer: PeerState, msg: SnapshotChunk, now: Now) -> None:
         inc = peer.snapshot_in
-        if msg.transfer_id == peer.snapshot_done:
-            # A late or duplicate chunk of the transfer already installed: starting
-            # it over (or asking for a fresh one) would loop while chunks keep coming.
+        if (inc is None or inc.transfer_id != msg.transfer_id) and vv_leq(msg.vv, self.replica.vv):
+            # A late or duplicate chunk of a snapshot this replica already has all of
+            # (one just installed): starting it over, or asking for a fresh one, would
+            # loop while such chunks keep coming (multi-chunk snapshots made it storm).
             return
         if msg.offset == 0 and (inc is None or inc.transfer_id != msg.transfer_id):
             inc = peer.snapshot_in = IncomingSnapshot(msg.transfer_id, msg.total, dict(msg.vv), [])
@@ -200,7 +202,6 @@ class SnapshotTransfers:
             self._send(link.id, SnapshotRequest(inc.transfer_id, len(inc.entries)))
             return
         peer.snapshot_in = None
-        peer.snapshot_done = inc.transfer_id
         entries = tuple(inc.entries)
         self.replica.install_snapshot(
             Snapshot(inc.vv, inc.hlc, entries), self._out.changes if self.record_changes else None
