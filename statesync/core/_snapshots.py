@@ -179,8 +179,10 @@ class SnapshotTransfers:
         inc = peer.snapshot_in
         if (inc is None or inc.transfer_id != msg.transfer_id) and vv_leq(msg.vv, self.replica.vv):
             # A late or duplicate chunk of a snapshot this replica already has all of
-            # (one just installed): starting it over, or asking for a fresh one, would
-            # loop while such chunks keep coming (multi-chunk snapshots made it storm).
+            # (one just installed, or a stale transfer offered again): starting it over,
+            # or asking for a fresh one, would loop while such chunks keep coming
+            # (multi-chunk snapshots made it storm). Release it at the sender instead.
+            self._send(link.id, SnapshotRequest(msg.transfer_id, -1))
             return
         if msg.offset == 0 and (inc is None or inc.transfer_id != msg.transfer_id):
             inc = peer.snapshot_in = IncomingSnapshot(msg.transfer_id, msg.total, dict(msg.vv), [])
