@@ -36,6 +36,7 @@ import zstandard
 from statesync.core import Replica, Strategies
 from statesync.core._counter import Counter, counter_op_from_plain
 from statesync.core._text import Text, text_op_from_plain
+from statesync.testing._traces import apply_patches, replay_concurrent
 from statesync.wire import DEFAULT_LIMITS
 from statesync.wire._opblock import decode_ops, encode_ops
 
@@ -279,42 +280,16 @@ def replica_concurrent() -> None:
     trace = load("friendsforever.json.gz")
     txns = trace["txns"]
     reps = [Replica(f"agent{a}") for a in range(trace["numAgents"])]
-    done: list[set[int]] = [set() for _ in reps]
-    made: list[list[Any]] = []
     sent = 0
 
-    def bring(r: int, roots: list[int]) -> None:
+    def deliver(r: int, ops: list[Any]) -> None:
         nonlocal sent
-        need: set[int] = set()
-        stack = [i for i in roots if i not in done[r]]
-        while stack:
-            i = stack.pop()
-            if i in need or i in done[r]:
-                continue
-            need.add(i)
-            stack.extend(txns[i]["parents"])
-        ops = [op for i in sorted(need) for op in made[i]]
-        if ops:
-            data = msgpack.packb(encode_ops(ops))
-            sent += len(data)
-            reps[r].receive_many(decode_ops(msgpack.unpackb(data, use_list=False), DEFAULT_LIMITS))
-        done[r] |= need
+        data = msgpack.packb(encode_ops(ops))
+        sent += len(data)
+        reps[r].receive_many(decode_ops(msgpack.unpackb(data, use_list=False), DEFAULT_LIMITS))
 
     t0 = time.perf_counter()
-    for i, txn in enumerate(txns):
-        a = txn["agent"]
-        bring(a, txn["parents"])
-        r = reps[a]
-        ops = []
-        for pos, ndel, ins in txn["patches"]:
-            if ndel:
-                ops.append(r.text_delete("doc", pos, ndel, 1_700_000_000_000 + i))
-            if ins:
-                ops.append(r.text_insert("doc", pos, ins, 1_700_000_000_000 + i))
-        made.append(ops)
-        done[a].add(i)
-    for r in range(len(reps)):
-        bring(r, list(range(len(txns))))
+    replay_concurrent(txns, len(reps), lambda a, p, i: apply_patches(reps[a], "doc", p, 1_700_000_000_000 + i), deliver)
     secs = time.perf_counter() - t0
     ok = all(rep.get("doc") == trace["endContent"] for rep in reps)
     edits = sum(len(t["patches"]) for t in txns)

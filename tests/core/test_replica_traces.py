@@ -18,6 +18,7 @@ from typing import Any
 import msgpack
 
 from statesync.core import Op, Replica
+from statesync.testing._traces import apply_patches, replay_concurrent
 from statesync.wire import DEFAULT_LIMITS
 from statesync.wire._opblock import decode_ops, encode_ops
 from tests.core.seqsim import load_trace
@@ -31,51 +32,24 @@ def over_the_wire(ops: list[Op]) -> tuple[Op, ...]:
 
 
 def edit(r: Replica, patches: list[Any], wall_ms: int) -> list[Op]:
-    ops = []
-    for pos, ndel, ins in patches:
-        if ndel:
-            ops.append(r.text_delete("doc", pos, ndel, wall_ms))
-        if ins:
-            ops.append(r.text_insert("doc", pos, ins, wall_ms))
-    return ops
+    return apply_patches(r, "doc", patches, wall_ms)
 
 
 def test_friendsforever_on_two_replicas_exchanging_ops_ends_with_its_end_content() -> None:
     trace = load_trace("friendsforever.json.gz")
-    txns = trace["txns"]
     reps = [Replica(f"agent{a}") for a in range(trace["numAgents"])]
-    done: list[set[int]] = [set() for _ in reps]
-    made: list[list[Op]] = []
-    wire_bytes = 0
+    blocks: list[int] = []  # bytes of each op block sent
 
-    def bring(r: int, roots: list[int]) -> None:
-        nonlocal wire_bytes
-        need: set[int] = set()
-        stack = [i for i in roots if i not in done[r]]
-        while stack:
-            i = stack.pop()
-            if i in need or i in done[r]:
-                continue
-            need.add(i)
-            stack.extend(txns[i]["parents"])
-        ops = [op for i in sorted(need) for op in made[i]]
-        if ops:
-            wire_bytes += len(msgpack.packb(encode_ops(ops)))
-            reps[r].receive_many(over_the_wire(ops))
-            assert reps[r].pending_count == 0
-        done[r] |= need
+    def deliver(r: int, ops: list[Op]) -> None:
+        blocks.append(len(msgpack.packb(encode_ops(ops))))
+        reps[r].receive_many(over_the_wire(ops))
+        assert reps[r].pending_count == 0
 
-    for i, txn in enumerate(txns):
-        a = txn["agent"]
-        bring(a, txn["parents"])
-        made.append(edit(reps[a], txn["patches"], MS + i))
-        done[a].add(i)
-    for r in range(len(reps)):
-        bring(r, list(range(len(txns))))
+    replay_concurrent(trace["txns"], len(reps), lambda a, patches, i: edit(reps[a], patches, MS + i), deliver)
     for rep in reps:
         assert rep.get("doc") == trace["endContent"]
     assert reps[0].digest() == reps[1].digest()
-    assert wire_bytes < 40 * len(txns)  # runs of typing travel as runs
+    assert sum(blocks) < 40 * len(trace["txns"])  # runs of typing travel as runs
 
 
 def test_sequential_trace_through_a_replica_ends_with_its_end_content() -> None:
