@@ -94,6 +94,7 @@ class SnapshotTransfers:
     peers: dict[str, PeerState]
     _out: Output
     _ack_due: set[LinkId]
+    _links: dict[LinkId, LinkState]
     _snapshots_out: dict[str, OutgoingSnapshot]
     _next_transfer: int
 
@@ -213,7 +214,10 @@ class SnapshotTransfers:
         self.counters["snapshots_installed"] += 1
         self._out.notices.append(f"installed a snapshot of {inc.total} paths from {peer.node_id}")
         self._send(link.id, SnapshotRequest(inc.transfer_id, -1))
-        self._ack_due.add(link.id)
+        # Every peer learns the new vector at once (not only the sender): the
+        # ops it brought may be ones another peer waits to see acknowledged
+        # before it compacts its log, and no op may come from there to ack.
+        self._ack_due.update(lid for lid, ls in self._links.items() if ls.up)
 
     def snapshot_progress(self) -> dict[str, tuple[int, int]]:
         """Incoming snapshot transfers: peer -> (entries received, total)."""
