@@ -183,13 +183,20 @@ class SnapshotTransfers:
             # (one just installed, or a stale transfer offered again): starting it over,
             # or asking for a fresh one, would loop while such chunks keep coming
             # (multi-chunk snapshots made it storm). Release it at the sender instead.
+            # A transfer of this peer still under way is older than this one, whose
+            # state we hold: drop it too, so that syncing (and its acks) resumes.
+            peer.snapshot_in = None
             self._send(link.id, SnapshotRequest(msg.transfer_id, -1))
             return
         if msg.offset == 0 and (inc is None or inc.transfer_id != msg.transfer_id):
             inc = peer.snapshot_in = IncomingSnapshot(msg.transfer_id, msg.total, dict(msg.vv), [])
         if inc is None or inc.transfer_id != msg.transfer_id or msg.total != inc.total:
-            # A chunk of a transfer we no longer hold: ask for a fresh one.
-            self._send(link.id, SnapshotRequest("", 0))
+            # A chunk of a transfer we do not hold. With none under way, ask for a
+            # fresh one; with another under way, leave it (the pulls of the one under
+            # way bring a fresh transfer if the sender dropped it): restarting on
+            # every stray chunk made restarts feed each other under duplication.
+            if inc is None:
+                self._send(link.id, SnapshotRequest("", 0))
             return
         if msg.offset != len(inc.entries):
             # A gap (a chunk was lost) or the sender offering the first chunk again
