@@ -36,7 +36,9 @@ import zstandard
 from statesync.core import Replica, Strategies
 from statesync.core._counter import Counter, counter_op_from_plain
 from statesync.core._text import Text, text_op_from_plain
-from statesync.wire._opblock import encode_ops
+from statesync.testing._traces import apply_patches, replay_concurrent
+from statesync.wire import DEFAULT_LIMITS
+from statesync.wire._opblock import decode_ops, encode_ops
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TRACES = next(
@@ -226,6 +228,76 @@ def concurrent() -> None:
     print(f"  bytes exchanged: {sent:,} B msgpack op blocks ({sent / edits:.1f} B/edit), one block per transaction")
 
 
+def replay_replica(edits: list[tuple[int, int, str]]) -> Replica:
+    r = Replica("paper")
+    ins, rm = r.text_insert, r.text_delete
+    wall_ms = 1_700_000_000_000
+    for pos, ndel, s in edits:
+        if ndel:
+            rm("doc", pos, ndel, wall_ms)
+        if s:
+            ins("doc", pos, s, wall_ms)
+    return r
+
+
+def replica_sequential(limit: int | None) -> None:
+    """The same trace through Replica.text_insert/text_delete: one Op per edit, as a node makes them."""
+    trace = load("automerge-paper.json.gz")
+    edits = patches(trace, limit)
+    n = len(edits)
+    r, secs = timed(replay_replica, edits)
+    check = "not checked (a prefix)" if limit else ("ok" if r.get("doc") == trace["endContent"] else "WRONG")
+    print(f"sequential trace automerge-paper through Replica.text_insert/text_delete: {n:,} edits, {len(r.log):,} Ops")
+    print(f"  statesync Replica: {secs:6.2f} s  {secs / n * 1e6:6.2f} us/edit  endContent {check}")
+    if pycrdt is not None:
+        doc, py_secs = timed(replay_pycrdt, edits)
+        print(f"  pycrdt {pycrdt.__version__:8s}  : {py_secs:6.2f} s  {py_secs / n * 1e6:6.2f} us/edit (same run)")
+        print(f"  speed vs pycrdt: {py_secs / secs:.2f}x")
+    block, enc_s = timed(lambda: msgpack.packb(encode_ops(list(r.log))))
+    print(f"  the whole log as one op block: {len(block):,} B ({len(block) / n:.2f} B/edit), encode {enc_s:.2f} s")
+    r.compact_typed(dict(r.vv))
+    snap = r.snapshot()
+    body, dump_s = timed(lambda: msgpack.packb(snap.entries))
+    zc = zstandard.ZstdCompressor(level=3)
+    z = zc.compress(body)
+
+    def load_fresh() -> Replica:
+        fresh = Replica("late")
+        fresh.install_snapshot(snap)
+        return fresh
+
+    fresh, load_s = timed(load_fresh)
+    assert fresh.get("doc") == r.get("doc")
+    line = f"  Replica snapshot: {len(body):,} B msgpack, {len(z):,} B zstd; freeze+pack {dump_s * 1e3:.0f} ms, load into a fresh replica {load_s * 1e3:.0f} ms"
+    print(line)
+    if pycrdt is not None:
+        upd = doc.get_update()
+        print(f"  vs Yjs update {len(upd):,} B: {len(body) / len(upd):.2f}x raw, {len(z) / len(upd):.2f}x zstd")
+
+
+def replica_concurrent() -> None:
+    """friendsforever on two Replicas exchanging encoded op blocks (one per catch-up)."""
+    trace = load("friendsforever.json.gz")
+    txns = trace["txns"]
+    reps = [Replica(f"agent{a}") for a in range(trace["numAgents"])]
+    sent = 0
+
+    def deliver(r: int, ops: list[Any]) -> None:
+        nonlocal sent
+        data = msgpack.packb(encode_ops(ops))
+        sent += len(data)
+        reps[r].receive_many(decode_ops(msgpack.unpackb(data, use_list=False), DEFAULT_LIMITS))
+
+    t0 = time.perf_counter()
+    replay_concurrent(txns, len(reps), lambda a, p, i: apply_patches(reps[a], "doc", p, 1_700_000_000_000 + i), deliver)
+    secs = time.perf_counter() - t0
+    ok = all(rep.get("doc") == trace["endContent"] for rep in reps)
+    edits = sum(len(t["patches"]) for t in txns)
+    print(f"concurrent trace friendsforever on {len(reps)} Replicas (typed Ops, encoded op blocks): {edits:,} edits")
+    print(f"  total {secs:.2f} s ({secs / edits * 1e6:.1f} us/edit, local, encode, decode and remote), endContent {'ok on both' if ok else 'WRONG'}")
+    print(f"  bytes exchanged: {sent:,} B op blocks ({sent / edits:.2f} B/edit)")
+
+
 def counters(n: int = 1540) -> None:
     """The crdt-benchmarks B3 shape: n replicas each add 1, merged into one."""
     t0 = time.perf_counter()
@@ -275,7 +347,9 @@ def main() -> None:
     limit = 20_000 if args.quick else args.limit
     print(f"python {sys.version.split()[0]}; traces from {TRACES}")
     sequential(limit)
+    replica_sequential(limit)
     concurrent()
+    replica_concurrent()
     counters()
     plain_key_writers()
 

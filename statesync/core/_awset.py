@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import ClassVar, Final, TypeAlias
+from typing import Final, TypeAlias
 
 import attrs
 
@@ -31,7 +31,6 @@ from statesync.core._typebase import (
     DottedOp,
     bad,
     check_dot,
-    check_header,
 )
 from statesync.errors import InvalidOperation
 
@@ -78,24 +77,20 @@ def _canonical(x: Scalar) -> Scalar:
 class _SetOp(DottedOp):
     element: Scalar
     observed: tuple[Dot, ...]
-    KIND: ClassVar[int] = -1
 
     def to_plain(self) -> list[object]:
-        return [self.KIND, self.origin, self.seq, self.element, [list(d) for d in self.observed]]
+        kind = 0 if type(self) is SetAdd else 1
+        return [kind, self.origin, self.seq, self.element, [list(d) for d in self.observed]]
 
 
 @attrs.frozen
 class SetAdd(_SetOp):
-    """Add ``element``; the author had observed the adds ``observed`` of it."""
-
-    KIND: ClassVar[int] = 0
+    """Add ``element``; the author had observed the adds ``observed`` of it (plain kind 0)."""
 
 
 @attrs.frozen
 class SetRemove(_SetOp):
-    """Remove ``element``: drop the adds ``observed`` of it (concurrent adds survive)."""
-
-    KIND: ClassVar[int] = 1
+    """Remove ``element``: drop the adds ``observed`` of it, concurrent adds survive (plain kind 1)."""
 
 
 SetOp: TypeAlias = SetAdd | SetRemove
@@ -190,11 +185,6 @@ class AWSet(Buffered[SetOp]):
             out["remove"] = [_element(k) for k in sorted(removed)]
         return out
 
-    def compact(self, stable: Mapping[str, int]) -> int:
-        """Nothing to drop: removed elements leave no tombstones. Returns 0."""
-        del stable
-        return 0
-
     def to_snapshot(self) -> dict[str, object]:
         return {
             "type": "awset",
@@ -206,32 +196,18 @@ class AWSet(Buffered[SetOp]):
             **self._causal_plain(),
         }
 
-    @classmethod
-    def from_snapshot(
-        cls,
-        data: Mapping[str, object],
-        *,
-        elements_max: int = SET_ELEMENTS_MAX,
-        pending_ops_max: int = PENDING_OPS_MAX,
-    ) -> AWSet:
-        s = cls(elements_max=elements_max, pending_ops_max=pending_ops_max)
-        try:
-            check_header(data, "awset")
-            elements: Iterable[list[object]] = data["elements"]  # type: ignore[assignment]
-            for x, dots in elements:
-                key = scalar_key(x)
-                got = {check_dot((str(o), int(q)), "element dot") for o, q in dots}  # type: ignore[attr-defined]
-                if not got:
-                    raise ValueError(f"element {x!r:.40} without dots")
-                s._elems[key] = (_canonical(x), got)  # type: ignore[arg-type]
-            if len(s._elems) > elements_max:
-                raise ValueError(f"more than {elements_max} elements")
-            pending = s._load_causal(data, set_op_from_plain)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise _bad(f"malformed snapshot ({exc})") from None
-        for op in pending:
-            s.apply(op)
-        return s
+    def _load(self, data: Mapping[str, object]) -> list[SetOp]:
+        """Restore from :meth:`to_snapshot`'s form (see ``Buffered.from_snapshot``)."""
+        elements: Iterable[list[object]] = data["elements"]  # type: ignore[assignment]
+        for x, dots in elements:
+            key = scalar_key(x)
+            got = {check_dot((str(o), int(q)), "element dot") for o, q in dots}  # type: ignore[attr-defined]
+            if not got:
+                raise ValueError(f"element {x!r:.40} without dots")
+            self._elems[key] = (_canonical(x), got)  # type: ignore[arg-type]
+        if len(self._elems) > self.elements_max:
+            raise ValueError(f"more than {self.elements_max} elements")
+        return self._load_causal(data, set_op_from_plain)
 
 
 def _element(key: ScalarKey) -> Scalar:

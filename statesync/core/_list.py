@@ -34,7 +34,6 @@ from statesync.core._typebase import (
     char_from_plain,
     char_plain,
     check_dot,
-    check_header,
     opt_char_from_plain,
 )
 from statesync.core._value import Value, validate_value
@@ -327,38 +326,23 @@ class List(Buffered[ListOp]):
             **self._causal_plain(),
         }
 
-    @classmethod
-    def from_snapshot(
-        cls,
-        data: Mapping[str, object],
-        *,
-        items_max: int = LIST_ITEMS_MAX,
-        pending_ops_max: int = PENDING_OPS_MAX,
-    ) -> List:
-        """A list from :meth:`to_snapshot`'s form; InvalidOperation when malformed."""
-        lst = cls(items_max=items_max, pending_ops_max=pending_ops_max)
-        try:
-            check_header(data, "list")
-            origins = [str(o) for o in data["origins"]]  # type: ignore[attr-defined]
-            flat: list[int] = list(data["items"])  # type: ignore[call-overload]
-            if len(flat) % 3:
-                raise ValueError("items are not whole triples")
-            ids = [(origins[flat[i]], int(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)]
-            take = Slicer(ids)
-            load_runs(lst._seq, data, origins, take)  # type: ignore[arg-type]
-            take.check_done()
-            values: list[Value] = list(data["values"])  # type: ignore[call-overload]
-            ts: list[int] = [int(t) for t in data["ts"]]  # type: ignore[attr-defined]
-            if len(values) != len(ids) or len(ts) != len(ids):
-                raise ValueError("items, values and timestamps differ in count")
-            for (slot, item), v, t in zip(lst._live_slots(), values, ts, strict=True):
-                validate_value(v)
-                lst._values[item] = v
-                lst._reg[item] = (t, slot[0], slot[1], slot)
-            lst._clock = int(data["clock"])  # type: ignore[call-overload]
-            pending = lst._load_causal(data, list_op_from_plain)
-        except (KeyError, TypeError, ValueError, IndexError, InvalidValue) as exc:
-            raise _bad(f"malformed snapshot ({exc})") from None
-        for op in pending:
-            lst.apply(op)
-        return lst
+    def _load(self, data: Mapping[str, object]) -> list[ListOp]:
+        """Restore from :meth:`to_snapshot`'s form (see ``Buffered.from_snapshot``)."""
+        origins = [str(o) for o in data["origins"]]  # type: ignore[attr-defined]
+        flat: list[int] = list(data["items"])  # type: ignore[call-overload]
+        if len(flat) % 3:
+            raise ValueError("items are not whole triples")
+        ids = [(origins[flat[i]], int(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)]
+        take = Slicer(ids)
+        load_runs(self._seq, data, origins, take)  # type: ignore[arg-type]
+        take.check_done()
+        values: list[Value] = list(data["values"])  # type: ignore[call-overload]
+        ts: list[int] = [int(t) for t in data["ts"]]  # type: ignore[attr-defined]
+        if len(values) != len(ids) or len(ts) != len(ids):
+            raise ValueError("items, values and timestamps differ in count")
+        for (slot, item), v, t in zip(self._live_slots(), values, ts, strict=True):
+            validate_value(v)
+            self._values[item] = v
+            self._reg[item] = (t, slot[0], slot[1], slot)
+        self._clock = int(data["clock"])  # type: ignore[call-overload]
+        return self._load_causal(data, list_op_from_plain)

@@ -432,6 +432,7 @@ class Replica(TypedWrites):
                     if op.kind == TYPED and op.path == path and body_of(op).target == (v.origin, v.seq):
                         try:
                             box.obj.apply(body_of(op).op)  # type: ignore[arg-type]
+                            box.frozen = None
                         except InvalidOperation:
                             continue
                 out.append(other)

@@ -74,7 +74,7 @@ from statesync.core._messages import (
     SyncResponse,
     Welcome,
 )
-from statesync.core._op import Op
+from statesync.core._op import Change, Op
 from statesync.core._path import PathLike
 from statesync.core._peers import LinkState, PeerState
 from statesync.core._replica import Replica
@@ -201,6 +201,23 @@ class Replicator(SnapshotTransfers):
             op = self.replica.remove(path, now.wall_ms, changes)
         else:
             op = self.replica.put(path, value, now.wall_ms, changes)
+        return self._issue([op], ack, timeout_s, now)
+
+    def write_typed(
+        self,
+        edit: Callable[[int, list[Change] | None], Op],
+        *,
+        ack: AckSpec = "local",
+        timeout_s: float | None = None,
+        now: Now,
+    ) -> WriteTicket:
+        """A typed edit with its write concern: ``edit(wall_ms, changes)`` is a Replica typed method
+        bound to its other arguments (``functools.partial(replica.text_insert, path, pos, s)``).
+
+        Raises InvalidOperation for a bad edit (nothing happens).
+        """
+        check_ack(ack)
+        op = edit(now.wall_ms, self._out.changes if self.record_changes else None)
         return self._issue([op], ack, timeout_s, now)
 
     def write_many(

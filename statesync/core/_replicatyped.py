@@ -19,6 +19,7 @@ from statesync.core._list import List
 from statesync.core._op import ABSENT, PUT, Change, Op
 from statesync.core._path import Path, PathLike, format_path
 from statesync.core._text import Text
+from statesync.core._typebase import Buffered
 from statesync.core._typed import Typed, TypedOp, new_typed, type_code
 from statesync.core._typedops import TYPED, TypedBody, TypedBox, box_of, editing_context
 from statesync.core._value import Value, validate_value
@@ -159,7 +160,10 @@ class TypedWrites:
             if not boxes:
                 tree.typed_paths.discard(path)
             for box in boxes:
+                box.frozen = None
                 done += box.obj.compact(stable)
+                if isinstance(box.obj, Buffered):
+                    box.obj.settle(stable)
         return done
 
     def _typed(
@@ -217,6 +221,7 @@ class TypedWrites:
             box, target = got
             before = tree.get(p) if changes is not None else ABSENT
             rec = make(box.obj, dot)  # the type validates first; applies only when valid
+            box.frozen = None
             clock = self.clock
             hlc = clock.last = max(clock.last + 1, wall_ms << COUNTER_BITS)
             body = TypedBody(target, rec)

@@ -13,7 +13,7 @@ from typing import Final
 
 from statesync.core._messages import SnapshotEntry
 from statesync.core._op import Op, Version
-from statesync.core._typedops import TYPED, body_of, typed_size
+from statesync.core._typedops import TYPED, body_of, is_frozen, typed_size
 from statesync.core._value import Value, validate_value
 
 
@@ -59,6 +59,8 @@ def _value_size(value: Value) -> int:
         return len(value.encode()) + 1  # type: ignore[union-attr]
     if t is bytes:
         return len(value) + 1  # type: ignore[arg-type]
+    if t is dict and is_frozen(value):  # a typed value's snapshot: large flat int lists, sized in C
+        return len(repr(value).encode("utf-8", "surrogatepass")) + 16
     return validate_value(value)
 
 

@@ -18,6 +18,7 @@ from typing import Final
 
 import attrs
 
+from statesync.core._context import vv_leq
 from statesync.core._messages import Message, SnapshotChunk, SnapshotRequest
 from statesync.core._peers import IncomingSnapshot, LinkState, PeerState
 from statesync.core._replica import Replica, Snapshot
@@ -93,6 +94,7 @@ class SnapshotTransfers:
     peers: dict[str, PeerState]
     _out: Output
     _ack_due: set[LinkId]
+    _links: dict[LinkId, LinkState]
     _snapshots_out: dict[str, OutgoingSnapshot]
     _next_transfer: int
 
@@ -176,11 +178,25 @@ class SnapshotTransfers:
 
     def _on_snapshot_chunk(self, link: LinkState, peer: PeerState, msg: SnapshotChunk, now: Now) -> None:
         inc = peer.snapshot_in
+        if (inc is None or inc.transfer_id != msg.transfer_id) and vv_leq(msg.vv, self.replica.vv):
+            # A late or duplicate chunk of a snapshot this replica already has all of
+            # (one just installed, or a stale transfer offered again): starting it over,
+            # or asking for a fresh one, would loop while such chunks keep coming
+            # (multi-chunk snapshots made it storm). Release it at the sender instead.
+            # A transfer of this peer still under way is older than this one, whose
+            # state we hold: drop it too, so that syncing (and its acks) resumes.
+            peer.snapshot_in = None
+            self._send(link.id, SnapshotRequest(msg.transfer_id, -1))
+            return
         if msg.offset == 0 and (inc is None or inc.transfer_id != msg.transfer_id):
             inc = peer.snapshot_in = IncomingSnapshot(msg.transfer_id, msg.total, dict(msg.vv), [])
         if inc is None or inc.transfer_id != msg.transfer_id or msg.total != inc.total:
-            # A chunk of a transfer we no longer hold: ask for a fresh one.
-            self._send(link.id, SnapshotRequest("", 0))
+            # A chunk of a transfer we do not hold. With none under way, ask for a
+            # fresh one; with another under way, leave it (the pulls of the one under
+            # way bring a fresh transfer if the sender dropped it): restarting on
+            # every stray chunk made restarts feed each other under duplication.
+            if inc is None:
+                self._send(link.id, SnapshotRequest("", 0))
             return
         if msg.offset != len(inc.entries):
             # A gap (a chunk was lost) or the sender offering the first chunk again
@@ -205,7 +221,10 @@ class SnapshotTransfers:
         self.counters["snapshots_installed"] += 1
         self._out.notices.append(f"installed a snapshot of {inc.total} paths from {peer.node_id}")
         self._send(link.id, SnapshotRequest(inc.transfer_id, -1))
-        self._ack_due.add(link.id)
+        # Every peer learns the new vector at once (not only the sender): the
+        # ops it brought may be ones another peer waits to see acknowledged
+        # before it compacts its log, and no op may come from there to ack.
+        self._ack_due.update(lid for lid, ls in self._links.items() if ls.up)
 
     def snapshot_progress(self) -> dict[str, tuple[int, int]]:
         """Incoming snapshot transfers: peer -> (entries received, total)."""

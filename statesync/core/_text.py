@@ -28,7 +28,6 @@ from statesync.core._typebase import (
     bad,
     char_plain,
     check_dot,
-    check_header,
     opt_char_from_plain,
 )
 from statesync.errors import InvalidOperation
@@ -207,28 +206,13 @@ class Text(Buffered[TextOp]):
             **self._causal_plain(),
         }
 
-    @classmethod
-    def from_snapshot(
-        cls,
-        data: Mapping[str, object],
-        *,
-        chars_max: int = TEXT_CHARS_MAX,
-        pending_ops_max: int = PENDING_OPS_MAX,
-    ) -> Text:
-        """A text from :meth:`to_snapshot`'s form; InvalidOperation when malformed."""
-        t = cls(chars_max=chars_max, pending_ops_max=pending_ops_max)
-        try:
-            check_header(data, "text")
-            origins = [str(o) for o in data["origins"]]  # type: ignore[attr-defined]
-            text = data["text"]
-            if type(text) is not str:
-                raise ValueError("text is not a str")
-            take = Slicer(text)
-            load_runs(t._seq, data, origins, take)  # type: ignore[arg-type]
-            take.check_done()
-            pending = t._load_causal(data, text_op_from_plain)
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise _bad(f"malformed snapshot ({exc})") from None
-        for op in pending:
-            t.apply(op)
-        return t
+    def _load(self, data: Mapping[str, object]) -> list[TextOp]:
+        """Restore from :meth:`to_snapshot`'s form (see ``Buffered.from_snapshot``)."""
+        origins = [str(o) for o in data["origins"]]  # type: ignore[attr-defined]
+        text = data["text"]
+        if type(text) is not str:
+            raise ValueError("text is not a str")
+        take = Slicer(text)
+        load_runs(self._seq, data, origins, take)  # type: ignore[arg-type]
+        take.check_done()
+        return self._load_causal(data, text_op_from_plain)

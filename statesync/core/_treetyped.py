@@ -71,6 +71,7 @@ class TypedTree:
             return
         before = self._read_leaf(path) if changes is not None else ABSENT
         try:
+            target.frozen = None
             target.obj.apply(body.op)  # type: ignore[arg-type]
         except InvalidOperation:
             return

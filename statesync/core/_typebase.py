@@ -11,12 +11,12 @@ or through a third replica.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Generic, TypeAlias, TypeVar
+from typing import Generic, Self, TypeAlias, TypeVar
 
 import attrs
 
 from statesync.core._context import CausalContext, Dot
-from statesync.errors import InvalidOperation
+from statesync.errors import InvalidOperation, InvalidValue
 
 DeltaStep: TypeAlias = dict[str, object]
 """One step of a Yjs-style delta: ``{"retain": n}``, ``{"insert": s}`` or ``{"delete": n}``."""
@@ -217,6 +217,19 @@ class Buffered(Generic[T]):
         """How many ops wait for a dot they depend on."""
         return self._d.pending_count
 
+    def compact(self, stable: Mapping[str, int]) -> int:
+        """Forget what no op can need below ``stable``; returns how much. Here: nothing (no tombstones)."""
+        del stable
+        return 0
+
+    def settle(self, stable: Mapping[str, int]) -> None:
+        """Count every dot below ``stable`` as applied (the replica has applied them all, here or on other paths).
+
+        Keeps the applied context a plain vector when the origins' other ops
+        went to other paths, instead of a cloud of the dots this type did get.
+        """
+        self._d.applied.merge(CausalContext({o: n for o, n in stable.items() if n > 0}))
+
     def _fresh(self, dot: Dot) -> None:
         check_dot(dot, f"{self.TYPE_NAME} op")
         if dot in self._d.applied:
@@ -227,6 +240,24 @@ class Buffered(Generic[T]):
             "applied": context_to_plain(self._d.applied),
             "pending": [op.to_plain() for op in self._d.pending()],  # type: ignore[attr-defined]
         }
+
+    def _load(self, data: Mapping[str, object]) -> list[T]:
+        """Restore this (new, empty) object from its snapshot; return the held ops to apply."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, object], **bounds: int) -> Self:
+        """An object from its ``to_snapshot`` form (``bounds``: the constructor's); InvalidOperation when malformed."""
+        obj = cls(**bounds)
+        name = cls.TYPE_NAME
+        try:
+            check_header(data, name)
+            pending = obj._load(data)
+        except (KeyError, TypeError, ValueError, IndexError, InvalidValue) as exc:
+            raise bad("set" if name == "awset" else name, f"malformed snapshot ({exc})") from None
+        for op in pending:
+            obj.apply(op)  # type: ignore[attr-defined]
+        return obj
 
     def _load_causal(self, data: Mapping[str, object], parse: Callable[[object], T]) -> list[T]:
         """Restore the applied context; return the held ops for the caller to apply (KeyError etc. when malformed)."""

@@ -63,11 +63,13 @@ class TypedBody(NamedTuple):
 class TypedBox:
     """The live typed value in a register: its type code and the object."""
 
-    __slots__ = ("code", "obj")
+    __slots__ = ("code", "frozen", "obj")
 
     def __init__(self, code: int, obj: Typed) -> None:
         self.code = code
         self.obj = obj
+        self.frozen: dict[str, Value] | None = None
+        """The snapshot form, kept until the next edit (whoever edits ``obj`` clears it)."""
 
     @property
     def type_name(self) -> str:
@@ -206,7 +208,9 @@ def freeze(v: Version) -> Version:
     box = box_of(v.value)
     if box is None:
         return v
-    return v._replace(value={FROZEN_KEY: [box.code, box.obj.to_snapshot()]})  # type: ignore[list-item]
+    if box.frozen is None:
+        box.frozen = {FROZEN_KEY: [box.code, box.obj.to_snapshot()]}  # type: ignore[list-item]
+    return v._replace(value=box.frozen)
 
 
 def is_frozen(value: object) -> bool:

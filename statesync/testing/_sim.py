@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import attrs
@@ -56,6 +57,7 @@ from statesync.core._replicator import (
     op_size,
 )
 from statesync.core._strategy import Strategies, StrategySpec
+from statesync.errors import InvalidOperation
 from statesync.node._effects import Checkpoints, EffectsApplier
 
 WALL_BASE_MS = 1_700_000_000_000
@@ -77,6 +79,8 @@ class SimConfig:
     delay_ms: tuple[int, int] = (0, 40)
     step_ms: tuple[int, int] = (1, 10)
     write_rate: float = 0.35
+    typed_rate: float = 0.3
+    """The share of writes that are typed edits (text, list, counter, set) on the same paths."""
     burst_max: int = 1
     concerns: tuple[AckSpec, ...] = ("local", "local", "local", "all", 1, 2)
     """The write concerns a write draws from."""
@@ -213,6 +217,10 @@ class SimResult:
     crashes: int
     partitions: int
     trace: list[str]
+    typed_writes: int = 0
+    """Typed edits (text, list, counter, set) made, of ``writes``."""
+    typed_paths: int = 0
+    """Paths that hold a typed value at the end (on the first replica)."""
 
     def replay_command(self, config: SimConfig) -> str:
         strategy = config.strategy if isinstance(config.strategy, str) else "custom"
@@ -250,6 +258,7 @@ class Simulation:
         self.committed_ops: dict[Dot, Op] = {}
         self.acknowledged: set[Dot] = set()
         self.writes = 0
+        self.typed_writes = 0
         self.messages = 0
         self.sent: dict[str, int] = {}
         self.bytes_estimate = 0
@@ -474,7 +483,15 @@ class Simulation:
         roll = rng.random()
         ack: AckSpec = rng.choice(self.cfg.concerns)
         now = self._now(node)
-        if roll < 0.6:
+        if rng.random() < self.cfg.typed_rate:
+            edit = _typed_edit(rep.replica, path, rng)
+            try:
+                ticket = rep.write_typed(edit, ack=ack, timeout_s=2.0, now=now)
+            except InvalidOperation as exc:  # a path holding a map or another type, an edit of nothing
+                self._log(f"{node.node_id} typed edit refused: {exc}")
+                return
+            self.typed_writes += 1
+        elif roll < 0.6:
             value: Any = rng.choice([rng.randint(0, 99), f"s{rng.randint(0, 9)}", None, [1, 2], True])
             ticket = rep.write(path, value, ack=ack, timeout_s=2.0, now=now)
         elif roll < 0.8:
@@ -588,7 +605,16 @@ class Simulation:
             crashes=self.crashes,
             partitions=self.partitions,
             trace=self.trace,
+            typed_writes=self.typed_writes,
+            typed_paths=self._typed_paths(),
         )
+
+    def _typed_paths(self) -> int:
+        replicas = self._replicas()
+        if not replicas:
+            return 0
+        r = replicas[0]
+        return sum(1 for p in r.tree.typed_paths if r.typed_value(p) is not None)
 
     def _replicas(self) -> list[Replica]:
         return [n.replicator.replica for n in self.nodes.values() if n.replicator is not None]
@@ -629,6 +655,33 @@ class Simulation:
             self.violations.append(f"the final context {vv} holds ops nobody committed: {reference.vv}")
         elif reference.digest() != replicas[0].digest():
             self.violations.append("the converged state differs from a fresh replica applying exactly its context's ops")
+
+
+_EDITS = {"Text": (0, 0, 1), "List": (2, 3, 3, 4), "Counter": (5,), "AWSet": (6, 7)}
+
+
+def _typed_edit(replica: Replica, path: tuple[str, ...], rng: random.Random) -> Callable[[int, list[Change] | None], Op]:
+    """A random typed edit at ``path``, valid where the path holds the type (else the replica refuses it)."""
+    shown = replica.get(path)
+    n = len(shown) if isinstance(shown, str | list) else 0
+    held = type(replica.typed_value(path)).__name__
+    kind = rng.choice(_EDITS.get(held, (0, 2, 5, 6)))
+    if kind == 0:
+        return partial(replica.text_insert, path, rng.randint(0, n), rng.choice(["x", "yz", "hello"]))
+    if kind == 1:
+        pos = rng.randint(0, max(0, n - 1))
+        return partial(replica.text_delete, path, pos, rng.randint(1, max(1, n - pos)))
+    if kind == 2:
+        return partial(replica.list_insert, path, rng.randint(0, n), [rng.randint(0, 9)])
+    if kind == 3:
+        return partial(replica.list_move, path, rng.randint(0, max(0, n - 1)), rng.randint(0, max(0, n - 1)))
+    if kind == 4:
+        return partial(replica.list_delete, path, rng.randint(0, max(0, n - 1)), 1)
+    if kind == 5:
+        return partial(replica.counter_add, path, rng.randint(-5, 5))
+    if kind == 6:
+        return partial(replica.aw_add, path, rng.randint(0, 3))
+    return partial(replica.aw_remove, path, rng.randint(0, 3))
 
 
 def _size(msg: Message) -> int:

@@ -211,24 +211,20 @@ class Decoder:
         return structure
 
     def _ops_hook(self, obj: Any, _: Any) -> Any:
-        if type(obj) is not tuple or len(obj) not in (2, 3) or obj[0] != Ops.TAG:
-            raise MalformedFrame("an Ops message is [4, ops] or [4, ops, ack_now]", limit="format", bound=3, value=obj)
-        ack_now = obj[2] if len(obj) == 3 else False
-        if type(ack_now) is not bool:
-            raise _wrong(ack_now, "bool").at(".ack_now")
-        try:
-            return Ops(decode_ops(obj[1], self.limits), ack_now)
-        except DecodeError as e:
-            raise e.at(".ops") from None
+        return Ops(*self._ops_and_flag(obj, Ops.TAG, "an Ops message is [4, ops] or [4, ops, ack_now]", "ack_now"))
 
     def _sync_response_hook(self, obj: Any, _: Any) -> Any:
-        if type(obj) is not tuple or len(obj) not in (2, 3) or obj[0] != SyncResponse.TAG:
-            raise MalformedFrame("a SyncResponse message is [7, ops, more]", limit="format", bound=3, value=obj)
-        more = obj[2] if len(obj) == 3 else False
-        if type(more) is not bool:
-            raise _wrong(more, "bool").at(".more")
+        return SyncResponse(*self._ops_and_flag(obj, SyncResponse.TAG, "a SyncResponse message is [7, ops, more]", "more"))
+
+    def _ops_and_flag(self, obj: Any, tag: int, shape: str, flag: str) -> tuple[tuple[Op, ...], bool]:
+        """The two fields of a message ``[tag, ops]`` or ``[tag, ops, flag]`` (the flag a bool, False when absent)."""
+        if type(obj) is not tuple or len(obj) not in (2, 3) or obj[0] != tag:
+            raise MalformedFrame(shape, limit="format", bound=3, value=obj)
+        value = obj[2] if len(obj) == 3 else False
+        if type(value) is not bool:
+            raise _wrong(value, "bool").at(f".{flag}")
         try:
-            return SyncResponse(decode_ops(obj[1], self.limits), more)
+            return decode_ops(obj[1], self.limits), value
         except DecodeError as e:
             raise e.at(".ops") from None
 
