@@ -299,11 +299,11 @@ class StreamReader(Generic[E]):
         if kind in ("put", "delete"):
             change = decode_change(msg)
             resume = msg.get("resume")
-            token = resume if isinstance(resume, str) else ""
+            change_token = resume if isinstance(resume, str) else ""
             delta = decode_delta(msg)
             if delta is not None:
-                return self._event(*change, token, delta)
-            return self._event(*change, token) if token else self._event(*change)
+                return self._event(*change, change_token, delta)
+            return self._event(*change, change_token) if change_token else self._event(*change)
         if kind in ("ready", "lagged", "end"):
             token = msg.get("resume")
             value = ABSENT if msg.get("resumed") else self._tree.value(msg)
