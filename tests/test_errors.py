@@ -110,8 +110,7 @@ def test_a_stored_record_that_does_not_decode_is_a_statesync_error() -> None:
 
 
 OWNED = [
-    "errors.py", "protocol", "client", "node/_service.py", "node/_watch.py", "node/_security.py",
-    "node/_results.py", "cli/_clientcmds.py", "cli/_output.py",
+    "errors.py", "protocol", "client", "aio", "node", "storage", "cli",
 ]  # fmt: skip
 
 

@@ -117,7 +117,7 @@ class Link:
             self.sock.connect(normalize_endpoint(address))
         except zmq.ZMQError as e:
             self._close_sockets()
-            raise ConnectError(f"cannot connect to {endpoint}: {e.strerror}; check the endpoint") from None
+            raise ConnectError(f"cannot connect to {endpoint}: {e.strerror}; check the endpoint") from e
         hello = Hello(self.proto.id, PROTOCOL_VERSION, (), options.port_window, int(options.heartbeat_timeout_s * 1000))
         self.conn.put(hello, prio=True)
         self.flush()
@@ -355,8 +355,8 @@ class Link:
             st.changed.clear()
             try:
                 await asyncio.wait_for(st.changed.wait(), max(0.0, deadline - self.loop.time()))
-            except TimeoutError:
-                raise RequestTimeout(f"no room to send the request within {timeout_s:g} s") from None
+            except TimeoutError as exc:
+                raise RequestTimeout(f"no room to send the request within {timeout_s:g} s") from exc
         if st.done or st.partner_gone:
             raise PortClosedError(f"the port is closed ({st.close_reason or self.reason})")
         fut: asyncio.Future[tuple[int, bytes]] = self.loop.create_future()
@@ -380,7 +380,7 @@ class Link:
         try:
             return decode(answer)
         except DecodeError as e:
-            raise RequestFailed(f"the response does not decode: {e}", remote_error="") from None
+            raise RequestFailed(f"the response does not decode: {e}", remote_error="") from e
 
     async def next_message(self, st: End, timeout_s: float | None) -> object | None:
         """The next message posted to ``st`` (decoded); None once it closed. TimeoutError after ``timeout_s``."""

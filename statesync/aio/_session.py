@@ -140,8 +140,8 @@ class Session:
             while True:
                 try:
                     data = await link.next_message(port, timeout_s)
-                except TimeoutError:
-                    raise NodeUnavailable(f"the node at {endpoint} stopped sending the snapshot for {timeout_s:g} s") from None
+                except TimeoutError as exc:
+                    raise NodeUnavailable(f"the node at {endpoint} stopped sending the snapshot for {timeout_s:g} s") from exc
                 if data is None:
                     raise ConnectionLost(f"the connection to {endpoint} closed during a snapshot; try again")
                 item = reader.feed(data)

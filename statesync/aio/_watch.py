@@ -59,9 +59,9 @@ class Watch(WatchBuffer):
         wait_s = self._timeout_s + START_MARGIN_S
         try:
             await asyncio.wait_for(asyncio.shield(started), wait_s)
-        except TimeoutError:
+        except TimeoutError as exc:
             await self.aclose()
-            raise NodeUnavailable(f"the node at {self._session.endpoint} did not start the watch within {wait_s:g} s") from None
+            raise NodeUnavailable(f"the node at {self._session.endpoint} did not start the watch within {wait_s:g} s") from exc
         except BaseException:
             await self.aclose()
             raise

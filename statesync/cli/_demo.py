@@ -91,11 +91,11 @@ def check_ports(nodes: list[DemoNode]) -> None:
                     s.bind((host, port))
                 except OSError as exc:
                     if exc.errno != errno.EADDRINUSE:
-                        raise DemoError(f"cannot use {endpoint} ({what} endpoint of node {node.name}, {node.file}): {exc.strerror}") from None
+                        raise DemoError(f"cannot use {endpoint} ({what} endpoint of node {node.name}, {node.file}): {exc.strerror}") from exc
                     raise DemoError(
                         f"port {port} ({what} endpoint of node {node.name}, {node.file}) is in use: is a `statesync launch` "
                         f"or another demo running? Stop it, or change the ports in {node.file.parent}/*.toml"
-                    ) from None
+                    ) from exc
 
 
 DEFAULT_FOLDER = Path("nodes")

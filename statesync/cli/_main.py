@@ -395,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             code: int = args.func(args)
             return code
         except BaseExceptionGroup as group:
-            raise _leaf(group) from None
+            raise _leaf(group) from group
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:

@@ -79,8 +79,8 @@ def _int(args: argparse.Namespace, name: str) -> int:
     text = str(getattr(args, name))
     try:
         return int(text)
-    except ValueError:
-        raise UsageError(f"{args.command} {args.action}: {name.upper()} must be an integer, not {text!r}") from None
+    except ValueError as exc:
+        raise UsageError(f"{args.command} {args.action}: {name.upper()} must be an integer, not {text!r}") from exc
 
 
 def _value(args: argparse.Namespace, text: str) -> Any:

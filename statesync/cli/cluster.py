@@ -37,7 +37,7 @@ from typing import IO, Any
 from statesync.cli._launch import node_command
 from statesync.cli._nodecmd import ENV_PARENT
 from statesync.client import Client
-from statesync.core import StatesyncError
+from statesync.errors import ConfigError, StatesyncError
 
 
 class ClusterError(StatesyncError):
@@ -53,7 +53,7 @@ def _toml(value: Any) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
-    raise TypeError(f"cannot pass {type(value).__name__} as a node option")
+    raise ConfigError(f"cannot pass {type(value).__name__} as a node option; use str, int, float, bool or a list of them")
 
 
 class LocalCluster:
@@ -72,7 +72,7 @@ class LocalCluster:
         start_timeout_s: float = 30.0,
     ) -> None:
         if size < 1:
-            raise ValueError("a cluster has at least one node")
+            raise ConfigError(f"a cluster has at least one node, not {size}; pass size=1 or more")
         self.names = [f"{prefix}{i + 1}" for i in range(size)]
         self._own_root = root is None
         self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="statesync-cluster-"))
@@ -131,9 +131,9 @@ class LocalCluster:
                 try:
                     hello = client.ping()
                     break
-                except StatesyncError:
+                except StatesyncError as exc:
                     if time.monotonic() > deadline:
-                        raise ClusterError(f"node {name} did not answer within {self.start_timeout_s:g} s; see {self.log_path(name)}") from None
+                        raise ClusterError(f"node {name} did not answer within {self.start_timeout_s:g} s; see {self.log_path(name)}") from exc
         finally:
             client.close()
         self.peer_endpoints[name] = str(hello["endpoints"][0])

@@ -113,5 +113,5 @@ class Counter:
             for o, s, t in data["entries"]:  # type: ignore[attr-defined]
                 c.apply(counter_op_from_plain([o, s, 0, t]))
         except (KeyError, TypeError, ValueError) as exc:
-            raise _bad(f"malformed snapshot ({exc})") from None
+            raise _bad(f"malformed snapshot ({exc})") from exc
         return c

@@ -105,7 +105,7 @@ def _values(values: object, where: str) -> tuple[Value, ...]:
         try:
             validate_value(v)
         except InvalidValue as exc:
-            raise _bad(f"bad value at {where}: {exc}", where) from None
+            raise _bad(f"bad value at {where}: {exc}", where) from exc
     return tuple(values)
 
 

@@ -95,7 +95,7 @@ class TypedWrites:
                         f"list: value {i} for {format_path(p)} cannot be stored: {exc}",
                         type_name="list",
                         where=f"pos {pos}",
-                    ) from None
+                    ) from exc
         return TypedWrites._typed(
             self, p, "list", lambda obj, dot: obj.insert(dot, pos, values), wall_ms, changes  # type: ignore[union-attr, arg-type]
         )

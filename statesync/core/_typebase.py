@@ -197,7 +197,7 @@ def context_from_plain(data: object, type_name: str) -> CausalContext:
         vv = {str(k): int(v) for k, v in vv_items}  # type: ignore[call-overload]
         dots = [(str(o), int(s)) for o, s in cloud]  # type: ignore[call-overload]
     except (TypeError, ValueError) as exc:
-        raise bad(type_name, f"snapshot: malformed applied context ({exc})") from None
+        raise bad(type_name, f"snapshot: malformed applied context ({exc})") from exc
     return CausalContext(vv, dots)
 
 
@@ -254,7 +254,7 @@ class Buffered(Generic[T]):
             check_header(data, name)
             pending = obj._load(data)
         except (KeyError, TypeError, ValueError, IndexError, InvalidValue) as exc:
-            raise bad("set" if name == "awset" else name, f"malformed snapshot ({exc})") from None
+            raise bad("set" if name == "awset" else name, f"malformed snapshot ({exc})") from exc
         for op in pending:
             obj.apply(op)  # type: ignore[attr-defined]
         return obj

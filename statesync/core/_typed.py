@@ -68,7 +68,7 @@ def typed_op_from_plain(data: object) -> TypedOp:
     except InvalidOperation:
         raise
     except (TypeError, ValueError, IndexError, KeyError, AttributeError) as exc:
-        raise InvalidOperation(f"malformed typed op ({type(exc).__name__}: {exc})"[:200]) from None
+        raise InvalidOperation(f"malformed typed op ({type(exc).__name__}: {exc})"[:200]) from exc
 
 
 def new_typed(type_name: str) -> Typed:
@@ -92,4 +92,4 @@ def typed_from_snapshot(data: Mapping[str, object]) -> Typed:
     except InvalidOperation:
         raise
     except (TypeError, ValueError, IndexError, KeyError, AttributeError) as exc:
-        raise InvalidOperation(f"malformed {name} snapshot ({type(exc).__name__}: {exc})"[:200]) from None
+        raise InvalidOperation(f"malformed {name} snapshot ({type(exc).__name__}: {exc})"[:200]) from exc

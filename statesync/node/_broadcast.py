@@ -22,7 +22,7 @@ import attrs
 
 from statesync import ports, wire
 from statesync.core import Value
-from statesync.errors import NodeClosedError
+from statesync.errors import BadRequest, NodeClosedError
 from statesync.node._inbox import Inbox
 
 
@@ -89,7 +89,7 @@ class Channels:
 
     def open(self, name: str, buffer_max: int) -> BroadcastChannel:
         if not name or len(name) > 256:
-            raise ValueError("a broadcast channel name is 1 to 256 characters")
+            raise BadRequest(f"broadcast channel name {name!r}: a name is 1 to 256 characters")
         channel = BroadcastChannel(self, name, buffer_max)
         self._by_name.setdefault(name, set()).add(channel)
         return channel

@@ -44,7 +44,7 @@ def _endpoints(value: object) -> tuple[str, ...]:
         try:
             address, _ = split_key(item)
         except InvalidKey as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(str(exc)) from exc
         scheme = address.split("://", 1)[0]
         if scheme not in ("tcp", "ipc", "inproc"):
             raise ConfigError(f"endpoint {address!r} uses {scheme}://; use tcp://, ipc:// or inproc://")
@@ -283,7 +283,7 @@ class NodeConfig:
         try:
             Strategies.from_spec(self.strategy)
         except StatesyncError as exc:
-            raise ConfigError(f"strategy: {exc}") from None
+            raise ConfigError(f"strategy: {exc}") from exc
 
     def _check_security(self) -> None:
         for name in ("secret_key_file", "authorized_keys_file"):
@@ -394,9 +394,9 @@ class NodeConfig:
         try:
             return cls(**values)
         except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
+            raise ConfigError(f"{source}: {exc}") from exc
         except TypeError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
+            raise ConfigError(f"{source}: {exc}") from exc
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], **overrides: Any) -> NodeConfig:
@@ -408,10 +408,10 @@ class NodeConfig:
         try:
             with open(path, "rb") as f:
                 data = tomllib.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist; check the path") from None
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist; check the path") from exc
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
         data.update({k: v for k, v in overrides.items() if v is not None})
         base = os.path.dirname(os.path.abspath(path))
         for name in RELATIVE_PATHS:

@@ -67,7 +67,7 @@ async def open_node(config: NodeConfig | None = None, /, **options: Any) -> Asyn
     except BaseExceptionGroup as group:
         # The nurseries wrap whatever the caller's block raised; give it back as it was.
         if body_error is not None and _only(group) is body_error:
-            raise body_error from None
+            raise body_error from body_error.__cause__  # as it was: its own cause, not the group
         raise
     finally:
         await trio.to_thread.run_sync(store.close)

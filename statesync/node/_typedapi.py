@@ -63,7 +63,7 @@ def edit_of(replica: Replica, path: Path, type_name: str, action: str, args: tup
         except InvalidOperation as exc:
             if where in str(exc):
                 raise
-            raise InvalidOperation(f"{exc} at {where}", type_name=exc.type_name, where=exc.where) from None
+            raise InvalidOperation(f"{exc} at {where}", type_name=exc.type_name, where=exc.where) from exc
 
     return named
 

@@ -124,10 +124,10 @@ class PortHosting:
             raise PortClosedError("the port runtime is closed")
         try:
             token = trio.lowlevel.current_trio_token()
-        except RuntimeError:
+        except RuntimeError as exc:
             raise RuntimeMismatch(
                 "ports are used from outside trio.run; call them from trio tasks"
-            ) from None
+            ) from exc
         if token is not self._token:
             raise RuntimeMismatch(
                 "this port belongs to another trio run; ports cannot move between runs"

@@ -243,8 +243,8 @@ class Listener:
         """The next incoming port (``PortClosedError`` once the listener is closed)."""
         try:
             return await self.__anext__()
-        except StopAsyncIteration:
-            raise PortClosedError("the listener is closed") from None
+        except StopAsyncIteration as exc:
+            raise PortClosedError("the listener is closed") from exc
 
     def offer(self, st: PortState) -> bool:
         if self.closed or len(self._queue) >= self.options.accept_backlog:

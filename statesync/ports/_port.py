@@ -328,7 +328,7 @@ class MessagePort:
         try:
             return _codec.decode(answer_payload)
         except DecodeError as e:
-            raise RequestFailed(f"the response does not decode: {e}", remote_error="") from None
+            raise RequestFailed(f"the response does not decode: {e}", remote_error="") from e
 
     def set_request_handler(self, handler: RequestHandler | None) -> None:
         """Answer requests with ``handler(data)`` (a value, or an awaitable of one); starts the port.

@@ -162,7 +162,7 @@ class PortRuntime(PortHosting):
                 f"cannot start the CURVE authenticator ({e.strerror}): another port runtime "
                 "already authenticates in this zmq context; give each runtime with CURVE "
                 "listeners its own context"
-            ) from None
+            ) from e
         self._zap = TrioSocket(sock)
         self._spawn(serve_zap, self._zap, self._authorize)
 
@@ -240,7 +240,7 @@ class PortRuntime(PortHosting):
             sock.close(0)
             raise ConnectError(
                 f"cannot listen on {endpoint}: {e.strerror}; pick another endpoint"
-            ) from None
+            ) from e
         bound = sock.getsockopt(zmq.LAST_ENDPOINT)
         bound_text = bound.decode() if isinstance(bound, bytes) else str(bound)
         eps = (with_key(bound_text, options.curve.public if options.curve else None),)
@@ -320,7 +320,7 @@ class PortRuntime(PortHosting):
             sock.close(0)
             raise ConnectError(
                 f"cannot connect to {endpoint}: {e.strerror}; check the endpoint"
-            ) from None
+            ) from e
         monitor = TrioSocket(mon)
         link = self._new_active(endpoint, options, ZmqDealer(TrioSocket(sock), monitor))
         link.monitor = monitor

@@ -102,7 +102,7 @@ class ZmqDealer:
         try:
             return self.sock.try_send(frame)
         except zmq.ZMQError as e:
-            raise ConnectionError(f"the peer is unreachable ({e.strerror})") from None
+            raise ConnectionError(f"the peer is unreachable ({e.strerror})") from e
 
     async def wait_room(self) -> None:
         await self.sock.wait_for(zmq.POLLOUT)
@@ -140,7 +140,7 @@ class ZmqRouterPeer:
         try:
             ok = self.sock.try_send_multipart((self.rid, frame))
         except zmq.ZMQError as e:
-            raise ConnectionError(f"the peer is unreachable ({e.strerror})") from None
+            raise ConnectionError(f"the peer is unreachable ({e.strerror})") from e
         if ok:
             self._backoff_s = SEND_BACKOFF_FIRST_S
         return ok

@@ -137,11 +137,11 @@ class TrioSocket:
                 self._fd_interrupted = False
                 try:
                     await trio.lowlevel.wait_readable(self._fd)
-                except trio.ClosedResourceError:
+                except trio.ClosedResourceError as exc:
                     if self._closed or not self._fd_interrupted:
                         raise SocketClosed(
                             "the zmq socket was closed while waiting on it"
-                        ) from None
+                        ) from exc
                 finally:
                     self._fd_waiting = False
                     self._fd_want = 0

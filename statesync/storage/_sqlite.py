@@ -321,7 +321,7 @@ class SqliteStore(ClosingStore):
         raise StorageError(
             f"{self.db_path}: {what} is unreadable ({e}); the store is damaged: "
             "move the data dir away and let the node catch up from its peers"
-        ) from None
+        )
 
     # ----------------------------------------------------------------- API
 

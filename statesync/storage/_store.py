@@ -132,7 +132,7 @@ def check_peers(peers: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]
     for node_id, endpoints in peers.items():
         check_node_id(node_id)
         if isinstance(endpoints, str):
-            raise TypeError(
+            raise StorageArgumentError(
                 f"peer {node_id!r}: endpoints must be a sequence of str, not one str; wrap it: ({endpoints!r},)"
             )
         eps = tuple(endpoints)
@@ -142,7 +142,7 @@ def check_peers(peers: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]
             )
         for ep in eps:
             if not isinstance(ep, str):
-                raise TypeError(f"peer {node_id!r}: endpoint {ep!r} is not a str")
+                raise StorageArgumentError(f"peer {node_id!r}: endpoint {ep!r} is not a str")
             if len(ep) > ENDPOINT_CHARS_MAX:
                 raise StorageLimitError(
                     f"peer {node_id!r}: an endpoint of {len(ep)} characters exceeds {ENDPOINT_CHARS_MAX}"
@@ -155,7 +155,7 @@ def check_meta(key: object, value: object) -> None:
     if not isinstance(key, str) or not key:
         raise StorageArgumentError(f"a meta key must be a non-empty str, got {key!r}")
     if not isinstance(value, str):
-        raise TypeError(f"meta {key!r}: the value must be a str, got {type(value).__name__}")
+        raise StorageArgumentError(f"meta {key!r}: the value must be a str, got {type(value).__name__}")
     if len(key) > META_KEY_CHARS_MAX:
         raise StorageLimitError(
             f"a meta key of {len(key)} characters exceeds {META_KEY_CHARS_MAX}"

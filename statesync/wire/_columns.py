@@ -318,7 +318,7 @@ def fix_values(
                     paths[i], v, depth_max=limits.path_depth_max, segment_chars_max=limits.segment_chars_max
                 )
         except DecodeError as e:
-            raise e.at(f"[{i}].value") from None
+            raise e.at(f"[{i}].value") from e
         except InvalidValue as e:
             raise ValueRejected(
                 f"a value breaks the value rules: {e}", limit="value", bound="core value rules", value=e.type_name,

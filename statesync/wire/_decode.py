@@ -205,7 +205,7 @@ class Decoder:
                 try:
                     args.append(hook(value, ftype))
                 except DecodeError as e:
-                    raise e.at(f".{fname}") from None
+                    raise e.at(f".{fname}") from e
             return cls(*args)
 
         return structure
@@ -226,7 +226,7 @@ class Decoder:
         try:
             return decode_ops(obj[1], self.limits), value
         except DecodeError as e:
-            raise e.at(".ops") from None
+            raise e.at(".ops") from e
 
 
 def _seq_dec(elem: object, inner: StructureHook, as_list: bool) -> StructureHook:
@@ -261,7 +261,7 @@ def _dec_items(hooks: Iterable[StructureHook], types_: Iterable[Any], items: tup
         try:
             out.append(hook(e, t))
         except DecodeError as err:
-            raise err.at(f"[{i}]") from None
+            raise err.at(f"[{i}]") from err
     return out
 
 
@@ -281,7 +281,7 @@ def _dict_dec(value_type: object, inner: StructureHook) -> StructureHook:
             try:
                 out[k] = inner(v, value_type)
             except DecodeError as err:
-                raise err.at(f"[{k!r}]") from None
+                raise err.at(f"[{k!r}]") from err
         return out
 
     return mapping

@@ -206,7 +206,7 @@ def _enc_items(hooks: Iterable[UnstructureHook], items: Sequence[Any]) -> list[o
         try:
             out.append(hook(e))
         except DataCloneError as err:
-            raise clone_error_at(err, f"[{i}]") from None
+            raise clone_error_at(err, f"[{i}]") from err
     return out
 
 
@@ -228,7 +228,7 @@ def _dict_enc(value_type: object, inner: UnstructureHook) -> UnstructureHook:
             try:
                 out[k] = inner(v)
             except DataCloneError as err:
-                raise clone_error_at(err, f"[{k!r}]") from None
+                raise clone_error_at(err, f"[{k!r}]") from err
         return out
 
     return mapping
@@ -246,7 +246,7 @@ def class_unstructure(cls: type, conv: cattrs.Converter) -> UnstructureHook:
             try:
                 out.append(hook(getattr(msg, name)))
             except DataCloneError as err:
-                raise clone_error_at(err, f".{name}") from None
+                raise clone_error_at(err, f".{name}") from err
         return out
 
     return unstructure
@@ -260,7 +260,7 @@ def _ops_unstructure(msg: Any) -> list[object]:
             return [Ops.TAG, _enc_ops(msg.ops), True]
         return [Ops.TAG, _enc_ops(msg.ops)]
     except DataCloneError as err:
-        raise clone_error_at(err, ".ops") from None
+        raise clone_error_at(err, ".ops") from err
 
 
 def _sync_response_unstructure(msg: Any) -> list[object]:
@@ -271,7 +271,7 @@ def _sync_response_unstructure(msg: Any) -> list[object]:
     try:
         return [SyncResponse.TAG, _enc_ops(msg.ops), msg.more]
     except DataCloneError as err:
-        raise clone_error_at(err, ".ops") from None
+        raise clone_error_at(err, ".ops") from err
 
 
 HAND_UNSTRUCTURE: Final[dict[type, UnstructureHook]] = {

@@ -66,8 +66,8 @@ def encode_entries(entries: Sequence[tuple[tuple[str, ...], Sequence[Version]]])
         seq_col = _columns.enc_ints(seqs, 1)
         _columns.check_values(values)
         return [n, table, _columns.enc_lens(lens), paths, values, hlc_col, _columns.enc_strs(origins, index), seq_col]
-    except Exception:
-        raise _locate_bad_entry(entries) from None
+    except Exception as exc:
+        raise _locate_bad_entry(entries) from exc
 
 
 def _locate_bad_entry(entries: Sequence[object]) -> DataCloneError:

@@ -222,7 +222,7 @@ def _decode_frame(data: bytes, limits: DecodeLimits) -> Frame:
             try:
                 messages.append(decoder.message(item))
             except DecodeError as e:
-                raise e.at(f"[{i}]") from None
+                raise e.at(f"[{i}]") from e
         return Frame(bool(flags & FLAG_PRIORITY), tuple(messages))
     return Frame(bool(flags & FLAG_PRIORITY), (structure_message(obj, limits),))
 

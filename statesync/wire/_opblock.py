@@ -125,18 +125,18 @@ def encode_ops(ops: Sequence[Op]) -> list[object]:
             enc_strs(names, index) if names else None,
             ns_col,
         ]
-    except Exception:
+    except Exception as exc:
         if any(map(is_typed_op, ops)):
             return _encode_with_typed(ops)
-        raise locate_bad_op(ops) from None
+        raise locate_bad_op(ops) from exc
 
 
 def _encode_with_typed(ops: Sequence[Op]) -> list[object]:
     """A block with a typed section (see ``_typedblock``)."""
     try:
         plain, section = encode_typed(ops)
-    except Exception:
-        raise locate_bad_op(ops) from None
+    except Exception as exc:
+        raise locate_bad_op(ops) from exc
     return [*encode_ops(plain), section]
 
 
@@ -172,10 +172,10 @@ def _encode_one(op: Op) -> list[object]:
         else:
             names_col = ns_col = None
         return [1, list(index), 0, seq, hlc, (path,), kind, (value,), len(context), names_col, ns_col]
-    except Exception:
+    except Exception as exc:
         if is_typed_op(op):
             return _encode_with_typed((op,))
-        raise locate_bad_op((op,)) from None
+        raise locate_bad_op((op,)) from exc
 
 
 _OP_RULES: Final[tuple[tuple[str, Callable[[Any], bool], str], ...]] = (

@@ -166,7 +166,7 @@ def _decode_entry(entry: tuple[Any, ...], table: tuple[str, ...], limits: Decode
     try:
         op = typed_op_from_plain(fix_value(rec, limits))
     except InvalidOperation as exc:
-        raise malformed(f"a typed op record is refused: {exc}"[:200]) from None
+        raise malformed(f"a typed op record is refused: {exc}"[:200]) from exc
     except DecodeError:
         raise
     if (op.origin, op.seq) != (origin, seq):

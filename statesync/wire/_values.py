@@ -253,4 +253,4 @@ def _fix_items(out: Any, items: Iterable[tuple[Any, Any]], depth: int, depth_max
             try:
                 out[key] = _fix(item, depth + 1, depth_max)
             except (NestingTooDeep, WrongType) as e:
-                raise e.at(f"[{key!r}]") from None
+                raise e.at(f"[{key!r}]") from e

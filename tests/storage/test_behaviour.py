@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from statesync.core import PUT, Op, Replica, Snapshot, Version
+from statesync.errors import StorageArgumentError
 from statesync.storage import (
     Loaded,
     MemoryStore,
@@ -174,13 +175,13 @@ def test_bounds_and_bad_arguments(harness: Harness) -> None:
         store.set_meta("k" * 300, "v")
     with pytest.raises(StorageLimitError):
         store.set_meta("k", "v" * ((1 << 20) + 1))
-    with pytest.raises(TypeError):
+    with pytest.raises(StorageArgumentError):
         store.set_meta("k", 1)  # type: ignore[arg-type]
     with pytest.raises(StorageLimitError):
         store.save_peers({"b": ["tcp://x"] * 65})
     with pytest.raises(StorageLimitError):
         store.save_peers({"b": ["x" * 2000]})
-    with pytest.raises(TypeError, match="wrap it"):
+    with pytest.raises(StorageArgumentError, match="wrap it"):
         store.save_peers({"b": "tcp://127.0.0.1:1"})
     with pytest.raises(ValueError):
         store.save_peers({"": ()})
