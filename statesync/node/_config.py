@@ -157,6 +157,9 @@ class NodeConfig:
     watch_buffer_max: int = 10_000
     watch_resume_events_max: int = 100_000
     """Changes kept for watches that resume from a token (0: none, no resume)."""
+    watch_resume_bytes_max: int = 64 << 20
+    """Bound on the values those changes hold (a typed text's change holds the whole text);
+    the oldest go first, and a watcher resuming from before them gets ``lagged``."""
     mesh_max: int = 64
     frame_bytes_max: int = 1_000_000
     """Largest frame between nodes (at most 1,000,000: the transport's payload bound).
@@ -265,6 +268,8 @@ class NodeConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name} = {value!r} must be a positive integer")
+        if not isinstance(self.watch_resume_bytes_max, int) or self.watch_resume_bytes_max <= 0:
+            raise ConfigError(f"watch_resume_bytes_max = {self.watch_resume_bytes_max!r} must be a positive integer (bytes)")
         if not isinstance(self.watch_resume_events_max, int) or self.watch_resume_events_max < 0:
             raise ConfigError(
                 f"watch_resume_events_max = {self.watch_resume_events_max!r} must be an integer >= 0 (0: no watch resume)"

@@ -218,7 +218,7 @@ class Node:
         if data_id is None:
             data_id = new_data_id()
             store.set_meta(DATA_ID_META, data_id)
-        journal = Journal(data_id, self.node_id, events_max, replica.vv)
+        journal = Journal(data_id, self.node_id, events_max, replica.vv, self.config.watch_resume_bytes_max)
         changes: list[Change] = []
         for op in loaded.ops:
             replica.receive(op, changes)

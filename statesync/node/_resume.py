@@ -40,7 +40,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Final
 
-from statesync.core import ABSENT, Change, Path
+from statesync.core import ABSENT, Change, Path, validate_value
 from statesync.errors import BadResumeToken
 from statesync.node._watch import EventKind, WatchEvent
 
@@ -94,11 +94,17 @@ class Journal:
     (the checkpoint it was rebuilt from).
     """
 
-    def __init__(self, data_id: str, node_id: str, events_max: int, low: Mapping[str, int]) -> None:
+    def __init__(
+        self, data_id: str, node_id: str, events_max: int, low: Mapping[str, int], bytes_max: int = 64 << 20
+    ) -> None:
         self.data_id = data_id
         self.node_id = node_id
         self.events_max = events_max
-        self._entries: collections.deque[tuple[Change, int]] = collections.deque()
+        self.bytes_max = bytes_max
+        """Bound on the values the journal keeps (each change's new and old value, estimated):
+        a typed text's change holds the whole text, so a count bound alone is no bound."""
+        self.bytes = 0
+        self._entries: collections.deque[tuple[Change, int, int]] = collections.deque()
         self._first = 0
         """Absolute position of ``_entries[0]``."""
         self._pos: dict[Key, int] = {}
@@ -138,16 +144,21 @@ class Journal:
                 index += 1
                 key = (origin, seq, index)
             pos[key] = at
-            entries.append((change, index))
+            size = _change_bytes(change)
+            self.bytes += size
+            entries.append((change, index, size))
             indexes.append(index)
             at += 1
         self._last = (origin, seq, index)
         for _ in range(len(entries) - self.events_max):
             self._evict()
+        while self.bytes > self.bytes_max and entries:
+            self._evict()
         return indexes
 
     def _evict(self) -> None:
-        change, index = self._entries.popleft()
+        change, index, size = self._entries.popleft()
+        self.bytes -= size
         key = (change.origin, change.seq, index)
         if self._pos.get(key) == self._first:
             del self._pos[key]
@@ -182,7 +193,7 @@ class Journal:
             start = at - self._first + 1
         depth = len(prefix)
         out: list[WatchEvent] = []
-        for change, index in itertools.islice(self._entries, start, None):
+        for change, index, _ in itertools.islice(self._entries, start, None):
             path = change.path
             if path[:depth] != prefix:
                 continue
@@ -190,3 +201,19 @@ class Journal:
             resume = self.token(change.origin, change.seq, index)
             out.append(WatchEvent(kind, path, change.new, change.old, change.origin, change.seq, resume))
         return out
+
+
+_ENTRY_BYTES: Final = 64
+"""What a journal entry costs besides its values (the change, the index, the position)."""
+
+
+def _change_bytes(change: Change) -> int:
+    return _ENTRY_BYTES + _value_bytes(change.new) + _value_bytes(change.old)
+
+
+def _value_bytes(value: object) -> int:
+    if value is ABSENT or value is None:
+        return 0
+    if isinstance(value, str | bytes):
+        return len(value)
+    return validate_value(value)

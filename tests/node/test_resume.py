@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from statesync.core import ABSENT, Change
 from statesync.errors import BadResumeToken, ConfigError
-from statesync.node import open_node
+from statesync.node import NodeConfig, open_node
 from statesync.node._resume import Journal, decode_token, encode_token
 from statesync.node._watch import WatchEvent
 
@@ -66,6 +66,36 @@ def test_the_journal_gives_the_changes_after_a_token_and_forgets_the_oldest() ->
     journal.record(changes[4:])  # 8 recorded, 5 kept: the mark's change is gone
     assert journal.after(mark, (), {"n": 8}) is None
     assert len(journal) == 5
+
+
+def test_the_journal_is_bounded_by_the_bytes_of_its_values_too() -> None:
+    # a typed text's change holds the whole text: 1,000 edits of a 10 kB text would keep
+    # 20 MB under a count bound alone
+    journal = Journal("d", "n", 100_000, {}, bytes_max=200_000)
+    text = "x" * 10_000
+    journal.record([Change(("doc",), text, text, "n", 1)])
+    mark = journal.position()
+    for seq in range(2, 1_001):
+        journal.record([Change(("doc",), text, text, "n", seq)])
+        assert journal.bytes <= 200_000
+    assert 0 < len(journal) <= 10  # about 20 kB an entry
+    assert journal.after(mark, (), {"n": 1_000}) is None  # evicted: the watcher gets lagged
+    last = journal.after(journal.token("n", 999, 0), (), {"n": 1_000})
+    assert last is not None and [e.seq for e in last] == [1_000]
+
+
+async def test_a_typed_text_edited_many_times_keeps_the_journal_within_its_bytes() -> None:
+    async with open_node(node_id="solo", watch_resume_bytes_max=1_000_000) as node:
+        text = node.text("doc")
+        for i in range(300):
+            await text.insert(i * 50, "y" * 50)  # the text grows to 15 kB
+        assert node._journal is not None and node._journal.bytes <= 1_000_000
+        assert len(node._journal) < 300
+
+
+def test_a_bad_journal_byte_bound_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="watch_resume_bytes_max"):
+        NodeConfig.from_mapping({"node_id": "a", "watch_resume_bytes_max": 0})
 
 
 def test_the_journal_refuses_a_token_of_another_node_or_data_folder() -> None:
