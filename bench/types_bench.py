@@ -32,11 +32,13 @@ import time
 from typing import Any
 
 import msgpack
+import trio
 import zstandard
 
 from statesync.core import Replica, Strategies
 from statesync.core._counter import Counter, counter_op_from_plain
 from statesync.core._text import Text, text_op_from_plain
+from statesync.node import NodeConfig, open_node
 from statesync.testing._traces import apply_patches, replay_concurrent
 from statesync.wire import DEFAULT_LIMITS
 from statesync.wire._opblock import decode_ops, encode_ops
@@ -301,10 +303,6 @@ def replica_concurrent() -> None:
 
 def peer_child(spec_json: str) -> None:
     """A node listening on tcp loopback: reports when its vector holds ``until`` ops of the writer."""
-    import trio
-
-    from statesync.node import NodeConfig, open_node
-
     spec = json.loads(spec_json)
 
     async def main() -> None:
@@ -327,10 +325,6 @@ def node_sequential(limit: int | None) -> None:
     Edits/s applied at the peer: from the first edit to the peer holding all of
     them (its vector covering the writer's last op); both in-memory, tcp loopback.
     """
-    import trio
-
-    from statesync.node import NodeConfig, open_node
-
     trace = load("automerge-paper.json.gz")
     edits = patches(trace, limit)
     n = len(edits)
