@@ -26,6 +26,7 @@ import gzip
 import json
 import os
 import pathlib
+import pickle
 import subprocess
 import sys
 import time
@@ -123,6 +124,20 @@ def memory_child(engine: str, limit: int | None) -> None:
         gc.collect()
         before = rss_bytes()
         doc = Text.from_snapshot(msgpack.unpackb(blob))
+    elif engine == "replica":
+        doc = replay_replica(edits)
+    elif engine == "replica-compacted":  # the document and its op log, deleted runs forgotten
+        doc = replay_replica(edits)
+        doc.compact_typed(dict(doc.vv))
+    elif engine == "replica-loaded":  # a fresh replica holding only the snapshot
+        r = replay_replica(edits)
+        r.compact_typed(dict(r.vv))
+        blob = pickle.dumps(r.snapshot())  # bytes, so the loaded text shares no strings with the source
+        del r
+        gc.collect()
+        before = rss_bytes()
+        doc = Replica("late")
+        doc.install_snapshot(pickle.loads(blob))
     else:
         doc = replay_pycrdt(edits)
     gc.collect()
@@ -276,6 +291,14 @@ def replica_sequential(limit: int | None) -> None:
     if pycrdt is not None:
         upd = doc.get_update()
         print(f"  vs Yjs update {len(upd):,} B: {len(body) / len(upd):.2f}x raw, {len(z) / len(upd):.2f}x zstd")
+    mems = {e: child_rss(e, limit) / 1e6 for e in ("replica", "replica-compacted", "replica-loaded")}
+    line = (
+        f"  resident growth: Replica {mems['replica']:.1f} MB after the replay ({len(r.log):,} Ops in its log), "
+        f"{mems['replica-compacted']:.1f} MB compacted, {mems['replica-loaded']:.1f} MB loaded from the snapshot"
+    )
+    if pycrdt is not None:
+        line += f"; pycrdt {child_rss('pycrdt', limit) / 1e6:.1f} MB"
+    print(line)
 
 
 def replica_concurrent() -> None:
