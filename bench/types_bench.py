@@ -2,6 +2,7 @@
 
     python bench/types_bench.py            # full run
     python bench/types_bench.py --quick    # the first 20,000 edits of the sequential trace
+    python bench/types_bench.py --only node [--limit N]   # automerge-paper through a node and a peer process
 
 Data: ../shared/data/editing-traces/ beside the repository (Joseph Gentle's
 editing-traces collection; automerge-paper prepared by Martin Kleppmann;
@@ -25,17 +26,20 @@ import gzip
 import json
 import os
 import pathlib
+import pickle
 import subprocess
 import sys
 import time
 from typing import Any
 
 import msgpack
+import trio
 import zstandard
 
 from statesync.core import Replica, Strategies
 from statesync.core._counter import Counter, counter_op_from_plain
 from statesync.core._text import Text, text_op_from_plain
+from statesync.node import NodeConfig, open_node
 from statesync.testing._traces import apply_patches, replay_concurrent
 from statesync.wire import DEFAULT_LIMITS
 from statesync.wire._opblock import decode_ops, encode_ops
@@ -120,6 +124,20 @@ def memory_child(engine: str, limit: int | None) -> None:
         gc.collect()
         before = rss_bytes()
         doc = Text.from_snapshot(msgpack.unpackb(blob))
+    elif engine == "replica":
+        doc = replay_replica(edits)
+    elif engine == "replica-compacted":  # the document and its op log, deleted runs forgotten
+        doc = replay_replica(edits)
+        doc.compact_typed(dict(doc.vv))
+    elif engine == "replica-loaded":  # a fresh replica holding only the snapshot
+        r = replay_replica(edits)
+        r.compact_typed(dict(r.vv))
+        blob = pickle.dumps(r.snapshot())  # bytes, so the loaded text shares no strings with the source
+        del r
+        gc.collect()
+        before = rss_bytes()
+        doc = Replica("late")
+        doc.install_snapshot(pickle.loads(blob))
     else:
         doc = replay_pycrdt(edits)
     gc.collect()
@@ -273,6 +291,14 @@ def replica_sequential(limit: int | None) -> None:
     if pycrdt is not None:
         upd = doc.get_update()
         print(f"  vs Yjs update {len(upd):,} B: {len(body) / len(upd):.2f}x raw, {len(z) / len(upd):.2f}x zstd")
+    mems = {e: child_rss(e, limit) / 1e6 for e in ("replica", "replica-compacted", "replica-loaded")}
+    line = (
+        f"  resident growth: Replica {mems['replica']:.1f} MB after the replay ({len(r.log):,} Ops in its log), "
+        f"{mems['replica-compacted']:.1f} MB compacted, {mems['replica-loaded']:.1f} MB loaded from the snapshot"
+    )
+    if pycrdt is not None:
+        line += f"; pycrdt {child_rss('pycrdt', limit) / 1e6:.1f} MB"
+    print(line)
 
 
 def replica_concurrent() -> None:
@@ -296,6 +322,80 @@ def replica_concurrent() -> None:
     print(f"concurrent trace friendsforever on {len(reps)} Replicas (typed Ops, encoded op blocks): {edits:,} edits")
     print(f"  total {secs:.2f} s ({secs / edits * 1e6:.1f} us/edit, local, encode, decode and remote), endContent {'ok on both' if ok else 'WRONG'}")
     print(f"  bytes exchanged: {sent:,} B op blocks ({sent / edits:.2f} B/edit)")
+
+
+def peer_child(spec_json: str) -> None:
+    """A node listening on tcp loopback: reports when its vector holds ``until`` ops of the writer."""
+    spec = json.loads(spec_json)
+
+    async def main() -> None:
+        async with open_node(NodeConfig.from_mapping({"tune_gc": True, **spec["config"]})) as node:
+            print(json.dumps({"endpoints": list(node.endpoints)}), flush=True)
+            origin, n = spec["until"]
+            while node.replica.vv.get(origin, 0) < n:
+                await trio.sleep(0.001)
+            done_at = time.time()
+            print(json.dumps({"done_at": done_at, "value": node.text(spec["path"]).value()}), flush=True)
+            stdin = trio.lowlevel.FdStream(os.dup(0))
+            await stdin.receive_some(1)  # runs until the parent closes stdin
+
+    trio.run(main)
+
+
+def node_sequential(limit: int | None) -> None:
+    """automerge-paper through a node, one ``await node.text(path).insert/delete`` per edit, to a peer process.
+
+    Edits/s applied at the peer: from the first edit to the peer holding all of
+    them (its vector covering the writer's last op); both in-memory, tcp loopback.
+    """
+    trace = load("automerge-paper.json.gz")
+    edits = patches(trace, limit)
+    n = len(edits)
+    n_ops = 1 + sum(bool(d) + bool(s) for _, d, s in edits)  # the warm-up write, then one op per insert or delete
+    # watch_resume_events_max 0: the resume journal keeps each change's whole new and old value
+    # (a text of up to 100k chars per edit), 100,000 of them by default: ~10 GB on this trace.
+    no_journal = {"watch_resume_events_max": 0}
+    spec = {"config": {"node_id": "b", "listen": ["tcp://127.0.0.1:*"], **no_journal}, "until": ["a", n_ops], "path": "doc"}
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--role", "peer", "--spec", json.dumps(spec)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert child.stdout is not None and child.stdin is not None
+    endpoints = json.loads(child.stdout.readline())["endpoints"]
+    try:
+
+        async def main() -> tuple[float, float, str, str]:
+            cfg = {"node_id": "a", "peers": endpoints, "tune_gc": True, **no_journal}
+            async with open_node(NodeConfig.from_mapping(cfg)) as node:
+                await node.set("warmup", 1, ack="all", timeout_s=10)
+                text = node.text("doc")
+                ins, rm = text.insert, text.delete
+                gc.collect()
+                t0 = time.time()
+                for pos, ndel, s in edits:
+                    if ndel:
+                        await rm(pos, ndel)
+                    if s:
+                        await ins(pos, s)
+                local_s = time.time() - t0
+                assert child.stdout is not None
+                line = await trio.to_thread.run_sync(child.stdout.readline)
+                got = json.loads(line)
+                return got["done_at"] - t0, local_s, got["value"], text.value()
+
+        secs, local_s, peer_text, own_text = trio.run(main)
+    finally:
+        child.stdin.close()
+        child.wait(timeout=30)
+    want = trace["endContent"] if not limit else own_text
+    check = "ok" if peer_text == want else "WRONG"
+    what = "endContent" if not limit else "the writer's text (a prefix)"
+    print(f"automerge-paper through a node to one peer process (tcp loopback, in-memory): {n:,} edits, {n_ops - 1:,} typed ops")
+    print(f"  one await node.text(path).insert/delete per edit: {n / local_s:,.0f} edits/s at the writer ({local_s:.2f} s)")
+    print(f"  applied at the peer: {secs:.2f} s, {n / secs:,.0f} edits/s ({secs / n * 1e6:.1f} us/edit); peer text = {what}: {check}")
 
 
 def counters(n: int = 1540) -> None:
@@ -337,15 +437,24 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--memory-child", default=None)
+    ap.add_argument("--only", choices=["node"], help="one figure: the sequential trace through a node and a peer process")
+    ap.add_argument("--role", choices=["peer"], help=argparse.SUPPRESS)
+    ap.add_argument("--spec", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
         memory_child(args.memory_child, args.limit)
+        return
+    if args.role == "peer":
+        peer_child(args.spec)
         return
     if not TRACES.is_dir():
         print(f"editing traces not found at {TRACES}; nothing to measure")
         return
     limit = 20_000 if args.quick else args.limit
     print(f"python {sys.version.split()[0]}; traces from {TRACES}")
+    if args.only == "node":
+        node_sequential(limit)
+        return
     sequential(limit)
     replica_sequential(limit)
     concurrent()

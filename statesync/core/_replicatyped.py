@@ -176,12 +176,11 @@ class TypedWrites:
         *,
         create: bool = True,
     ) -> Op:
-        where = format_path(p)
         if not p:
             raise InvalidOperation(
                 f"{type_name}: typed values live under a path like 'app.doc', not at the root",
                 type_name=type_name,
-                where=where,
+                where=format_path(p),
             )
         origin = self.node_id
         seq = self.vv.get(origin, 0) + 1
@@ -189,12 +188,14 @@ class TypedWrites:
         tree = self.tree
         got = _shown_box(tree, p)
         if got is not None and got[0].type_name != type_name:
+            where = format_path(p)
             raise InvalidOperation(
                 f"{type_name}: {where} holds a {got[0].type_name}; write or remove it first to make it a {type_name}",
                 type_name=type_name,
                 where=where,
             )
         if got is None:
+            where = format_path(p)
             shown = tree.get(p)
             if type(shown) is dict and shown:
                 raise InvalidOperation(

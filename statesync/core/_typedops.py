@@ -21,8 +21,8 @@ with it included (see docs/types.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Final, NamedTuple, cast
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, NamedTuple, cast
 
 from statesync.core._awset import SetAdd, SetRemove
 from statesync.core._context import Context, Dot
@@ -151,11 +151,30 @@ def typed_size(body: TypedBody) -> int:
 
 def editing_context(body: TypedBody) -> Context:
     """The causal context of an editing op: per origin, the highest dot it depends on."""
-    best: dict[str, int] = {body.target[0]: body.target[1]}
-    own = body.op.origin
-    for o, s in typed_deps(body.op):
-        if best.get(o, 0) < s and not (o == own and s == body.op.seq):
+    target = body.target
+    rec = body.op
+    own, own_seq = rec.origin, rec.seq
+    if type(rec) is TextInsert:  # the common case (typing): its anchors, without building the dep list
+        deps: Iterable[Any] = (rec.left, rec.right)
+    else:
+        deps = typed_deps(rec)
+    o0, s0 = target[0], target[1]
+    best: dict[str, int] | None = None
+    for c in deps:
+        if c is None:
+            continue
+        o, s = c[0], c[1]
+        if o == o0:
+            if s > s0 and not (o == own and s == own_seq):
+                s0 = s
+        elif best is None:
+            if not (o == own and s == own_seq):
+                best = {o: s}
+        elif best.get(o, 0) < s and not (o == own and s == own_seq):
             best[o] = s
+    if best is None:
+        return ((o0, s0),)
+    best[o0] = s0
     return tuple(sorted(best.items()))
 
 

@@ -61,7 +61,6 @@ from statesync.core import (
     as_path,
     op_size,
 )
-from statesync.core._typedwrite import typed_write
 from statesync.errors import BadResumeToken, NodeClosedError
 from statesync.node._broadcast import Broadcast, BroadcastChannel, Channels
 from statesync.node._config import NodeConfig
@@ -426,7 +425,7 @@ class Node:
         timeout = self.config.write_timeout_s if timeout_s is None else timeout_s
         now = self._now()
         edit = edit_of(self._replica, path, type_name, action, args)
-        ticket = typed_write(self._rep, edit, ack=ack, timeout_s=timeout, now=now)
+        ticket = self._rep.write_typed(edit, ack=ack, timeout_s=timeout, now=now)
         return self._ticket_now(ticket, now, on_ops)
 
     def _await_ticket(self, ticket: WriteTicket) -> Awaitable[Receipt]:

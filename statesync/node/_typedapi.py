@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from statesync.node._node import Node
     from statesync.node._results import Receipt
 
-Edit = Callable[[Replica, int, "list[Change] | None"], Op]
+Edit = Callable[[int, "list[Change] | None"], Op]
+"""``edit(wall_ms, changes)``: one typed op of the replica it was made for, for ``Replicator.write_typed``."""
 
 
 def _int(x: object, what: str, type_name: str, path: Path) -> int:
@@ -49,7 +50,7 @@ def _int(x: object, what: str, type_name: str, path: Path) -> int:
 
 
 def edit_of(replica: Replica, path: Path, type_name: str, action: str, args: tuple[Any, ...]) -> Edit:
-    """The edit ``action`` of the type ``type_name`` with ``args`` (checked), for ``typed_write``.
+    """The edit ``action`` of the type ``type_name`` with ``args`` (checked), for ``Replicator.write_typed``.
 
     The one table of typed edits the node's handles and its client service
     share. Its InvalidOperation names the path (the core's may name only the position).
@@ -57,9 +58,9 @@ def edit_of(replica: Replica, path: Path, type_name: str, action: str, args: tup
     edit = _edit_of(replica, path, type_name, action, args)
     where = format_path(path)
 
-    def named(r: Replica, wall_ms: int, changes: list[Change] | None) -> Op:
+    def named(wall_ms: int, changes: list[Change] | None) -> Op:
         try:
-            return edit(r, wall_ms, changes)
+            return edit(wall_ms, changes)
         except InvalidOperation as exc:
             if where in str(exc):
                 raise
@@ -75,29 +76,29 @@ def _edit_of(replica: Replica, path: Path, type_name: str, action: str, args: tu
         pos = _text_length(replica, path) if args[0] is None else _int(args[0], "pos", t, path)
         if not isinstance(s, str):
             raise InvalidOperation(f"text: insert takes a string, not {type(s).__name__}, at {format_path(path)}", type_name=t)
-        return lambda r, ms, ch: r.text_insert(path, pos, s, ms, ch)
+        return lambda ms, ch: replica.text_insert(path, pos, s, ms, ch)
     if (t, action) == ("text", "delete"):
         pos, n = _int(args[0], "pos", t, path), _int(args[1], "n", t, path)
-        return lambda r, ms, ch: r.text_delete(path, pos, n, ms, ch)
+        return lambda ms, ch: replica.text_delete(path, pos, n, ms, ch)
     if (t, action) in (("list", "insert"), ("list", "append")):
         values = list(args[1])
         pos = list_length(replica, path) if action == "append" else _int(args[0], "pos", t, path)
         if not values:
             raise InvalidOperation(f"list: {action} needs at least one value, at {format_path(path)}", type_name=t)
-        return lambda r, ms, ch: r.list_insert(path, pos, values, ms, ch)
+        return lambda ms, ch: replica.list_insert(path, pos, values, ms, ch)
     if (t, action) == ("list", "delete"):
         pos, n = _int(args[0], "pos", t, path), _int(args[1], "n", t, path)
-        return lambda r, ms, ch: r.list_delete(path, pos, n, ms, ch)
+        return lambda ms, ch: replica.list_delete(path, pos, n, ms, ch)
     if (t, action) == ("list", "move"):
         src, dst = _int(args[0], "src", t, path), _int(args[1], "dst", t, path)
-        return lambda r, ms, ch: r.list_move(path, src, dst, ms, ch)
+        return lambda ms, ch: replica.list_move(path, src, dst, ms, ch)
     if (t, action) == ("counter", "add"):
         amount = _int(args[0], "amount", t, path)
-        return lambda r, ms, ch: r.counter_add(path, amount, ms, ch)
+        return lambda ms, ch: replica.counter_add(path, amount, ms, ch)
     if (t, action) == ("awset", "add"):
-        return lambda r, ms, ch: r.aw_add(path, args[0], ms, ch)
+        return lambda ms, ch: replica.aw_add(path, args[0], ms, ch)
     if (t, action) == ("awset", "remove"):
-        return lambda r, ms, ch: r.aw_remove(path, args[0], ms, ch)
+        return lambda ms, ch: replica.aw_remove(path, args[0], ms, ch)
     raise InvalidOperation(f"{t}: there is no {action!r} edit (at {format_path(path)})", type_name=t)
 
 
