@@ -153,6 +153,14 @@ def child_rss(engine: str, limit: int | None) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
+def print_resident(ours: str, limit: int | None) -> None:
+    """One line of resident growth: ours, then pycrdt's for the same edits where it is installed."""
+    line = f"  resident growth: {ours}"
+    if pycrdt is not None:
+        line += f"; pycrdt {child_rss('pycrdt', limit) / 1e6:.1f} MB"
+    print(line)
+
+
 def sequential(limit: int | None) -> None:
     trace = load("automerge-paper.json.gz")
     edits = patches(trace, limit)
@@ -188,10 +196,7 @@ def sequential(limit: int | None) -> None:
         print(f"  ratio to Yjs: {len(snap) / len(upd):.2f}x raw, {len(z) / len(upd):.2f}x zstd vs Yjs raw, {len(z) / len(yz):.2f}x both zstd")
     mem = child_rss("ours", limit)
     mem_l = child_rss("ours-loaded", limit)
-    line = f"  resident growth: ours {mem / 1e6:.1f} MB after the replay, {mem_l / 1e6:.1f} MB loaded from the snapshot"
-    if pycrdt is not None:
-        line += f"; pycrdt {child_rss('pycrdt', limit) / 1e6:.1f} MB"
-    print(line)
+    print_resident(f"ours {mem / 1e6:.1f} MB after the replay, {mem_l / 1e6:.1f} MB loaded from the snapshot", limit)
 
 
 def concurrent() -> None:
@@ -292,13 +297,11 @@ def replica_sequential(limit: int | None) -> None:
         upd = doc.get_update()
         print(f"  vs Yjs update {len(upd):,} B: {len(body) / len(upd):.2f}x raw, {len(z) / len(upd):.2f}x zstd")
     mems = {e: child_rss(e, limit) / 1e6 for e in ("replica", "replica-compacted", "replica-loaded")}
-    line = (
-        f"  resident growth: Replica {mems['replica']:.1f} MB after the replay ({len(r.log):,} Ops in its log), "
-        f"{mems['replica-compacted']:.1f} MB compacted, {mems['replica-loaded']:.1f} MB loaded from the snapshot"
+    print_resident(
+        f"Replica {mems['replica']:.1f} MB after the replay ({len(r.log):,} Ops in its log), "
+        f"{mems['replica-compacted']:.1f} MB compacted, {mems['replica-loaded']:.1f} MB loaded from the snapshot",
+        limit,
     )
-    if pycrdt is not None:
-        line += f"; pycrdt {child_rss('pycrdt', limit) / 1e6:.1f} MB"
-    print(line)
 
 
 def replica_concurrent() -> None:

@@ -16,12 +16,10 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from statesync import protocol
-from statesync.client._common import Call
 from statesync.client._lease import (
     CLOSE_REVOKE_TIMEOUT_S,
     KEEPALIVES_PER_TTL,
     LeaseBase,
-    _same,
     check_ttl,
     client_id,
 )
@@ -33,11 +31,6 @@ if TYPE_CHECKING:
     from statesync.node._results import Receipt
 
 
-
-async def _call(client: Any, request: protocol.Request, cls: type[Any], timeout_s: float | None = None) -> Any:
-    """``request`` through the client's own request path (its retries included), the reply as it is."""
-    return await client._do(Call(request, cls, timeout_s or client.settings.timeout_s, _same))
-
 class Lease(LeaseBase):
     """A lease held by an asyncio client: ``async with await client.lease(ttl_s=5) as lease``."""
 
@@ -48,7 +41,7 @@ class Lease(LeaseBase):
 
     async def keepalive(self) -> float:
         """Keep the lease alive now (the client also does it by itself); its ttl."""
-        reply: protocol.LeaseReply = await _call(self._client, protocol.LeaseKeepalive(self.check()), protocol.LeaseReply)
+        reply: protocol.LeaseReply = await self._client._do(self._client._calls.plain(protocol.LeaseKeepalive(self.check()), protocol.LeaseReply))
         return reply.ttl_s
 
     async def revoke(self, timeout_s: float | None = None) -> None:
@@ -60,14 +53,14 @@ class Lease(LeaseBase):
             self._task.cancel()
         self._client._leases.discard(self)
         with contextlib.suppress(LeaseError):
-            await _call(self._client, protocol.LeaseRevoke(self.ref), protocol.Empty, timeout_s)
+            await self._client._do(self._client._calls.plain(protocol.LeaseRevoke(self.ref), protocol.Empty, timeout_s))
 
     async def _keepalive(self) -> None:
         interval = self.ttl_s / KEEPALIVES_PER_TTL
         while not self.ended:
             await asyncio.sleep(interval)
             try:
-                await _call(self._client, protocol.LeaseKeepalive(self.ref), protocol.LeaseReply, interval)
+                await self._client._do(self._client._calls.plain(protocol.LeaseKeepalive(self.ref), protocol.LeaseReply, interval))
             except LeaseError as exc:
                 self.error = exc
                 return
@@ -83,7 +76,7 @@ class Lease(LeaseBase):
 
 async def grant(client: Client, ttl_s: float) -> Lease:
     ttl = check_ttl(ttl_s)
-    reply: protocol.LeaseReply = await _call(client, protocol.LeaseGrant(ttl, client_id(client)), protocol.LeaseReply)
+    reply: protocol.LeaseReply = await client._do(client._calls.plain(protocol.LeaseGrant(ttl, client_id(client)), protocol.LeaseReply))
     lease = Lease(client, reply)
     lease._task = asyncio.get_running_loop().create_task(lease._keepalive())
     client._leases.add(lease)

@@ -236,6 +236,10 @@ def _conflicts(reply: protocol.ConflictsReply) -> list[Conflict]:
     return [Conflict(v.value, v.origin, v.seq, v.hlc, v.omitted) for v in reply.versions]
 
 
+def _same(reply: T) -> T:
+    return reply
+
+
 def _receipts(reply: protocol.SetManyReply) -> list[Receipt]:
     return [receipt(r) for r in reply.receipts]
 
@@ -268,8 +272,12 @@ class Calls:
     def ping(self) -> Call[dict[str, Any]]:
         return Call(protocol.Hello(protocol.PROTOCOL), protocol.HelloReply, self.settings.timeout_s, _hello_dict)
 
+    def plain(self, request: protocol.Request, reply: type[T], timeout_s: float | None = None) -> Call[T]:
+        """``request`` with its reply as the result (the lease requests); ``timeout_s`` defaults to the client's."""
+        return Call(request, reply, timeout_s or self.settings.timeout_s, _same)
+
     def get(self, path: Path) -> Call[protocol.GetReply]:
-        return Call(protocol.Get(path), protocol.GetReply, self.settings.timeout_s, lambda r: r)
+        return Call(protocol.Get(path), protocol.GetReply, self.settings.timeout_s, _same)
 
     def conflicts(self, path: PathLike) -> Call[list[Conflict]]:
         return Call(protocol.Conflicts(as_path(path)), protocol.ConflictsReply, self.settings.timeout_s, _conflicts)

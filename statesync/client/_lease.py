@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Final
 import trio
 
 from statesync import protocol
-from statesync.client._common import Call
 from statesync.core import Path, PathLike, as_path
 from statesync.errors import BadRequest, InvalidArgument, LeaseError, LeaseExpired, StatesyncError
 from statesync.node._leases import check_ttl as node_check
@@ -61,15 +60,6 @@ def check_ttl(ttl_s: object) -> float:
     except BadRequest as exc:
         raise InvalidArgument(str(exc)) from exc
 
-
-
-def _call(client: Any, request: protocol.Request, cls: type[Any], timeout_s: float | None = None) -> Any:
-    """``request`` through the client's own request path (its retries included), the reply as it is."""
-    return client._do(Call(request, cls, timeout_s or client.settings.timeout_s, _same))
-
-
-def _same(reply: Any) -> Any:
-    return reply
 
 class LeaseBase:
     """What the blocking and the asyncio clients' leases share: the reference and whether it ended."""
@@ -109,7 +99,7 @@ class Lease(LeaseBase):
 
     def keepalive(self) -> float:
         """Keep the lease alive now (the client also does it by itself); its ttl. LeaseExpired once it ended."""
-        reply: protocol.LeaseReply = _call(self._client, protocol.LeaseKeepalive(self.check()), protocol.LeaseReply)
+        reply: protocol.LeaseReply = self._client._do(self._client._calls.plain(protocol.LeaseKeepalive(self.check()), protocol.LeaseReply))
         return reply.ttl_s
 
     def revoke(self, timeout_s: float | None = None) -> None:
@@ -120,7 +110,7 @@ class Lease(LeaseBase):
         self._stop_keepalive()
         _open.get(self._client, set()).discard(self)
         with contextlib.suppress(LeaseError):
-            _call(self._client, protocol.LeaseRevoke(self.ref), protocol.Empty, timeout_s)
+            self._client._do(self._client._calls.plain(protocol.LeaseRevoke(self.ref), protocol.Empty, timeout_s))
 
     def _stop_keepalive(self) -> None:
         scope = self._scope
@@ -155,7 +145,7 @@ class Lease(LeaseBase):
 def grant(client: Client, ttl_s: float) -> Lease:
     """A new lease on the client's node, kept alive from the client's thread."""
     ttl = check_ttl(ttl_s)
-    reply: protocol.LeaseReply = _call(client, protocol.LeaseGrant(ttl, client_id(client)), protocol.LeaseReply)
+    reply: protocol.LeaseReply = client._do(client._calls.plain(protocol.LeaseGrant(ttl, client_id(client)), protocol.LeaseReply))
     lease = Lease(client, reply)
     loop = client._loop()
     loop.run(_start, loop, lease)

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from statesync import Client, aio
-from statesync.client._lease import _call
 from statesync.errors import (
     AccessDenied,
     InvalidArgument,
@@ -92,9 +91,9 @@ def test_forged_and_unknown_leases_are_refused(pair: NodeThread) -> None:
     with Client(pair.endpoints[0]) as client, Client(pair.endpoints[1]) as other:
         lease = client.lease(ttl_s=5)
         with pytest.raises(LeaseNotHeld, match="another holder"):
-            _call(client, LeaseKeepalive(LeaseRef(lease.id, "forged")), LeaseReply)
+            client._do(client._calls.plain(LeaseKeepalive(LeaseRef(lease.id, "forged")), LeaseReply))
         with pytest.raises(LeaseNotFound):
-            _call(client, LeaseKeepalive(LeaseRef("a~0000000000000000", "x")), LeaseReply)
+            client._do(client._calls.plain(LeaseKeepalive(LeaseRef("a~0000000000000000", "x")), LeaseReply))
         wait_until(lambda: pair.call(lambda nodes: lease.id in nodes[1]._leases.index.records))
         with pytest.raises(LeaseNotHeld, match="granted by node a"):
             other.set("k", 1, lease=lease)  # another node's lease
